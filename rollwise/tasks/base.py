@@ -1,0 +1,35 @@
+"""The verifier interface: score one completion's extracted answer against one pool item.
+
+Selection, filtering and posteriors use `acc` (verified correct), never a shaped reward
+(METHODS.md section 0); `reward` is what the loss may use when `reward=score` is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from rollwise.pool import PoolItem
+
+
+@dataclass(frozen=True)
+class Score:
+    """acc: verified correct. reward: the verifier's (possibly shaped) score in [0, 1].
+
+    `error` names what went wrong when the guard had to intervene (timeout, crash, rejected input).
+    """
+
+    acc: bool
+    reward: float
+    error: str = ""
+
+
+WRONG = Score(False, 0.0)
+
+
+class Verifier(Protocol):
+    """Scores answers. Must be picklable so that the guard can run it in worker processes."""
+
+    name: str
+
+    def score(self, answer: str | None, item: PoolItem) -> Score: ...
