@@ -89,6 +89,8 @@ class RunConfig:
     warmup_batch: int = _f(128, "Built-in tiny model: warm-up batch size.")
     warmup_lr: float = _f(2e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps).")
     warmup_items: int = _f(100_000, "Built-in tiny model: supervised items generated for the warm-up.")
+    warmup_task_options: dict = _f({"max_terms": 4}, "Built-in tiny model: task options overriding task_options "
+                                   "for the warm-up data (fewer terms than the RL pool leaves RL something to learn).")
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
@@ -101,6 +103,7 @@ class RunConfig:
     top_p: float = _f(1.0, "Nucleus sampling threshold of rollouts.")
     max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: 5 tiny, 256 others).")
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
+    micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
 
     # ---- algorithm ----
     algo: str = _f("grpo", "Advantage estimator and loss.", choices=ALGOS)
@@ -154,7 +157,8 @@ class RunConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
         positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches",
-                    "updates_per_step", "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size"]
+                    "updates_per_step", "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size",
+                    "micro_batch"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")

