@@ -27,11 +27,11 @@ def group_advantages(rewards: np.ndarray, groups: np.ndarray, eps: float = 1e-6,
     if not scale:
         return centred
     sq = np.bincount(inverse, weights=centred**2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        std = np.sqrt(np.where(counts > 1, sq / np.maximum(counts - 1, 1), 0.0))
-    adv = centred / (std[inverse] + eps)
-    adv[counts[inverse] < 2] = 0.0
-    return adv
+    std = np.sqrt(np.where(counts > 1, sq / np.maximum(counts - 1, 1), 0.0))
+    denom = std[inverse] + eps
+    # Constant groups and singletons carry no signal: advantage 0, never 0/0.
+    informative = (counts[inverse] > 1) & (std[inverse] > 0)
+    return np.where(informative, centred / np.where(informative, denom, 1.0), 0.0)
 
 
 def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,

@@ -1,0 +1,41 @@
+"""The run configuration: defaults, YAML, command-line overrides and validation."""
+
+import pytest
+
+from rollwise.cli import build_parser, config_from_args
+from rollwise.config import RunConfig
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: 7\nselector: mopps\ntask_options: {max_terms: 3}\n")
+    cfg = RunConfig.from_sources(path, {"steps": "9"})
+    assert cfg.steps == 9 and cfg.selector == "mopps" and cfg.task_options == {"max_terms": 3}
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = RunConfig(lr=1e-4, betas=[0.9, 0.95])
+    cfg.save(tmp_path / "c.yaml")
+    assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
+
+
+def test_command_line_flags_build_the_same_object():
+    args = build_parser().parse_args(["train", "--batch-prompts", "16", "--task-options", "{max_terms: 3}",
+                                      "--progress", "false"])
+    cfg = config_from_args(args)
+    assert cfg == RunConfig(batch_prompts=16, task_options={"max_terms": 3}, progress=False)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"selector": "best"}, "selector='best': expected one of uniform"),
+    ({"batch_prompts": 0}, "batch_prompts=0: must be at least 1"),
+    ({"mopps_decay": 0}, "mopps_decay"),
+    ({"temperature": 0}, "temperature"),
+    ({"mopps_band": [0.8, 0.2]}, "mopps_band"),
+    ({"no_such_key": 1}, "unknown config key"),
+    ({"steps": "ten"}, "config steps='ten': expected int"),
+    ({"task": "file"}, "task=file needs train_file"),
+])
+def test_bad_values_are_clear_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(changes)
