@@ -71,7 +71,7 @@ def load_model_dir_or_file(path: Path, dtype: str = "float32"):
     torch_dtype = getattr(torch, dtype)
     if path.is_dir() and tiny.is_tiny_dir(path):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        return model, tiny.TinyCodec()
+        return model, tiny.load_codec(path)
     if path.suffix == ".gguf":
         if importlib.util.find_spec("gguf") is None:
             raise ImportError("loading a .gguf file needs `pip install gguf accelerate`")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,9 @@ class TinyCodec:
     eos_token_id = EOS
     pad_token_id = PAD
 
-    def __init__(self) -> None:
+    def __init__(self, number_width: int = 2) -> None:
         self.char_to_id = {c: i for i, c in enumerate(VOCAB) if len(c) == 1}
+        self.number_width = number_width
 
     def expression(self, item: PoolItem) -> str:
         text = str(item.metadata.get("expression", item.prompt)).replace(" ", "").rstrip("=")
@@ -48,7 +50,9 @@ class TinyCodec:
                 f"prompt id {item.id}: the built-in tiny model reads arithmetic expressions (digits, + - *), "
                 f"found {bad or 'nothing'}; use a Hugging Face model (--model DIR) for this task"
             )
-        return text
+        # Numbers zero-padded to a fixed width put every units digit at a fixed distance from `=`,
+        # which is what lets a 0.6M-parameter model learn column addition in a few minutes.
+        return re.sub(r"\d+", lambda m: m.group().zfill(self.number_width), text)
 
     def prompt_ids(self, item: PoolItem) -> list[int]:
         # Left-padded to a fixed width with a visible pad symbol: the digits of every expression sit
@@ -160,7 +164,12 @@ def warm_up(model, train_items: list[PoolItem], val_items: list[PoolItem], steps
 
 
 def save_codec_info(directory: Path, info: dict) -> None:
-    (directory / CODEC_FILE).write_text(json.dumps({"codec": "tiny", **info}, indent=1))
+    (directory / CODEC_FILE).write_text(json.dumps({"codec": "tiny", "number_width": 2, **info}, indent=1))
+
+
+def load_codec(directory: Path) -> TinyCodec:
+    info = json.loads((Path(directory) / CODEC_FILE).read_text())
+    return TinyCodec(number_width=int(info.get("number_width", 2)))
 
 
 def is_tiny_dir(directory: Path) -> bool:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up rollwise in ./.venv on a fresh machine. `scripts/setup.sh dev` adds the test and optional extras.
+# torch is installed first and pinned: the CPU build 2.13.0 (a bare `torch` would pull GBs of CUDA wheels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q torch==2.13.0
+if [ "$extras" = "dev" ]; then
+  .venv/bin/pip install -q -e ".[dev]"
+else
+  .venv/bin/pip install -q -e .
+fi
