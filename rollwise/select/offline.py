@@ -1,0 +1,61 @@
+"""Offline filter (METHODS.md section 1): estimate every prompt's pass rate once with the initial
+policy, keep the prompts whose rate lies in a band, then sample uniformly from them.
+
+The estimate is paid up front (`fit`, called by the training recipe before step 1, its rollouts
+counted as training cost). Its prediction is that initial rate, never updated: the published result
+is that online selection (MoPPS) beats it because difficulty moves as the policy learns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rollwise.select.uniform import UniformSelector
+
+
+class OfflineFilterSelector:
+    name = "offline"
+
+    def __init__(self, pool_size: int, band: tuple[float, float] = (0.1, 0.9)) -> None:
+        self.band = tuple(band)
+        self.rates = np.full(pool_size, np.nan)
+        self.kept = np.ones(pool_size, dtype=bool)
+        self.uniform = UniformSelector(pool_size)
+
+    @property
+    def fitted(self) -> bool:
+        return not np.isnan(self.rates).all()
+
+    def fit(self, successes: np.ndarray, trials: np.ndarray) -> None:
+        """Pass rates for the whole pool, in pool order."""
+        trials = np.asarray(trials, dtype=np.float64)
+        if trials.shape != self.rates.shape or (trials <= 0).any():
+            raise ValueError("offline filter: fit needs at least one trial for every prompt of the pool")
+        self.rates = np.asarray(successes, dtype=np.float64) / trials
+        low, high = self.band
+        self.kept = (self.rates >= low) & (self.rates <= high)
+
+    def select(self, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        candidates = np.asarray(candidates, dtype=np.int64)
+        inside = candidates[self.kept[candidates]]
+        if inside.size >= k:
+            return self.uniform.select(inside, k, rng)
+        # Too few prompts in the band: take them all and fill with those closest to the band.
+        low, high = self.band
+        outside = candidates[~self.kept[candidates]]
+        distance = np.maximum(low - self.rates[outside], self.rates[outside] - high)
+        return np.concatenate([inside, outside[np.argsort(distance, kind="stable")[: k - inside.size]]])
+
+    def observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        pass  # offline: the estimate is never updated
+
+    def predict(self, ids: np.ndarray) -> np.ndarray | None:
+        return self.rates[np.asarray(ids, dtype=np.int64)] if self.fitted else None
+
+    def state_dict(self) -> dict:
+        return {"rates": self.rates.copy(), "kept": self.kept.copy(), "uniform": self.uniform.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rates = np.asarray(state["rates"], dtype=np.float64).copy()
+        self.kept = np.asarray(state["kept"], dtype=bool).copy()
+        self.uniform.load_state_dict(state["uniform"])
