@@ -1,0 +1,349 @@
+"""`rollwise compare`: variants of one configuration, over seeds, side by side.
+
+    rollwise compare --out-dir runs/cmp --steps 50 --seeds 0 1 2 --parallel 2 \\
+        --variant uniform: --variant mopps:selector=mopps --variant dynamic:filter=dynamic
+    rollwise compare --config compare.yaml          # base:, variants:, seeds: (target:, parallel:, out_dir:)
+
+Every run starts from the same initial policy (built once, before any run is launched) and lives in
+OUT/VARIANT/seed-N/, one process per run. Rerunning the same command finishes only what is missing:
+a run is done when its summary.json exists and is not interrupted; a started one is resumed from its
+last checkpoint. At the end OUT holds summary.json, report.md, report.html and the figures (see
+rollwise.report); the first variant is the baseline of the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+import rollwise
+from rollwise.config import RunConfig, coerce, load_yaml
+from rollwise.report import SPEC_FILE, write_report
+from rollwise.summary import format_tables
+
+Launcher = Callable[[RunConfig, bool], Path]  # (config, resume) -> run dir
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+PER_RUN_KEYS = ("seed", "out_dir")  # set by compare for every run
+# Settings that change how a run executes, not what it computes: a rerun may differ in them.
+EXECUTION_KEYS = {"out_dir", "progress", "threads"}
+SPEC_KEYS = {"base", "variants", "seeds", "target", "parallel", "out_dir", "metric"}
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    variant: str
+    seed: int
+    config: RunConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}/seed-{self.seed}"
+
+
+def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir: str, parallel: int = 1,
+                target: float | None = None, launcher: Launcher | None = None, *,
+                prepare: Callable | None = None, metric: str = "eval_temp_acc", log=print) -> dict:
+    """Run every variant x seed that is not done yet, then write the report; returns the summary.
+
+    launcher(config, resume) runs one training run and returns its directory; the default launches
+    `python -m rollwise.cli train` in a subprocess. prepare(config) builds the initial policy once
+    before any launch; it defaults to rollwise.models.prepare_policy with the default launcher, and to
+    nothing with a custom one (a fake launcher in tests needs no model).
+    """
+    root = Path(out_dir)
+    plan, typed = plan_runs(base, variants, seeds, root, parallel)
+    statuses = {run.name: run_status(run.run_dir) for run in plan}
+    for run in plan:
+        if statuses[run.name] != "new":
+            check_same_config(run)
+    root.mkdir(parents=True, exist_ok=True)
+    spec = {"base": typed["base"], "variants": typed["variants"], "seeds": list(seeds), "target": target,
+            "metric": metric}
+    (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+    pending = [run for run in plan if statuses[run.name] != "done"]
+    log(f"compare: {len(plan)} runs in {root}: {len(plan) - len(pending)} done, "
+        f"{sum(statuses[r.name] == 'resume' for r in pending)} to resume, "
+        f"{sum(statuses[r.name] == 'new' for r in pending)} to start")
+    if pending:
+        _prepare_policies(pending, prepare, launcher, typed["base"].get("threads"), log)
+        failures = launch_all(pending, statuses, launcher or launch_subprocess, parallel, log)
+        if failures:
+            raise RuntimeError(f"{len(failures)} of {len(pending)} runs did not finish:\n  " + "\n  ".join(failures)
+                               + "\nfinished runs are kept: rerun the same command to retry the others")
+    runs = {name: [run.run_dir for run in plan if run.variant == name] for name in variants}
+    return write_report(root, runs, target, metric)
+
+
+def plan_runs(base: dict, variants: dict[str, dict], seeds: list[int], root: Path, parallel: int = 1):
+    """Every run's validated config, built before anything runs so a typo fails in a second.
+
+    Returns the planned runs and the typed base and variant overrides (for compare.yaml).
+    """
+    if not variants:
+        raise ValueError("no variants: give at least one (--variant NAME: runs the base configuration)")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={list(seeds)}: need at least one seed, each once")
+    if parallel < 1:
+        raise ValueError(f"parallel={parallel}: must be at least 1")
+    base = {k: v for k, v in base.items() if k not in PER_RUN_KEYS}
+    typed_base = _typed(base)
+    plan, typed_variants = [], {}
+    for name, overrides in variants.items():
+        if not VARIANT_NAME.match(name):
+            raise ValueError(f"variant name {name!r}: use letters, digits and _ . + - (it names a directory)")
+        overrides = {k.replace("-", "_"): v for k, v in (overrides or {}).items()}
+        clash = sorted(set(overrides) & set(PER_RUN_KEYS))
+        if clash:
+            raise ValueError(f"variant {name}: {', '.join(clash)} is set per run by compare (use the seeds list)")
+        typed_variants[name] = _typed(overrides)
+        for seed in seeds:
+            values = {**base, **overrides, "seed": int(seed), "out_dir": str(root / name / f"seed-{seed}"),
+                      "progress": False}
+            if parallel > 1:
+                values["threads"] = 1  # K runs on K cores: more threads each would only contend
+            plan.append(PlannedRun(name, int(seed), RunConfig.from_dict(values)))
+    return plan, {"base": typed_base, "variants": typed_variants}
+
+
+def _typed(values: dict) -> dict:
+    """Overrides coerced to their fields' types (compare.yaml records 50, not '50'); unknown keys fail.
+
+    Only whole run configs are validated: a base alone may be incomplete until a variant completes it.
+    """
+    types = RunConfig.field_types()
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+    return {k: coerce(k, v, types[k]) for k, v in values.items()}
+
+
+def run_status(run_dir: Path) -> str:
+    """'done' (summary.json, not interrupted), 'resume' (started: metrics or checkpoints) or 'new'."""
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file():
+        try:
+            if not json.loads(summary.read_text()).get("interrupted", False):
+                return "done"
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    started = (Path(run_dir) / "metrics.jsonl").is_file() or any((Path(run_dir) / "checkpoints").glob("*"))
+    return "resume" if started else "new"
+
+
+def check_same_config(run: PlannedRun) -> None:
+    """Refuse to mix runs of another configuration into this comparison (e.g. a changed --steps)."""
+    saved_path = run.run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    planned = run.config.to_dict()
+    differ = [k for k in planned if k in saved and k not in EXECUTION_KEYS and saved[k] != planned[k]]
+    if differ:
+        shown = ", ".join(f"{k}: {saved[k]!r} there, {planned[k]!r} now" for k in differ[:5])
+        raise ValueError(f"{run.run_dir} was run with another configuration ({shown}); use another --out-dir, "
+                         f"or delete that run directory to redo it")
+
+
+def _prepare_policies(pending: list[PlannedRun], prepare, launcher, threads: int | None, log) -> None:
+    """Build each distinct initial policy once, here, rather than in K racing run processes."""
+    if prepare is None and launcher is not None:
+        return
+    if prepare is None:
+        from rollwise.models import prepare_policy as prepare
+    done = set()
+    for run in pending:
+        key = json.dumps({k: v for k, v in run.config.to_dict().items() if k not in ("seed", "out_dir")},
+                         sort_keys=True)
+        if key not in done:
+            done.add(key)
+            # the warm-up runs alone here: give it the threads asked for, not the 1 of parallel runs
+            prepare(run.config.replace(threads=threads) if threads else run.config, log=log)
+
+
+def launch_all(pending: list[PlannedRun], statuses: dict, launcher: Launcher, parallel: int, log) -> list[str]:
+    """Run the pending runs, `parallel` at a time; returns a line per run that did not finish.
+
+    A failed run does not stop the others. Ctrl-C cancels the runs not yet started (the running
+    ones checkpoint and stop on the same signal) and propagates. One at a time runs in this thread.
+    """
+    failures, start = [], time.perf_counter()
+
+    def record(i: int, run: PlannedRun, outcome: str) -> None:
+        if outcome != "done":
+            failures.append(f"{run.name}: {outcome}")
+        log(f"[{i}/{len(pending)}] {run.name}: {outcome} ({time.perf_counter() - start:.0f} s elapsed)")
+
+    if parallel == 1:
+        for i, run in enumerate(pending, 1):
+            record(i, run, _attempt(launcher, run, statuses[run.name] == "resume"))
+        return failures
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        futures = {pool.submit(_attempt, launcher, run, statuses[run.name] == "resume"): run for run in pending}
+        for i, future in enumerate(as_completed(futures), 1):
+            record(i, futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return failures
+
+
+def _attempt(launcher: Launcher, run: PlannedRun, resume: bool) -> str:
+    """'done', or why not: a launcher error, or a run that returned without finishing (stopped by a signal)."""
+    try:
+        launcher(run.config, resume)
+    except Exception as exc:  # noqa: BLE001 - one failed run is reported with the others, not fatal
+        return f"failed: {exc}"
+    return "done" if run_status(run.run_dir) == "done" else "stopped before the end"
+
+
+def launch_subprocess(cfg: RunConfig, resume: bool) -> Path:
+    """One run as `python -m rollwise.cli train --config RUN/config.yaml`, output in RUN/train.log."""
+    run_dir = Path(cfg.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
+    cmd = [sys.executable, "-m", "rollwise.cli", "train", "--config", str(run_dir / "config.yaml")]
+    cmd += ["--resume"] if resume else []
+    package_root = str(Path(rollwise.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
+           "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    log_path = run_dir / "train.log"
+    with open(log_path, "a") as handle:
+        handle.write(f"$ {' '.join(cmd)}\n")
+        handle.flush()
+        code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        tail = "\n    ".join(log_path.read_text().splitlines()[-5:])
+        raise RuntimeError(f"exit status {code}; end of {log_path}:\n    {tail}")
+    return run_dir
+
+
+# ------------------------------------------------------------------------------------ command line
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """'mopps:selector=mopps,mopps_band=[0.2,0.8]' -> ('mopps', {...}); 'uniform:' -> ('uniform', {})."""
+    name, sep, rest = text.partition(":")
+    if not sep:
+        raise ValueError(f"--variant {text!r}: expected NAME:KEY=VALUE,... (or NAME: for the base configuration)")
+    overrides = {}
+    for item in _split_top_level(rest):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE")
+        parsed = yaml.safe_load(value) if value.strip() else value
+        overrides[key.strip().replace("-", "_")] = value if parsed is None else parsed
+    return name.strip(), overrides
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and braces, so list and dict values keep theirs."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    return [item for item in (i.strip() for i in items) if item]
+
+
+def add_parser(subparsers) -> None:
+    from rollwise.cli import add_config_flags
+
+    usage = ("rollwise compare [--config FILE] [--variant NAME:KEY=VALUE,...]... [--seeds N [N ...]] "
+             "[--parallel K] [--target ACC] [--metric M] [--dry-run] [--out-dir OUT] [--FIELD VALUE ...]")
+    p = subparsers.add_parser("compare", help="run variants x seeds side by side and summarise", usage=usage,
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help="YAML of base config keys, or a compare spec with base:, variants:, seeds: (target:, "
+                        "parallel:, out_dir:); flags given here override it")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="a variant: a name and its overrides of the base (repeat; the first is the baseline)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds [default: 0]")
+    p.add_argument("--parallel", type=int, default=None, help="runs at once, each with threads=1 [default: 1]")
+    p.add_argument("--target", type=float, default=None,
+                   help="target held-out accuracy [default: the baseline's final accuracy, mean over seeds]")
+    p.add_argument("--metric", default=None, choices=("eval_temp_acc", "eval_greedy_acc"),
+                   help="held-out accuracy to compare [default: eval_temp_acc]")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and what is done, launch nothing")
+    add_config_flags(p)
+    for action in p._actions:  # two fields mean something else here
+        if action.dest == "out_dir":
+            action.help = "The comparison's directory: OUT/VARIANT/seed-N run dirs and the report. [default: runs/compare]"
+        elif action.dest == "seed":
+            action.help = "Not used by compare: give --seeds."
+    p.set_defaults(func=_run_compare)
+
+
+def spec_from_args(args: argparse.Namespace) -> dict:
+    """The comparison the flags describe: the --config file (spec or base config), then the flags."""
+    loaded = load_yaml(args.config) if args.config else {}
+    spec = dict(loaded) if "variants" in loaded else {"base": loaded}
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ValueError(f"{args.config}: unknown compare key(s) {', '.join(unknown)}; expected "
+                         f"{', '.join(sorted(SPEC_KEYS))}")
+    if getattr(args, "seed", None) is not None:
+        raise ValueError("compare sets each run's seed: use --seeds 0 1 2 instead of --seed")
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if getattr(args, f.name, None) is not None and f.name != "out_dir"}
+    variants = dict(spec.get("variants") or {})
+    for text in args.variant:
+        name, overrides = parse_variant(text)
+        variants[name] = overrides
+    return {"base": {**(spec.get("base") or {}), **flags}, "variants": variants,
+            "seeds": args.seeds or spec.get("seeds") or [0],
+            "out_dir": args.out_dir or spec.get("out_dir") or "runs/compare",
+            "parallel": args.parallel or spec.get("parallel") or 1,
+            "target": args.target if args.target is not None else spec.get("target"),
+            "metric": args.metric or spec.get("metric") or "eval_temp_acc"}
+
+
+def _dry_status(run: PlannedRun) -> str:
+    status = run_status(run.run_dir)
+    try:
+        if status != "new":
+            check_same_config(run)
+    except ValueError:
+        return "differs"  # the real command refuses this run directory
+    return status
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    if args.dry_run:
+        plan, _ = plan_runs(spec["base"], spec["variants"], spec["seeds"], Path(spec["out_dir"]), spec["parallel"])
+        for run in plan:
+            print(f"{_dry_status(run):7s} {run.name:30s} {run.run_dir}")
+        return 0
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        summary = run_compare(spec["base"], spec["variants"], spec["seeds"], spec["out_dir"], spec["parallel"],
+                              spec["target"], metric=spec["metric"], log=log)
+    except KeyboardInterrupt:
+        log("interrupted: started runs checkpointed; rerun the same command to finish the missing ones")
+        return 130
+    except RuntimeError as exc:
+        log(f"rollwise compare: {exc}")
+        return 1
+    print(format_tables(summary))
+    print(f"report: {Path(spec['out_dir']) / 'report.md'}, {Path(spec['out_dir']) / 'report.html'}")
+    return 0
