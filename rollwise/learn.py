@@ -121,7 +121,7 @@ def _optimiser_step(model, optimizer, batch, rows, old, ref, loss_fn, s, stats) 
             kls.append(float(kl))
         weight = micro.loss_mask.sum() / total_tokens  # token-mean over the whole minibatch
         (loss * weight).backward()
-        losses += float(loss) * float(weight)
+        losses += float(loss.detach()) * float(weight)
         clips.append(info["clip_frac"])
     params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, s.grad_clip if s.grad_clip > 0 else math.inf))
