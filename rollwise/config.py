@@ -33,11 +33,12 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw) -> Any:
 
 
 DEFAULT_TASK_OPTIONS = {
-    # 1-2 digit additions of 2-6 terms: 1-digit sums are solved, long 2-digit sums are hopeless
-    # for the warmed-up tiny model, and a wide band in between is learnable by RL.
+    # Sums of 2-3 two-digit numbers. The tiny model warms up on 2 terms only (warmup_task_options):
+    # 2-term sums start partly solved and RL sharpens them; 3-term sums start out of reach. A pool
+    # with that much dead weight is where prompt selection pays (README: the default run).
     "min_terms": 2,
-    "max_terms": 6,
-    "min_digits": 1,
+    "max_terms": 3,
+    "min_digits": 2,
     "max_digits": 2,
     "operators": ["+"],
     "allow_parentheses": False,
@@ -86,10 +87,12 @@ class RunConfig:
     tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
     tiny_heads: int = _f(4, "Built-in tiny model: attention heads.")
     warmup_steps: int = _f(1000, "Built-in tiny model: supervised warm-up steps before RL.")
-    warmup_batch: int = _f(128, "Built-in tiny model: warm-up batch size.")
-    warmup_lr: float = _f(2e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps).")
-    warmup_items: int = _f(100_000, "Built-in tiny model: supervised items generated for the warm-up.")
-    warmup_task_options: dict = _f({"max_terms": 4}, "Built-in tiny model: task options overriding task_options "
+    warmup_batch: int = _f(64, "Built-in tiny model: warm-up batch size.")
+    warmup_lr: float = _f(3e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps).")
+    warmup_target_acc: float = _f(0.5, "Built-in tiny model: stop the warm-up at the first validation greedy accuracy "
+                                  "(on warm-up items) at least this; 0 = run every step and keep the best.")
+    warmup_items: int = _f(6000, "Built-in tiny model: distinct supervised items generated for the warm-up.")
+    warmup_task_options: dict = _f({"max_terms": 2}, "Built-in tiny model: task options overriding task_options "
                                    "for the warm-up data (fewer terms than the RL pool leaves RL something to learn).")
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
@@ -101,7 +104,7 @@ class RunConfig:
     samples_per_prompt: int = _f(8, "n: completions sampled per prompt (the group size).")
     temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     top_p: float = _f(1.0, "Nucleus sampling threshold of rollouts.")
-    max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: 5 tiny, 256 others).")
+    max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: answer width + 2 for tiny, 256 others).")
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
 
@@ -124,7 +127,7 @@ class RunConfig:
     # ---- prompt selection (METHODS.md sections 1-2) ----
     selector: str = _f("uniform", "Which prompts each step trains on.", choices=SELECTORS)
     mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
-    mopps_candidates: int = _f(4, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
+    mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
     mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
     mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
     prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
@@ -137,7 +140,7 @@ class RunConfig:
     probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
 
     # ---- schedule, evaluation, checkpoints ----
-    steps: int = _f(200, "Training steps.")
+    steps: int = _f(300, "Training steps.")
     eval_every: int = _f(20, "Evaluate on the held-out set every N steps (and at step 0 and the end).")
     eval_samples: int = _f(4, "Temperature-1 samples per held-out item.")
     checkpoint_every: int = _f(20, "Write a checkpoint every N steps (and at the end).")
@@ -168,6 +171,8 @@ class RunConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must not be negative")
         if not 0 < self.mopps_decay <= 1:
             raise ValueError(f"mopps_decay={self.mopps_decay}: must be in (0, 1]")
+        if not 0 <= self.warmup_target_acc <= 1:
+            raise ValueError(f"warmup_target_acc={self.warmup_target_acc}: must be in [0, 1]")
         if not 0 <= self.mopps_target <= 1:
             raise ValueError(f"mopps_target={self.mopps_target}: must be in [0, 1]")
         for name in ("mopps_band", "offline_band"):

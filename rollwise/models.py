@@ -25,7 +25,6 @@ import torch
 from rollwise import tiny
 from rollwise.codecs import ChatCodec
 
-TINY_MAX_NEW_TOKENS = 5
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
@@ -41,7 +40,7 @@ def load_policy(cfg, log=print) -> Policy:
     """The policy a RunConfig names, in train mode, on cfg.device, with LoRA applied when asked."""
     path = resolve_model_path(cfg, log)
     model, codec = load_model_dir_or_file(path, cfg.dtype)
-    default_new = TINY_MAX_NEW_TOKENS if isinstance(codec, tiny.TinyCodec) else DEFAULT_MAX_NEW_TOKENS
+    default_new = codec.max_new_tokens if isinstance(codec, tiny.TinyCodec) else DEFAULT_MAX_NEW_TOKENS
     if cfg.lora_r > 0:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
     model.to(cfg.device)
@@ -104,7 +103,7 @@ def smollm2_path() -> Path:
 # ---------------------------------------------------------------------------- the tiny model cache
 
 TINY_KEYS = ("task", "task_options", "warmup_task_options", "train_size", "eval_size", "data_seed", "tiny_layers",
-             "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items")
+             "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items", "warmup_target_acc")
 
 
 def tiny_cache_key(cfg) -> str:
@@ -151,17 +150,17 @@ def _build_tiny(cfg, directory: Path, log) -> None:
     options = {**cfg.task_options, **cfg.warmup_task_options}
     # The warm-up never sees a held-out question, so evaluation measures generalisation.
     excluded = {it.prompt for it in held_out}
-    warm, val = reasoning_gym_pools(cfg.task, options, cfg.warmup_items, 500, cfg.data_seed + 1)
+    warm, val = reasoning_gym_pools(cfg.task, options, cfg.warmup_items, 300, cfg.data_seed + 1)
     warm_items = [it for it in warm if it.prompt not in excluded]
-    val_items = [it for it in reasoning_gym_pools(cfg.task, cfg.task_options, 500, 1, cfg.data_seed + 2)[0]
-                 if it.prompt not in excluded]
+    val_items = [it for it in val if it.prompt not in excluded]
     model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, seed=cfg.data_seed)
+    codec = tiny.TinyCodec(tiny.TinyLayout.for_task(cfg.task_options))
     log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): {cfg.warmup_steps} supervised "
-        f"warm-up steps on {len(warm_items):,} {cfg.task} items, about {tiny.expected_steps_seconds(cfg.warmup_steps)} s")
-    report = tiny.warm_up(model, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
-                          seed=cfg.data_seed, log=lambda m: print(m, file=sys.stderr))
+        f"warm-up steps on {len(warm_items):,} {cfg.task} items, about {tiny.expected_seconds(cfg.warmup_steps, cfg.warmup_batch)} s")
+    report = tiny.warm_up(model, codec, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
+                          seed=cfg.data_seed, stop_at=cfg.warmup_target_acc, log=lambda m: print(m, file=sys.stderr))
     directory.mkdir(parents=True)
     model.save_pretrained(directory)
-    tiny.save_codec_info(directory, {"warmup": report.__dict__, "settings": {k: getattr(cfg, k) for k in TINY_KEYS}})
-    log(f"tiny model ready: best validation greedy accuracy {report.best_greedy_acc:.3f} at step "
+    tiny.save_codec_info(directory, codec, {"warmup": report.__dict__, "settings": {k: getattr(cfg, k) for k in TINY_KEYS}})
+    log(f"tiny model ready: validation greedy accuracy {report.best_greedy_acc:.3f} at warm-up step "
         f"{report.best_step} ({report.seconds:.0f} s); cached in {directory.parent}")

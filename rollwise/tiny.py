@@ -1,16 +1,18 @@
-"""The built-in tiny policy: a 0.6M-parameter Llama that reads arithmetic and answers in reversed digits.
+"""The built-in tiny policy: a 0.6M-parameter Llama that reads sums and answers in reversed digits.
 
 It exists so that `rollwise train` shows real RL learning on two CPU cores in minutes. It is made by
 a short supervised warm-up on the chosen task with rollwise's own code (`warm_up`), then saved as an
 ordinary Hugging Face model directory plus `rollwise.json` (its codec), cached by a hash of every
 setting that shapes it, so later runs and all runs of a comparison start from the same policy.
 
-Deliberate choices (CALIBRATION.md):
-- a 16-symbol character vocabulary; the prompt is the expression without spaces then `=`;
-- the answer is written least-significant digit first, which makes carries learnable by a tiny model;
-- the warm-up sees fewer terms than the RL pool, so long sums start mostly unsolved and RL has a wide
-  band of partly solved prompts to sharpen, and it keeps the checkpoint with the best greedy accuracy
-  on a validation set (constant-lr checkpoints jump between evaluations).
+Deliberate choices (measured on two cores; see CALIBRATION.md and the README):
+- a 16-symbol character vocabulary; every number of the prompt is zero-padded to a fixed width and
+  written least-significant digit first, and so is the answer (zero-padded to a fixed width). Digit
+  column j of every term then sits at a fixed distance from answer digit j, which a 3-layer model
+  learns in about a thousand steps; with natural digit order it had learned nothing after 1,500;
+- the model warms up on 2-term sums only and stops as soon as it answers half of them (greedy), so
+  they start partly solved; it has never seen 3 terms, so the default RL pool (2-3 terms) holds a
+  learnable half and a hopeless half, which is the waste prompt selection exists to avoid.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -28,19 +30,34 @@ from rollwise.pool import PoolItem
 
 VOCAB = ["<pad>", "<eos>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+", "-", "*", "="]
 PAD, EOS = 0, 1
-PROMPT_WIDTH = 20  # 6 two-digit terms and their 5 signs and `=` fit
 CODEC_FILE = "rollwise.json"
 
 
+@dataclass(frozen=True)
+class TinyLayout:
+    """Widths of the tiny model's fixed-layout prompts and answers, derived from the task options."""
+
+    number_width: int = 2
+    answer_width: int = 3
+    prompt_width: int = 12
+    reverse_numbers: bool = True
+
+    @classmethod
+    def for_task(cls, options: dict) -> "TinyLayout":
+        digits, terms = int(options.get("max_digits", 2)), int(options.get("max_terms", 3))
+        largest = terms * (10**digits - 1)
+        return cls(number_width=digits, answer_width=len(str(largest)), prompt_width=terms * (digits + 1))
+
+
 class TinyCodec:
-    """Character codec of the tiny model: `4+1+7=` in, `21<eos>` (12 reversed) out."""
+    """Character codec of the tiny model: `4+17` in as `40+71=`, 21 out as `120<eos>`."""
 
     eos_token_id = EOS
     pad_token_id = PAD
 
-    def __init__(self, number_width: int = 2) -> None:
+    def __init__(self, layout: TinyLayout = TinyLayout()) -> None:
         self.char_to_id = {c: i for i, c in enumerate(VOCAB) if len(c) == 1}
-        self.number_width = number_width
+        self.layout = layout
 
     def expression(self, item: PoolItem) -> str:
         text = str(item.metadata.get("expression", item.prompt)).replace(" ", "").rstrip("=")
@@ -50,24 +67,35 @@ class TinyCodec:
                 f"prompt id {item.id}: the built-in tiny model reads arithmetic expressions (digits, + - *), "
                 f"found {bad or 'nothing'}; use a Hugging Face model (--model DIR) for this task"
             )
-        # Numbers zero-padded to a fixed width put every units digit at a fixed distance from `=`,
-        # which is what lets a 0.6M-parameter model learn column addition in a few minutes.
-        return re.sub(r"\d+", lambda m: m.group().zfill(self.number_width), text)
+        width, reverse = self.layout.number_width, self.layout.reverse_numbers
+        return re.sub(r"\d+", lambda m: m.group().zfill(width)[:: -1 if reverse else 1], text)
 
     def prompt_ids(self, item: PoolItem) -> list[int]:
-        # Left-padded to a fixed width with a visible pad symbol: the digits of every expression sit
-        # at the same distance from `=`, which a tiny model finds far easier than variable offsets.
+        # Left-padded to a fixed width with a visible pad symbol, so that every digit sits at the
+        # same distance from `=` whatever the number of terms.
         ids = [self.char_to_id[c] for c in self.expression(item) + "="]
-        return [PAD] * max(0, PROMPT_WIDTH - len(ids)) + ids
+        return [PAD] * max(0, self.layout.prompt_width + 1 - len(ids)) + ids
 
     def target_ids(self, answer: str) -> list[int]:
-        return [self.char_to_id[c] for c in answer[::-1]] + [EOS]
+        digits = answer.lstrip("-")
+        sign = "-" if answer.startswith("-") else ""
+        return [self.char_to_id[c] for c in digits.zfill(self.layout.answer_width)[::-1] + sign] + [EOS]
 
     def decode(self, ids: list[int]) -> str:
         return "".join(VOCAB[i] for i in ids if i not in (PAD, EOS) and 0 <= i < len(VOCAB))
 
     def answer(self, completion: str) -> str | None:
-        return completion[::-1] if completion else None
+        """Reverse the digits back; leading zeros of the fixed width go (`120` -> `21`)."""
+        if not completion:
+            return None
+        text = completion[::-1]
+        sign = "-" if text.startswith("-") else ""
+        digits = text[len(sign):]
+        return sign + (digits.lstrip("0") or "0") if digits.isdigit() else text
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.layout.answer_width + 2  # digits, a possible sign, EOS
 
 
 def tiny_model_config(layers: int, hidden: int, heads: int):
@@ -129,12 +157,16 @@ def supervised_loss(model, codec: TinyCodec, items: list[PoolItem]) -> torch.Ten
     return (nll * mask).sum() / mask.sum()
 
 
-def warm_up(model, train_items: list[PoolItem], val_items: list[PoolItem], steps: int, batch: int, lr: float,
-            seed: int, eval_every: int = 100, log=print) -> WarmupReport:
-    """Supervised warm-up; keeps the parameters with the best greedy validation accuracy."""
+def warm_up(model, codec: TinyCodec, train_items: list[PoolItem], val_items: list[PoolItem], steps: int, batch: int,
+            lr: float, seed: int, eval_every: int = 25, stop_at: float = 0.0, log=print) -> WarmupReport:
+    """Supervised warm-up to the first validation greedy accuracy >= stop_at (when > 0), else to the
+    end; keeps the checkpoint it stopped at, or the best one when the target was never reached.
+
+    Stopping at a target rather than a step count is what makes the starting policy half-trained on
+    purpose: these models learn sums in a sudden jump, and a fixed step count lands before or after it.
+    """
     from rollwise.evaluate import greedy_accuracy
 
-    codec = TinyCodec()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
@@ -151,25 +183,27 @@ def warm_up(model, train_items: list[PoolItem], val_items: list[PoolItem], steps
         opt.step()
         sched.step()
         if step % eval_every == 0 or step == steps:
-            acc = greedy_accuracy(model, codec, val_items)
+            acc = greedy_accuracy(model, codec, val_items, codec.max_new_tokens)
             history.append({"step": step, "loss": loss.item(), "greedy_acc": acc})
             log(f"warm-up step {step}/{steps}: loss {loss.item():.3f}, validation greedy accuracy {acc:.3f}")
             if acc > best[0]:
                 best = (acc, step, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if 0 < stop_at <= acc:
+                break
             model.train()
     if best[2] is not None:
         model.load_state_dict(best[2])
     model.eval()
-    return WarmupReport(steps, best[1], best[0], time.perf_counter() - start, history)
+    return WarmupReport(step, best[1], best[0], time.perf_counter() - start, history)
 
 
-def save_codec_info(directory: Path, info: dict) -> None:
-    (directory / CODEC_FILE).write_text(json.dumps({"codec": "tiny", "number_width": 2, **info}, indent=1))
+def save_codec_info(directory: Path, codec: TinyCodec, info: dict) -> None:
+    (directory / CODEC_FILE).write_text(json.dumps({"codec": "tiny", "layout": asdict(codec.layout), **info}, indent=1))
 
 
 def load_codec(directory: Path) -> TinyCodec:
     info = json.loads((Path(directory) / CODEC_FILE).read_text())
-    return TinyCodec(number_width=int(info.get("number_width", 2)))
+    return TinyCodec(TinyLayout(**info["layout"]))
 
 
 def is_tiny_dir(directory: Path) -> bool:
@@ -181,6 +215,6 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def expected_steps_seconds(steps: int) -> float:
-    """Rough warm-up time on this class of machine (0.18 s a step, CALIBRATION.md), for messages."""
-    return math.ceil(steps * 0.18)
+def expected_seconds(steps: int, batch: int) -> float:
+    """Rough warm-up time on two cores (about 0.15 s a step of 64 sequences, one thread), for messages."""
+    return math.ceil(steps * batch * 0.0025)

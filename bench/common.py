@@ -1,0 +1,49 @@
+"""Shared plumbing of the benchmark scripts: run variants of the default configuration over seeds with
+`rollwise compare` (runs are reused across scripts: compare finishes only what is missing), then write
+one claim's report and JSON results.
+
+Every script measures ratios within one run of itself on this machine (costs to reach the same
+held-out accuracy), never absolute timings against a threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rollwise.compare import run_compare
+from rollwise.report import write_report
+
+RESULTS = Path("bench/results")
+RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once (one torch thread each)")
+    parser.add_argument("--steps", type=int, default=None, help="override the default run's steps (quick checks)")
+    parser.add_argument("--runs-dir", default=str(RUNS), help="where the training runs live (shared by benches)")
+    return parser.parse_args()
+
+
+def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
+    """Run (or finish) the variants, then write bench/results/CLAIM/{summary.json, report.*}."""
+    base = {} if args.steps is None else {"steps": args.steps}
+    runs_dir = Path(args.runs_dir)
+    run_compare(base, variants, args.seeds, str(runs_dir), parallel=args.parallel)
+    runs = {name: [runs_dir / name / f"seed-{s}" for s in args.seeds] for name in variants}
+    return write_report(RESULTS / claim, runs, target)
+
+
+def write_results(claim: str, results: dict) -> Path:
+    path = RESULTS / f"{claim}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=float))
+    return path
+
+
+def mean_curve_cost(summary: dict, variant: str, key: str):
+    """A variant's cost to reach the target on the mean curve over seeds (None: never reached)."""
+    return summary["variants"][variant]["to_target"]["mean_curve"].get(key)
