@@ -140,7 +140,7 @@ def load_file_pool(path: str | Path) -> PromptPool:
     elif path.suffix == ".parquet":
         rows = _rows_from_parquet(path)
     elif path.suffix in (".jsonl", ".json"):
-        rows = _rows_from_jsonl(path)
+        rows = jsonl_rows(path)
     else:
         raise DataError(f"{path}: unknown format (expected .jsonl, .parquet or a saved datasets directory)")
     items = [_item_from_row(row, f"{path}: row {n}") for n, row in rows]
@@ -149,7 +149,8 @@ def load_file_pool(path: str | Path) -> PromptPool:
     return PromptPool(items, "file", str(path))
 
 
-def _rows_from_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-empty line; DataError naming the row for bad JSON or non-objects."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -7,10 +7,11 @@ import pytest
 
 from rollwise.pool import PoolItem, json_safe
 from rollwise.tasks.base import WRONG
+from rollwise.tasks.expressions import evaluate_expression
 from rollwise.tasks.extract import extract_answer, last_number
 from rollwise.tasks.verifiers import (
     CountdownVerifier, ExactVerifier, MathVerifier, NumericVerifier, ReasoningGymVerifier, build_verifier,
-    canonical_number, evaluate_expression,
+    canonical_number,
 )
 
 

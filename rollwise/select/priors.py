@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rollwise.pool import DataError
+from rollwise.pool import DataError, jsonl_rows
 
 
 def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -64,23 +64,16 @@ def _evidence_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.nda
 
 def _read_evidence(path: Path):
     """(where, id, successes, failures) per entry of a JSON mapping or JSONL rows."""
-    text = path.read_text()
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc.msg})") from exc
         if not isinstance(data, dict):
             raise DataError(f"{path}: expected a JSON object of id -> rate")
         rows = [(f"{path}: id {k}", {"id": k, **(v if isinstance(v, dict) else {"rate": v})}) for k, v in data.items()]
     else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}: row {n}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: row {n}: not valid JSON ({exc.msg})") from exc
+        rows = [(f"{path}: row {n}", row) for n, row in jsonl_rows(path)]
     for where, row in rows:
         yield (where, *_parse_evidence(where, row))
 

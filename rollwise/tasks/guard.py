@@ -7,7 +7,7 @@ Model output is untrusted (DESIGN.md, Conventions). Three layers:
 2. Verifiers marked `in_process_safe` (our own bounded, eval-free scorers) and `quick_score`
    fast paths run in the training process: the hot path, microseconds per answer.
 3. Everything else runs in worker processes started lazily from a "forkserver" (never a fork of
-   the torch process). A worker caps its address space (RLIMIT_AS), refuses process creation,
+   the torch process). A worker (`rollwise.tasks.worker`) caps its address space (RLIMIT_AS), refuses process creation,
    file writes, sockets and ctypes through an audit hook (defence in depth, not a security
    boundary), and stops each call with its own timer. The parent keeps a hard deadline per call
    as the backstop for hangs inside C code (`9**9**9**9`): it kills the worker, starts a
@@ -30,16 +30,15 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
-import os
 import pickle
-import signal
-import sys
 import time
 from collections import deque
 from multiprocessing.connection import wait
 
 from rollwise.pool import PoolItem
 from rollwise.tasks.base import WRONG, Score
+from rollwise.tasks.worker import (BLOCKED, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT, checked, failed,
+                                   worker_main)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ STARTUP_TIMEOUT = 120.0  # importing sympy or reasoning-gym on two busy cores ta
 MAX_STARTUP_FAILURES = 3
 CHUNK = 64
 
-TIMEOUT, CRASH, ERROR, MEMORY, BLOCKED, REJECTED = "timeout", "crash", "error", "memory", "blocked", "rejected"
 COUNTER_OF = {TIMEOUT: "timeouts", CRASH: "errors", ERROR: "errors", MEMORY: "errors", BLOCKED: "errors",
               REJECTED: "rejected"}
 COUNTERS = ("timeouts", "errors", "rejected")
@@ -67,20 +65,6 @@ def precheck(answer, max_chars: int = MAX_ANSWER_CHARS) -> str | None:
     except UnicodeEncodeError:
         return "invalid text (lone surrogate)"
     return None
-
-
-def checked(score) -> Score:
-    """A verifier's result as a well-formed Score (acc bool, finite reward in [0, 1])."""
-    if not isinstance(score, Score):
-        raise TypeError(f"verifier returned {type(score).__name__}, not Score")
-    reward = float(score.reward)
-    if not math.isfinite(reward):
-        reward = 0.0
-    return Score(bool(score.acc), min(1.0, max(0.0, reward)), str(score.error))
-
-
-def failed(error: str) -> Score:
-    return Score(False, 0.0, error)
 
 
 class GuardedVerifier:
@@ -184,7 +168,7 @@ class _Worker:
 
     def __init__(self, ctx, verifier, timeout: float, memory_mb: int):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, verifier, timeout, memory_mb),
+        self.proc = ctx.Process(target=worker_main, args=(child, verifier, timeout, memory_mb),
                                 name="rollwise-verify", daemon=True)
         self.proc.start()
         child.close()
@@ -207,7 +191,7 @@ class _WorkerPool:
         self.ctx = _context()
         if self.ctx.get_start_method() == "forkserver":
             extra = getattr(verifier, "preload_modules", ())
-            self.ctx.set_forkserver_preload(["rollwise.tasks.guard", type(verifier).__module__, *extra])
+            self.ctx.set_forkserver_preload(["rollwise.tasks.worker", type(verifier).__module__, *extra])
         self.slots: list[_Worker | None] = [None] * workers
         self.startup_failures = 0
 
@@ -314,101 +298,3 @@ class _WorkerPool:
                 pass
             w.proc.join(timeout=0.5)
             w.kill()
-
-
-# ---------------------------------------------------------------------------- worker side
-
-class _CallTimeout(BaseException):
-    """Raised by the per-call timer; a BaseException so that scorers' `except Exception` miss it."""
-
-
-class _CallState:
-    fired = False
-    blocked = False
-
-
-_BLOCKED_PREFIXES = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill",
-                     "os.killpg", "subprocess.", "pty.", "socket.", "ctypes.", "os.remove", "os.unlink", "os.rename",
-                     "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link", "os.symlink", "os.truncate",
-                     "os.putenv", "os.unsetenv", "shutil.", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.")
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-
-def _audit(event: str, args: tuple) -> None:
-    """Refuse side effects a verifier never needs, in case a scorer evaluates hostile text."""
-    if event == "open":
-        mode, flags = (args[1], args[2]) if len(args) >= 3 else (None, 0)
-        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-            isinstance(flags, int) and flags & _WRITE_FLAGS)
-        if not writes:
-            return
-    elif not event.startswith(_BLOCKED_PREFIXES):
-        return
-    _CallState.blocked = True
-    raise PermissionError(f"{event} is not allowed in a verifier worker")
-
-
-def _on_alarm(signum, frame) -> None:
-    _CallState.fired = True
-    raise _CallTimeout()
-
-
-def _limit_resources(memory_mb: int) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with open("/proc/self/statm") as f:  # address space already mapped by the imports
-        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    limit = max(memory_mb * 2**20, mapped + 128 * 2**20)  # never below what the imports already hold
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _timed_call(verifier, answer: str, item: PoolItem, timeout: float) -> Score:
-    """One verifier call under the per-call timer; exceptions become error scores."""
-    _CallState.fired = _CallState.blocked = False
-    try:
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            score = checked(verifier.score(answer, item))
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except _CallTimeout:
-        return failed(TIMEOUT)
-    except MemoryError:
-        return failed(MEMORY)
-    except Exception:
-        score = failed(ERROR)
-    if _CallState.fired:  # the scorer swallowed the timer's exception with a bare except
-        return failed(TIMEOUT)
-    if _CallState.blocked:
-        return failed(BLOCKED)
-    return score
-
-
-def _worker_main(conn, verifier, timeout: float, memory_mb: int) -> None:
-    """Worker loop: receive a chunk, send back one (index, Score) per answer, until None or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    sys.dont_write_bytecode = True
-    prepare = getattr(verifier, "prepare", None)
-    if prepare is not None:
-        prepare()
-    if sys.platform.startswith("linux"):
-        _limit_resources(memory_mb)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    sys.addaudithook(_audit)
-    conn.send("ready")
-    while True:
-        try:
-            chunk = conn.recv()
-        except (EOFError, OSError):
-            return
-        if chunk is None:
-            return
-        for index, answer, item in chunk:
-            score = _timed_call(verifier, answer, item, timeout)
-            conn.send((index, score))
-            if score.error in (TIMEOUT, MEMORY):
-                return
