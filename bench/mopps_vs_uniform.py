@@ -4,7 +4,8 @@ Both variants start from the same built-in policy with the default budget, three
 target is the held-out temperature-1 accuracy uniform reaches at the end (mean over seeds); the
 claim is that MoPPS reaches it in at most 1/1.6 of uniform's steps, with a lower zero-variance
 fraction throughout, and predicts difficulty (Spearman on the unbiased probe above 0.5 after its
-posteriors have warmed up).
+posteriors have warmed up). A third variant, MoPPS with half the batch (32 prompts), asks the
+question users pay for: can fewer, better-chosen rollouts reach the same accuracy?
 
     .venv/bin/python -m bench.mopps_vs_uniform [--seeds 0 1 2] [--parallel 2]
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from bench.common import mean_curve_cost, parse_args, run_variants, write_results
 
-VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}}
+VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 
 
 def main() -> None:
@@ -28,11 +29,10 @@ def main() -> None:
         "target": summary["target"], "seeds": args.seeds,
         "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
         "speedup_steps": speedup,
-        "rollouts_to_target": {"uniform": mean_curve_cost(summary, "uniform", "rollouts"),
-                               "mopps": mean_curve_cost(summary, "mopps", "rollouts")},
-        "seconds_to_target": {"uniform": mean_curve_cost(summary, "uniform", "seconds"),
-                              "mopps": mean_curve_cost(summary, "mopps", "seconds")},
-        "final_acc": {k: v["stats"]["final_acc"] for k, v in (("uniform", u), ("mopps", m))},
+        "rollouts_to_target": {k: mean_curve_cost(summary, k, "rollouts") for k in VARIANTS},
+        "seconds_to_target": {k: mean_curve_cost(summary, k, "seconds") for k in VARIANTS},
+        "rollout_ratio_to_uniform": {k: summary["variants"][k]["ratios"].get("rollouts") for k in VARIANTS},
+        "final_acc": {k: summary["variants"][k]["stats"]["final_acc"] for k in VARIANTS},
         "zero_var_ratio": {k: v["stats"]["zero_var_ratio"] for k, v in (("uniform", u), ("mopps", m))},
         "probe_spearman_after_first_quarter": m["stats"].get("probe_spearman"),
         "pred_spearman_after_first_quarter": m["stats"].get("pred_spearman"),
@@ -49,6 +49,9 @@ def main() -> None:
     zu, zm = results["zero_var_ratio"]["uniform"]["mean"], results["zero_var_ratio"]["mopps"]["mean"]
     print(f"zero-variance groups: uniform {zu:.1%}, mopps {zm:.1%}; probe Spearman (mopps) "
           f"{probe if probe is None else round(probe, 3)}")
+    half = results["rollout_ratio_to_uniform"]["mopps-b32"]
+    print(f"rollouts to the target relative to uniform: mopps {results['rollout_ratio_to_uniform']['mopps']}, "
+          f"mopps with B = 32 {half if half is None else round(half, 3)} (None: never reached)")
     print(f"claims: {results['claims']}; written to {path}")
 
 
