@@ -13,7 +13,6 @@ Writes bench/results/default_learning.json (and the report in bench/results/defa
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,6 @@ def warmup_seconds(model_dir: str) -> float:
 
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0])
-    started = time.perf_counter()
     model_dir = prepare_policy(RunConfig())  # builds the tiny model once (cached) before the runs
     summary = run_variants("default_learning", {"uniform": {}}, args)
     rows = [read_metrics(f"{args.runs_dir}/uniform/seed-{s}/metrics.jsonl") for s in args.seeds]
@@ -56,7 +54,6 @@ def main() -> None:
         "warmup_seconds": warm,
         "run_wall_seconds": {"mean": float(run_wall.mean()), "per_seed": run_wall.tolist()},
         "first_run_minutes_incl_warmup": float((warm + run_wall.mean()) / 60),
-        "bench_wall_seconds": time.perf_counter() - started,
         "parallel_runs": args.parallel,
         "target_source": summary.get("target_source"),
     }

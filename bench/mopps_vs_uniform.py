@@ -14,7 +14,10 @@ Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.common import mean_curve_cost, parse_args, run_variants, write_results
+from rollwise.summary import load_run, summarize
 
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 
@@ -37,6 +40,7 @@ def main() -> None:
         "probe_spearman_after_first_quarter": m["stats"].get("probe_spearman"),
         "pred_spearman_after_first_quarter": m["stats"].get("pred_spearman"),
     }
+    results["by_target"] = costs_by_target(summary, args)
     probe = (results["probe_spearman_after_first_quarter"] or {}).get("mean")
     results["claims"] = {
         "speedup_at_least_1.6x": bool(speedup and speedup >= 1.6),
@@ -52,7 +56,29 @@ def main() -> None:
     half = results["rollout_ratio_to_uniform"]["mopps-b32"]
     print(f"rollouts to the target relative to uniform: mopps {results['rollout_ratio_to_uniform']['mopps']}, "
           f"mopps with B = 32 {half if half is None else round(half, 3)} (None: never reached)")
+    for row in results["by_target"]:
+        print(f"  target {row['target']:.3f} ({row['fraction']:.0%} of uniform's gain): steps "
+              f"{row['steps']}, rollout ratios {row['rollout_ratio']}")
     print(f"claims: {results['claims']}; written to {path}")
+
+
+def costs_by_target(summary: dict, args, fractions=(0.5, 0.75, 0.9, 1.0)) -> list[dict]:
+    """Steps and rollout ratios at targets part of the way from the start to uniform's final accuracy:
+    the speed-up depends on how far along the target is, so one number hides the shape."""
+    loaded = {k: [load_run(Path(args.runs_dir) / k / f"seed-{s}") for s in args.seeds] for k in VARIANTS}
+    initial = sum(run["rows"][0][summary["metric"]] for run in loaded["uniform"]) / len(loaded["uniform"])
+    rows = []
+    for fraction in fractions:
+        target = initial + fraction * (summary["target"] - initial)
+        at = summarize(loaded, target)["variants"]
+        rows.append({"fraction": fraction, "target": target,
+                     "steps": {k: at[k]["to_target"]["mean_curve"].get("steps") for k in VARIANTS},
+                     "rollout_ratio": {k: _round(at[k]["ratios"]["rollouts"]) for k in VARIANTS}})
+    return rows
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
 
 
 if __name__ == "__main__":

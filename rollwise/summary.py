@@ -255,9 +255,9 @@ def fmt(value, kind: str = "count") -> str:
         return f"{value:.2f}x"
     if kind == "seconds":
         return f"{value:.1f}" if abs(value) < 100 else f"{value:,.0f}"
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= 10 * size:
-            return f"{value / size:.3g}{suffix}"
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):  # 1.85M, 154k; below 10,000 in full
+        if abs(value) >= size:
+            return f"{value / (1e3 if suffix == 'k' else size):.3g}{suffix}"
     return f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.3g}"
 
 
