@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     records = read_answers(args.answers)
     answers = [extracted(a) if args.extract else a for a, _ in records]
     with GuardedVerifier(verifier, workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb) as guard:
+        # Which item the answers are scored against, on stderr so that stdout stays pure JSONL.
+        print(f"rollwise verify: {verifier.name} verifier, item {item.prompt[:200]!r} with reference answer "
+              f"{item.answer[:200]!r}", file=sys.stderr)
         scores = guard.score_batch(answers, [item] * len(answers))
     for (_, rid), answer, score in zip(records, answers, scores):
         row = {"answer": answer, "acc": score.acc, "reward": score.reward, "error": score.error}
