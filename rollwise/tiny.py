@@ -174,6 +174,7 @@ def warm_up(model, codec: TinyCodec, train_items: list[PoolItem], val_items: lis
     history = []
     start = time.perf_counter()
     model.train()
+    step = 0  # steps taken: the loop may stop early, or not run at all (steps=0: a random model)
     for step in range(1, steps + 1):
         idx = torch.randint(len(train_items), (batch,), generator=gen).tolist()
         loss = supervised_loss(model, codec, [train_items[i] for i in idx])
