@@ -45,6 +45,10 @@ DEFAULT_TASK_OPTIONS = {
     "allow_negation": False,
 }
 
+# Filled in for an empty task_options, so that `--task countdown` alone gets countdown's own defaults.
+TASK_DEFAULTS = {"basic_arithmetic": DEFAULT_TASK_OPTIONS}
+WARMUP_DEFAULTS = {"basic_arithmetic": {"max_terms": 2}}
+
 SELECTORS = ("uniform", "mopps", "mopps-threshold", "offline")
 FILTERS = ("none", "dynamic")
 ALGOS = ("grpo",)
@@ -67,7 +71,8 @@ class RunConfig:
         "A reasoning-gym task name (basic_arithmetic, chain_sum, countdown, knights_knaves, ...) "
         "or 'file' to read train_file / eval_file.",
     )
-    task_options: dict = _f(DEFAULT_TASK_OPTIONS, "Options passed to the reasoning-gym task generator.")
+    task_options: dict = _f({}, "Options passed to the reasoning-gym task generator; empty: rollwise's default for "
+                            "the task (basic_arithmetic: the default run's sums), else reasoning-gym's own defaults.")
     train_size: int = _f(2000, "Prompts in the training pool.")
     eval_size: int = _f(500, "Items in the held-out evaluation set (never overlaps the pool).")
     data_seed: int = _f(1234, "Seed of the task generator: the same pools for every run seed.")
@@ -92,8 +97,9 @@ class RunConfig:
     warmup_target_acc: float = _f(0.5, "Built-in tiny model: stop the warm-up at the first validation greedy accuracy "
                                   "(on warm-up items) at least this; 0 = run every step and keep the best.")
     warmup_items: int = _f(6000, "Built-in tiny model: distinct supervised items generated for the warm-up.")
-    warmup_task_options: dict = _f({"max_terms": 2}, "Built-in tiny model: task options overriding task_options "
-                                   "for the warm-up data (fewer terms than the RL pool leaves RL something to learn).")
+    warmup_task_options: dict = _f({}, "Built-in tiny model: task options overriding task_options for the warm-up "
+                                   "data; empty: the task's default (basic_arithmetic: 2 terms only, so that RL has "
+                                   "something to learn).")
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
@@ -151,6 +157,10 @@ class RunConfig:
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
+        if not self.task_options:
+            self.task_options = json.loads(json.dumps(TASK_DEFAULTS.get(self.task, {})))
+        if not self.warmup_task_options:
+            self.warmup_task_options = dict(WARMUP_DEFAULTS.get(self.task, {}))
         self.validate()
 
     def validate(self) -> None:

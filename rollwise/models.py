@@ -102,6 +102,7 @@ def smollm2_path() -> Path:
 
 # ---------------------------------------------------------------------------- the tiny model cache
 
+TINY_TASKS = ("basic_arithmetic", "chain_sum")  # what its character codec can read
 TINY_KEYS = ("task", "task_options", "warmup_task_options", "train_size", "eval_size", "data_seed", "tiny_layers",
              "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items", "warmup_target_acc")
 
@@ -143,8 +144,9 @@ def _locked(path: Path):
 def _build_tiny(cfg, directory: Path, log) -> None:
     from rollwise.pool import reasoning_gym_pools
 
-    if cfg.task == "file":
-        raise ValueError("the built-in tiny model is warmed up on a reasoning-gym task; with task=file pass --model DIR")
+    if cfg.task not in TINY_TASKS:
+        raise ValueError(f"the built-in tiny model reads sums ({', '.join(TINY_TASKS)}), not task={cfg.task}: "
+                         "pass --model DIR (a Hugging Face model), a .gguf file or smollm2")
     torch.set_num_threads(cfg.threads)
     _, held_out = reasoning_gym_pools(cfg.task, cfg.task_options, cfg.train_size, cfg.eval_size, cfg.data_seed)
     options = {**cfg.task_options, **cfg.warmup_task_options}

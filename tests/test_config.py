@@ -39,3 +39,17 @@ def test_command_line_flags_build_the_same_object():
 def test_bad_values_are_clear_errors(changes, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_dict(changes)
+
+
+def test_task_options_default_per_task():
+    assert RunConfig().task_options["max_terms"] == 3 and RunConfig().warmup_task_options == {"max_terms": 2}
+    countdown = RunConfig(task="countdown")
+    assert countdown.task_options == {} and countdown.warmup_task_options == {}
+    assert RunConfig(task_options={"max_terms": 4}).task_options == {"max_terms": 4}
+
+
+def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
+    from rollwise.models import ensure_tiny
+
+    with pytest.raises(ValueError, match="reads sums .* not task=countdown: pass --model DIR"):
+        ensure_tiny(RunConfig(task="countdown", cache_dir=str(tmp_path)))
