@@ -191,3 +191,12 @@ def test_quality_measures():
     assert mae([0.5, 0.25], [0.0, 0.25]) == 0.25
     assert group_stats(np.array([0, 3, 8, 8]), np.array([8, 8, 8, 8])) == {
         "zero_var_ratio": 0.75, "all_zero_groups": 1, "all_one_groups": 2}
+
+
+def test_prior_from_an_offline_runs_pass_rate_counts(tmp_path):
+    pool = make_pool(3)
+    sel = OfflineFilterSelector(3)
+    sel.fit(np.array([0, 2, 8]), np.array([8, 8, 8]))
+    save_posteriors(sel, pool, tmp_path / "selector.npz")
+    a, b = build_prior(str(tmp_path), pool, 3.0)  # published: a = 3 s + 1, b = 3 f + 1
+    assert a.tolist() == [1.0, 7.0, 25.0] and b.tolist() == [25.0, 19.0, 1.0]

@@ -3,7 +3,8 @@ policy, keep the prompts whose rate lies in a band, then sample uniformly from t
 
 The estimate is paid up front (`fit`, called by the training recipe before step 1, its rollouts
 counted as training cost). Its prediction is that initial rate, never updated: the published result
-is that online selection (MoPPS) beats it because difficulty moves as the policy learns.
+is that online selection (MoPPS) beats it because difficulty moves as the policy learns. The counts
+it saves (selector.npz) are also a MoPPS prior with the published weighting: `--prior RUN_DIR`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class OfflineFilterSelector:
     def __init__(self, pool_size: int, band: tuple[float, float] = (0.1, 0.9)) -> None:
         self.band = tuple(band)
         self.rates = np.full(pool_size, np.nan)
+        self.successes = np.zeros(pool_size)
+        self.trials = np.zeros(pool_size)
         self.kept = np.ones(pool_size, dtype=bool)
         self.uniform = UniformSelector(pool_size)
 
@@ -31,7 +34,8 @@ class OfflineFilterSelector:
         trials = np.asarray(trials, dtype=np.float64)
         if trials.shape != self.rates.shape or (trials <= 0).any():
             raise ValueError("offline filter: fit needs at least one trial for every prompt of the pool")
-        self.rates = np.asarray(successes, dtype=np.float64) / trials
+        self.successes, self.trials = np.asarray(successes, dtype=np.float64), trials
+        self.rates = self.successes / trials
         low, high = self.band
         self.kept = (self.rates >= low) & (self.rates <= high)
 
@@ -53,9 +57,12 @@ class OfflineFilterSelector:
         return self.rates[np.asarray(ids, dtype=np.int64)] if self.fitted else None
 
     def state_dict(self) -> dict:
-        return {"rates": self.rates.copy(), "kept": self.kept.copy(), "uniform": self.uniform.state_dict()}
+        return {"rates": self.rates.copy(), "successes": self.successes.copy(), "trials": self.trials.copy(),
+                "kept": self.kept.copy(), "uniform": self.uniform.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.rates = np.asarray(state["rates"], dtype=np.float64).copy()
+        self.successes = np.asarray(state["successes"], dtype=np.float64).copy()
+        self.trials = np.asarray(state["trials"], dtype=np.float64).copy()
         self.kept = np.asarray(state["kept"], dtype=bool).copy()
         self.uniform.load_state_dict(state["uniform"])

@@ -6,8 +6,10 @@
   (`{"id": 7, "successes": 3, "trials": 8}`) or a rate (`{"id": 7, "rate": 0.4}`); a JSON object
   `{"7": 0.4, ...}` works too. Counts give the published a = w * s + 1, b = w * f + 1 (w =
   `prior_weight`, default 3); a rate counts as one observation: a = w * rate + 1, b = w * (1 - rate) + 1;
-- a run directory (or its `selector.npz`): that run's final posteriors become this run's prior as
-  they are (their pseudo-counts already carry the evidence);
+- a run directory (or its `selector.npz`): a MoPPS run's final posteriors become this run's prior as
+  they are (their pseudo-counts already carry the evidence); an offline-filter run's pass-rate
+  counts get the published weighting (`rollwise train --selector offline --steps 0` measures them
+  with the initial policy, the published recipe);
 - `metadata`: a `pass_rate` field of each item's metadata when present (user data); otherwise the
   item's own difficulty fields, which reasoning-gym names in `metadata["difficulty"]` (for
   basic_arithmetic: num_terms, num_digits). Each field is ranked over the pool and the mean rank
@@ -41,7 +43,7 @@ def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray]
     if not path.is_file():
         raise DataError(f"prior {spec!r}: expected none, metadata, a JSON/JSONL file or a run directory with selector.npz")
     if path.suffix == ".npz":
-        return _posteriors_prior(path, pool)
+        return _saved_prior(path, pool, weight)
     return _evidence_prior(path, pool, weight)
 
 
@@ -94,13 +96,19 @@ def _parse_evidence(where: str, row) -> tuple[int, float, float]:
         raise DataError(f"{where}: needs 'rate' in [0, 1] or numeric 'successes' and 'trials'") from None
 
 
-def _posteriors_prior(path: Path, pool) -> tuple[np.ndarray, np.ndarray]:
+def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """From an earlier run's selector.npz: its posteriors as they are, or its counts weighted."""
     saved = np.load(path)
-    if "a" not in saved or "b" not in saved:
-        raise DataError(f"{path}: holds no Beta posteriors (was that run's selector MoPPS?)")
+    if "a" in saved and "b" in saved:
+        values_a, values_b = saved["a"], saved["b"]
+    elif "successes" in saved and "trials" in saved:
+        values_a = 1.0 + weight * saved["successes"]
+        values_b = 1.0 + weight * (saved["trials"] - saved["successes"])
+    else:
+        raise DataError(f"{path}: holds neither Beta posteriors nor pass-rate counts (which selector wrote it?)")
     a, b = np.ones(len(pool)), np.ones(len(pool))
     matched = 0
-    for pid, pa, pb in zip(saved["ids"], saved["a"], saved["b"]):
+    for pid, pa, pb in zip(saved["ids"], values_a, values_b):
         try:
             index = pool.index_of(int(pid))
         except KeyError:
@@ -135,8 +143,9 @@ def save_posteriors(selector, pool, path: Path) -> None:
     """Save a predicting selector's state by user id (atomically): a later run's `--prior`."""
     arrays = {"ids": pool.ids, "predicted": selector.predict(np.arange(len(pool)))}
     state = selector.state_dict()
-    if "a" in state:
-        arrays.update(a=state["a"], b=state["b"])
+    for key in ("a", "b", "successes", "trials"):
+        if key in state:
+            arrays[key] = state[key]
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
