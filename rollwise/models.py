@@ -157,12 +157,14 @@ def _build_tiny(cfg, directory: Path, log) -> None:
     val_items = [it for it in val if it.prompt not in excluded]
     model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, seed=cfg.data_seed)
     codec = tiny.TinyCodec(tiny.TinyLayout.for_task(cfg.task_options))
-    log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): {cfg.warmup_steps} supervised "
-        f"warm-up steps on {len(warm_items):,} {cfg.task} items, about {tiny.expected_seconds(cfg.warmup_steps, cfg.warmup_batch)} s")
+    log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): at most {cfg.warmup_steps} supervised "
+        f"warm-up steps on {len(warm_items):,} {cfg.task} items, at most about "
+        f"{tiny.expected_seconds(cfg.warmup_steps, cfg.warmup_batch)} s")
     report = tiny.warm_up(model, codec, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
                           seed=cfg.data_seed, stop_at=cfg.warmup_target_acc, log=lambda m: print(m, file=sys.stderr))
     directory.mkdir(parents=True)
     model.save_pretrained(directory)
-    tiny.save_codec_info(directory, codec, {"warmup": report.__dict__, "settings": {k: getattr(cfg, k) for k in TINY_KEYS}})
+    settings = {k: getattr(cfg, k) for k in TINY_KEYS}
+    tiny.save_codec_info(directory, codec, {"warmup": report.__dict__, "settings": settings})
     log(f"tiny model ready: validation greedy accuracy {report.best_greedy_acc:.3f} at warm-up step "
         f"{report.best_step} ({report.seconds:.0f} s); cached in {directory.parent}")

@@ -75,8 +75,8 @@ def train(cfg: RunConfig, resume: bool = False, log=None) -> dict:
     model, codec = policy.model, policy.codec
     engine = HFEngine(model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size)
     params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
-    verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers, cfg.verify_timeout,
-                               cfg.verify_memory_mb)
+    verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
+                               cfg.verify_timeout, cfg.verify_memory_mb)
     ctx = RolloutContext(train_pool, codec, engine, verifier, params, cfg.reward)
     selector = build_selector(cfg, train_pool)
     group_filter = build_filter(cfg)
