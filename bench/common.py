@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rollwise.compare import run_compare
 from rollwise.report import write_report
+from rollwise.summary import load_run
 
 RESULTS = Path("bench/results")
 RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
@@ -31,10 +32,18 @@ def parse_args(description: str) -> argparse.Namespace:
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
     """Run (or finish) the variants, then write bench/results/CLAIM/{summary.json, report.*}."""
     base = {} if args.steps is None else {"steps": args.steps}
-    runs_dir = Path(args.runs_dir)
-    run_compare(base, variants, args.seeds, str(runs_dir), parallel=args.parallel)
-    runs = {name: [runs_dir / name / f"seed-{s}" for s in args.seeds] for name in variants}
-    return write_report(RESULTS / claim, runs, target)
+    run_compare(base, variants, args.seeds, args.runs_dir, parallel=args.parallel)
+    return write_report(RESULTS / claim, run_dirs(variants, args), target)
+
+
+def run_dirs(variants, args) -> dict[str, list[Path]]:
+    """Each variant's run directories, one per seed, in the shared runs directory."""
+    return {name: [Path(args.runs_dir) / name / f"seed-{s}" for s in args.seeds] for name in variants}
+
+
+def load_variants(variants, args) -> dict[str, list[dict]]:
+    """The runs of each variant loaded for rollwise.summary.summarize (to recompute at other targets)."""
+    return {name: [load_run(path) for path in paths] for name, paths in run_dirs(variants, args).items()}
 
 
 def write_results(claim: str, results: dict) -> Path:

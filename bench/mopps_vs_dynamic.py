@@ -15,10 +15,8 @@ Writes bench/results/mopps_vs_dynamic.json and the report in bench/results/mopps
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from bench.common import mean_curve_cost, parse_args, run_variants, write_results
-from rollwise.summary import load_run, summarize
+from bench.common import load_variants, mean_curve_cost, parse_args, run_variants, write_results
+from rollwise.summary import summarize
 
 VARIANTS = {"dynamic": {"filter": "dynamic"}, "mopps": {"selector": "mopps"}}
 
@@ -54,7 +52,7 @@ def main() -> None:
 def common_target_ratio(summary: dict, args) -> dict:
     """Rollouts to the lower of the two final accuracies (mean curves), MoPPS over dynamic sampling."""
     target = min(summary["variants"][k]["stats"]["final_acc"]["mean"] for k in VARIANTS)
-    loaded = {k: [load_run(Path(args.runs_dir) / k / f"seed-{s}") for s in args.seeds] for k in VARIANTS}
+    loaded = load_variants(VARIANTS, args)
     common = summarize(loaded, target)
     cost = {k: mean_curve_cost(common, k, "rollouts") for k in VARIANTS}
     return {"target": target, **cost, "ratio": common["variants"]["mopps"]["ratios"]["rollouts"]}

@@ -14,10 +14,8 @@ Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from bench.common import mean_curve_cost, parse_args, run_variants, write_results
-from rollwise.summary import load_run, summarize
+from bench.common import load_variants, mean_curve_cost, parse_args, run_variants, write_results
+from rollwise.summary import summarize
 
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 
@@ -65,7 +63,7 @@ def main() -> None:
 def costs_by_target(summary: dict, args, fractions=(0.5, 0.75, 0.9, 1.0)) -> list[dict]:
     """Steps and rollout ratios at targets part of the way from the start to uniform's final accuracy:
     the speed-up depends on how far along the target is, so one number hides the shape."""
-    loaded = {k: [load_run(Path(args.runs_dir) / k / f"seed-{s}") for s in args.seeds] for k in VARIANTS}
+    loaded = load_variants(VARIANTS, args)
     initial = sum(run["rows"][0][summary["metric"]] for run in loaded["uniform"]) / len(loaded["uniform"])
     rows = []
     for fraction in fractions:

@@ -48,16 +48,25 @@ def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _evidence_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.ones(len(pool)), np.ones(len(pool))
-    matched = 0
+    rows = []
     for where, pid, successes, failures in _read_evidence(path):
         if failures < 0 or successes < 0:
             raise DataError(f"{where}: successes must lie between 0 and trials")
+        rows.append((pid, 1.0 + weight * successes, 1.0 + weight * failures))
+    return _in_pool_order(rows, pool, path)
+
+
+def _in_pool_order(rows, pool, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(id, a, b) rows as per-prompt arrays; ids outside the pool are skipped (a bigger earlier pool is
+    fine), prompts not mentioned keep Beta(1, 1), and a source that matches no prompt is an error."""
+    a, b = np.ones(len(pool)), np.ones(len(pool))
+    matched = 0
+    for pid, pa, pb in rows:
         try:
-            index = pool.index_of(pid)
+            index = pool.index_of(int(pid))
         except KeyError:
-            continue  # evidence about prompts outside this pool is allowed (a bigger earlier pool)
-        a[index], b[index] = 1.0 + weight * successes, 1.0 + weight * failures
+            continue
+        a[index], b[index] = pa, pb
         matched += 1
     if matched == 0:
         raise DataError(f"{path}: no prompt id in it belongs to the training pool")
@@ -106,18 +115,7 @@ def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarra
         values_b = 1.0 + weight * (saved["trials"] - saved["successes"])
     else:
         raise DataError(f"{path}: holds neither Beta posteriors nor pass-rate counts (which selector wrote it?)")
-    a, b = np.ones(len(pool)), np.ones(len(pool))
-    matched = 0
-    for pid, pa, pb in zip(saved["ids"], values_a, values_b):
-        try:
-            index = pool.index_of(int(pid))
-        except KeyError:
-            continue
-        a[index], b[index] = pa, pb
-        matched += 1
-    if matched == 0:
-        raise DataError(f"{path}: no prompt id in it belongs to the training pool")
-    return a, b
+    return _in_pool_order(zip(saved["ids"], values_a, values_b), pool, path)
 
 
 def metadata_rates(pool) -> np.ndarray:
