@@ -3,17 +3,19 @@
 A checkpoint is one file `checkpoints/step-NNNNNN.pt` written as `*.tmp`, flushed to disk and then
 renamed over its final name (rename is atomic on POSIX), so a reader sees either nothing or the
 whole file. Resume picks the newest checkpoint that loads; older ones beyond `keep` are deleted
-only after a newer one is safely in place.
+only after a newer one is safely in place. A write that fails removes its temporary file and says
+how much space it needed; a resume that finds no readable checkpoint names every file and why it failed.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import random
 import re
+import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 PATTERN = re.compile(r"step-(\d{6,})\.pt$")
@@ -34,13 +36,23 @@ def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class CheckpointError(RuntimeError):
+    """No checkpoint could be written or read; the message says which files and why."""
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"could not write {path}: {exc}; {_space_report(obj, path)}") from exc
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
@@ -48,7 +60,22 @@ def atomic_torch_save(obj, path: Path) -> None:
         os.close(dir_fd)
 
 
+def _space_report(obj, path: Path) -> str:
+    """How much space the write needed against what is free (measured only after a failure)."""
+    try:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        needed = buffer.tell()
+        free = shutil.disk_usage(path.parent).free
+    except Exception:  # noqa: BLE001 - the report must not hide the original error
+        return "free some space or choose another out_dir"
+    return (f"the checkpoint needs {needed / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free in {path.parent}; "
+            "free some space or choose another out_dir (the previous checkpoint is intact)")
+
+
 def save_checkpoint(out_dir: str | Path, step: int, state: dict, keep: int = 2) -> Path:
+    if keep < 1:
+        raise ValueError(f"keep={keep}: at least one checkpoint must be kept")
     directory = checkpoint_dir(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{step:06d}.pt"
@@ -59,23 +86,25 @@ def save_checkpoint(out_dir: str | Path, step: int, state: dict, keep: int = 2) 
 
 
 def load_latest_checkpoint(out_dir: str | Path) -> dict | None:
-    """The newest checkpoint that loads, or None when there is none."""
+    """The newest checkpoint that loads, or None when there is none.
+
+    Damaged newer files are skipped with a message (disk full, bit rot); when files exist but none
+    loads, CheckpointError names each file and why it failed.
+    """
+    failures = []
     for step, path in reversed(list_checkpoints(out_dir)):
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a damaged file (disk full, bit rot): fall back to an older one
-            print(f"rollwise: checkpoint {path} is unreadable ({exc}); trying an older one")
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a rollwise checkpoint (no step)")
+        except Exception as exc:  # noqa: BLE001 - fall back to an older one, and report every failure
+            failures.append(f"{path.name}: {type(exc).__name__}: {exc}")
+            print(f"rollwise: checkpoint {path} is unreadable ({exc}); trying an older one", file=sys.stderr)
+            continue
+        return state
+    if failures:
+        raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(out_dir)}:\n  " + "\n  ".join(failures))
     return None
-
-
-def rng_state(rng: np.random.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
-
-
-def restore_rng_state(rng: np.random.Generator, state: dict) -> None:
-    rng.bit_generator.state = state["numpy"]
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
 
 
 def atomic_json(obj, path: Path) -> None:

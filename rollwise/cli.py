@@ -5,6 +5,7 @@
     rollwise compare ...       run variants x seeds side by side and summarise
     rollwise report RUN_DIR... plots and tables for existing runs
     rollwise tasks             list the reasoning-gym tasks
+    rollwise presets           list the named presets (`train --preset NAME`)
 
 Every `RunConfig` field is a flag of `train` (`--batch-prompts 32`, `--task-options '{...}'`), so the
 command line, YAML files and the Python API build the same configuration.
@@ -18,6 +19,7 @@ import importlib
 import sys
 
 from rollwise.config import RunConfig
+from rollwise.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
 SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.compare", "rollwise.report")
@@ -39,7 +41,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
                  if getattr(args, f.name, None) is not None}
-    return RunConfig.from_sources(args.config, overrides)
+    return RunConfig.from_sources(args.config, overrides, preset=getattr(args, "preset", None))
 
 
 def _add_train(subparsers) -> None:
@@ -47,8 +49,13 @@ def _add_train(subparsers) -> None:
                               description="Train a policy with verifiable rewards; writes OUT_DIR/metrics.jsonl, "
                                           "checkpoints and summary.json.")
     p.add_argument("--config", default=None, help="YAML file of config keys; flags given here override it.")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
+                   help="Start from a named preset; --config and flags override it. "
+                        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()) + ".")
     p.add_argument("--resume", action="store_true",
                    help="Continue OUT_DIR from its last checkpoint (exactly as if never interrupted).")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT_DIR holds an earlier run: move it aside to OUT_DIR.old-<time> (never deleted) and start anew.")
     add_config_flags(p)
     p.set_defaults(func=_run_train)
 
@@ -57,7 +64,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from rollwise.train import train
 
     cfg = config_from_args(args)
-    summary = train(cfg, resume=args.resume)
+    summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(summary_line(summary))
     return 0
 
@@ -70,6 +77,11 @@ def summary_line(summary: dict) -> str:
                      f"(+-{last['eval_temp_se']:.3f}), greedy {first['eval_greedy_acc']:.3f} -> {last['eval_greedy_acc']:.3f}")
     parts.append(f"rollouts {summary.get('total_rollouts')}, {summary.get('wall_seconds', 0):.0f} s")
     return "; ".join(parts)
+
+
+def _add_presets(subparsers) -> None:
+    p = subparsers.add_parser("presets", help="list the named presets usable as `train --preset NAME`")
+    p.set_defaults(func=lambda args: print(describe_presets()))
 
 
 def _add_tasks(subparsers) -> None:
@@ -99,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.add_parser(sub)
     _add_tasks(sub)
+    _add_presets(sub)
     return parser
 
 

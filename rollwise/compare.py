@@ -28,8 +28,10 @@ from typing import Callable
 import yaml
 
 import rollwise
+from rollwise.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.report import SPEC_FILE, write_report
+from rollwise.rundir import holds_a_run
 from rollwise.summary import format_tables
 
 Launcher = Callable[[RunConfig, bool], Path]  # (config, resume) -> run dir
@@ -133,7 +135,8 @@ def _typed(values: dict) -> dict:
 
 
 def run_status(run_dir: Path) -> str:
-    """'done' (summary.json, not interrupted), 'resume' (started: metrics or checkpoints) or 'new'."""
+    """'done' (summary.json, not interrupted), 'resume' (has a checkpoint) or 'new' (a run killed before its
+    first checkpoint starts again; its partial files are moved aside, never deleted)."""
     summary = Path(run_dir) / "summary.json"
     if summary.is_file():
         try:
@@ -141,8 +144,7 @@ def run_status(run_dir: Path) -> str:
                 return "done"
         except (json.JSONDecodeError, AttributeError):
             pass
-    started = (Path(run_dir) / "metrics.jsonl").is_file() or any((Path(run_dir) / "checkpoints").glob("*"))
-    return "resume" if started else "new"
+    return "resume" if list_checkpoints(run_dir) else "new"
 
 
 def check_same_config(run: PlannedRun) -> None:
@@ -217,7 +219,7 @@ def launch_subprocess(cfg: RunConfig, resume: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
     cmd = [sys.executable, "-m", "rollwise.cli", "train", "--config", str(run_dir / "config.yaml")]
-    cmd += ["--resume"] if resume else []
+    cmd += ["--resume"] if resume else (["--overwrite"] if holds_a_run(run_dir) else [])
     package_root = str(Path(rollwise.__file__).resolve().parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
            "TOKENIZERS_PARALLELISM": "false",

@@ -52,6 +52,8 @@ WARMUP_DEFAULTS = {"basic_arithmetic": {"max_terms": 2}}
 SELECTORS = ("uniform", "mopps", "mopps-threshold", "offline")
 FILTERS = ("none", "dynamic")
 ALGOS = ("grpo",)
+# Algorithms whose advantages compare samples of the same prompt: a group of one has advantage 0.
+GROUP_RELATIVE = ("grpo",)
 
 
 @dataclass
@@ -100,6 +102,10 @@ class RunConfig:
     warmup_task_options: dict = _f({}, "Built-in tiny model: task options overriding task_options for the warm-up "
                                    "data; empty: the task's default (basic_arithmetic: 2 terms only, so that RL has "
                                    "something to learn).")
+    warmup_copy_fraction: float = _f(0.0, "Built-in tiny model: share of each warm-up batch that is one-term copy "
+                                     "items (`17` -> 17); they give the warm-up a first signal (rollwise.warmup).")
+    tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
+                         "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
@@ -150,7 +156,9 @@ class RunConfig:
     eval_every: int = _f(20, "Evaluate on the held-out set every N steps (and at step 0 and the end).")
     eval_samples: int = _f(4, "Temperature-1 samples per held-out item.")
     checkpoint_every: int = _f(20, "Write a checkpoint every N steps (and at the end).")
-    keep_checkpoints: int = _f(2, "Checkpoints kept on disk.")
+    keep_checkpoints: int = _f(2, "Checkpoints kept on disk (at least 1).")
+    merge_lora: bool = _f(False, "With LoRA, the exported model (OUT_DIR/model) also has the adapters merged into "
+                          "full weights; the adapter is saved either way.")
     verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
     verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
     verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
@@ -171,7 +179,7 @@ class RunConfig:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
         positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches",
                     "updates_per_step", "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size",
-                    "micro_batch"]
+                    "micro_batch", "keep_checkpoints"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
@@ -181,6 +189,8 @@ class RunConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must not be negative")
         if not 0 < self.mopps_decay <= 1:
             raise ValueError(f"mopps_decay={self.mopps_decay}: must be in (0, 1]")
+        if not 0 <= self.warmup_copy_fraction < 1:
+            raise ValueError(f"warmup_copy_fraction={self.warmup_copy_fraction}: must be in [0, 1)")
         if not 0 <= self.warmup_target_acc <= 1:
             raise ValueError(f"warmup_target_acc={self.warmup_target_acc}: must be in [0, 1]")
         if not 0 <= self.mopps_target <= 1:
@@ -189,6 +199,9 @@ class RunConfig:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"{name}={[lo, hi]}: need 0 <= low <= high <= 1")
+        if self.algo in GROUP_RELATIVE and self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} with algo={self.algo}: group-relative "
+                             "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
         if not 0 < self.top_p <= 1:
@@ -213,9 +226,13 @@ class RunConfig:
         return cls(**{k: coerce(k, v, types[k]) for k, v in values.items()})
 
     @classmethod
-    def from_sources(cls, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> "RunConfig":
-        """Defaults, then a YAML file, then overrides (command line), later winning."""
-        values: dict[str, Any] = {}
+    def from_sources(cls, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                     preset: str | None = None) -> "RunConfig":
+        """Defaults, then a named preset (rollwise.presets), then a YAML file, then overrides (command line),
+        later winning; an unknown preset is an error listing the known ones."""
+        from rollwise.presets import preset_values
+
+        values: dict[str, Any] = preset_values(preset) if preset else {}
         if yaml_path:
             values.update(load_yaml(yaml_path))
         values.update(overrides or {})

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-
+from rollwise.randomness import forked_torch_rng
 from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
 
 
@@ -39,8 +38,7 @@ def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float
              samples: int, seed: int) -> dict:
     """Greedy and temperature accuracy on held-out items, with standard errors and token counts."""
     requests = [GenRequest(tuple(codec.prompt_ids(it)), 1) for it in items]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with forked_torch_rng(seed):  # CPU and CUDA generators restored afterwards
         greedy = engine.generate(requests, SamplingParams(max_new_tokens=max_new_tokens, greedy=True))
         result = {"eval_items": len(items)}
         g = score_samples(greedy, items, codec, verifier)[:, 0]

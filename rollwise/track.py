@@ -81,6 +81,11 @@ class MetricsLog:
                 self.writer = None
 
     def truncate_to(self, offset: int) -> None:
+        """Cut the log back to `offset` bytes (a checkpoint's); a shorter log is an error, never NUL padding."""
+        size = self.offset()
+        if size < offset:
+            raise ValueError(f"{self.path} has {size} bytes but the checkpoint recorded {offset}: the metrics "
+                             "log was truncated or replaced after the checkpoint; restore it, or start a new run")
         if self.path.exists():
             with open(self.path, "r+b") as handle:
                 handle.truncate(offset)

@@ -3,21 +3,25 @@
     pool --select--> B prompts --rollout--> n completions each --verify--> acc, reward
          --filter--> kept groups --GRPO--> one policy update; every N steps: held-out evaluation
 
+`Run` holds everything one run is made of; its `components()` are the stateful parts, which a
+checkpoint saves and restores by name through `state_dict` / `load_state_dict`. A new stateful part
+(an allocator's estimates, a rollout cache) is one more entry there, not a parameter of every helper.
+
 Deliberate simplifications (each is a setting or a later issue, not a hidden branch):
 - the engine samples from the training model itself (no separate inference copy);
-- one seeded numpy Generator and the global torch RNG carry all randomness; both are checkpointed;
-- evaluation runs under a forked torch RNG, so it never perturbs training and all variants of a
-  comparison are evaluated with the same seeds;
+- the run's random streams (`rollwise.randomness`) are seeded once and checkpointed; evaluation and
+  the prediction probe sample under a forked torch RNG and the probe draws its prompts from its own
+  numpy stream, so neither changes what training does;
 - the offline filter's pass-rate estimate is paid once before step 1 and counted as training cost.
 """
 
 from __future__ import annotations
 
 import copy
-import random
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +33,12 @@ from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
 from rollwise.filters import build_filter
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch, update_policy
-from rollwise.models import load_policy
+from rollwise.models import Policy, load_policy
 from rollwise.pool import build_pools
+from rollwise.randomness import RandomStreams, forked_torch_rng
 from rollwise.rollout.collect import RolloutContext, collect, roll_out
 from rollwise.rollout.engine import HFEngine, SamplingParams
+from rollwise.rundir import check_same_run, open_run_dir
 from rollwise.select import build_selector
 from rollwise.select.quality import group_stats, mae, spearman
 from rollwise.tasks.guard import GuardedVerifier
@@ -63,91 +69,144 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def train(cfg: RunConfig, resume: bool = False, log=None) -> dict:
+@dataclass
+class Evaluations:
+    """The step-0 and latest held-out evaluations (checkpointed: the summary reports both)."""
+
+    initial: dict | None = None
+    last: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"initial": self.initial, "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.initial, self.last = state["initial"], state["last"]
+
+
+@dataclass
+class Run:
+    """One run's parts, built once from its config; see `components()` for what a checkpoint holds."""
+
+    cfg: RunConfig
+    out: Path
+    policy: Policy
+    ctx: RolloutContext
+    eval_pool: object
+    selector: object
+    group_filter: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    settings: UpdateSettings
+    ref_model: torch.nn.Module | None
+    acct: Accounting
+    streams: RandomStreams
+    evals: Evaluations
+    metrics: MetricsLog
+    log: object
+
+    def components(self) -> dict:
+        """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
+        return {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
+
+    def identity(self) -> dict:
+        """What makes a checkpoint belong to this run beyond its config: the data and the model."""
+        return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
+                "model": self.policy.source}
+
+
+def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=None) -> dict:
     """Run (or resume) one training run; returns the summary also written to summary.json."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    state = open_run_dir(out, resume, overwrite, log)
+    if state is not None:
+        check_same_run(state, cfg.to_dict(), {})  # cheap config check before any pool or model is built
     torch.set_num_threads(cfg.threads)
+    run = build_run(cfg, out, log)
+    identity = run.identity()
+    if state is not None:
+        check_same_run(state, cfg.to_dict(), identity)
     cfg.save(out / "config.yaml")
+    wall_start = time.perf_counter()
+    if state is not None:
+        start_step = _restore(run, state)
+        wall_start -= run.acct.wall_seconds
+        log(f"resumed {out} at step {start_step}")
+    else:
+        start_step, row = 0, _start(run)
+        run.acct.wall_seconds = time.perf_counter() - wall_start
+        run.metrics.write({**row, **run.acct.state_dict()})
+    _write_run_info(run, identity, resumed=state is not None)
+    interrupted = _loop(run, start_step, wall_start, identity)
+    run.metrics.close()
+    run.ctx.verifier.close()
+    summary = _summary(run, interrupted)
+    if not interrupted:
+        _save_selector(run)
+        summary["model_dir"] = _export(run)
+        ckpt.atomic_json(summary, out / "summary.json")
+    _write_run_info(run, identity, resumed=state is not None)
+    return summary
+
+
+def build_run(cfg: RunConfig, out: Path, log) -> Run:
+    """Build every part of a run from its config (nothing here computes a rollout)."""
     train_pool, eval_pool = build_pools(cfg)
     policy = load_policy(cfg, log)
-    model, codec = policy.model, policy.codec
-    engine = HFEngine(model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size)
+    engine = HFEngine(policy.model, policy.codec.eos_token_id, policy.codec.pad_token_id, cfg.gen_batch_size)
     params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
     verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
                                cfg.verify_timeout, cfg.verify_memory_mb)
-    ctx = RolloutContext(train_pool, codec, engine, verifier, params, cfg.reward)
-    selector = build_selector(cfg, train_pool)
-    group_filter = build_filter(cfg)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward)
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))
-    ref_model = _reference_model(model) if cfg.kl_coef > 0 else None
     settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.grad_clip,
                               cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    acct = Accounting()
-    metrics = MetricsLog(out / "metrics.jsonl", out / "tb")
-    state = ckpt.load_latest_checkpoint(out) if resume else None
-    if resume and state is None:
-        log(f"no checkpoint in {out}: starting from step 0")
-    wall_start = time.perf_counter()
+    return Run(cfg, out, policy, ctx, eval_pool, build_selector(cfg, train_pool), build_filter(cfg), optimizer,
+               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, Accounting(),
+               RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
 
-    def evaluate_now(step: int) -> dict:
-        result = evaluate(engine, codec, verifier, eval_pool.items, temperature=cfg.temperature, top_p=cfg.top_p,
-                          max_new_tokens=policy.max_new_tokens, samples=cfg.eval_samples, seed=cfg.seed * 100_003 + step)
-        acct.add_evaluation(result.pop("eval_rollouts"), result.pop("eval_tokens"))
-        return result
 
-    if state is not None:
-        start_step = _restore(state, model, optimizer, scheduler, selector, acct, rng)
-        metrics.truncate_to(state["metrics_offset"])
-        initial_eval, last_eval = state["initial_eval"], state["last_eval"]
-        wall_start -= acct.wall_seconds
-        log(f"resumed {out} at step {start_step}")
-    else:
-        metrics.truncate_to(0)
-        start_step = 0
-        row = {"step": 0, **_prefilter(cfg, ctx, selector, acct, rng)}
-        initial_eval = last_eval = evaluate_now(0)
-        acct.wall_seconds = time.perf_counter() - wall_start
-        metrics.write({**row, **initial_eval, **acct.state_dict()})
+def _start(run: Run) -> dict:
+    """A new run: the selector's up-front estimate (if any) and the step-0 evaluation; returns row 0."""
+    run.metrics.truncate_to(0)
+    row = {"step": 0, **_prefilter(run)}
+    run.evals.initial = run.evals.last = _evaluate(run, 0)
+    return {**row, **run.evals.initial}
 
+
+def _loop(run: Run, start_step: int, wall_start: float, identity: dict) -> bool:
+    """Steps start_step+1 .. cfg.steps; returns True when a signal stopped the run early."""
+    cfg = run.cfg
     bar = _progress(cfg, start_step)
     interrupted = False
     with StopRequest() as stop:
         for step in range(start_step + 1, cfg.steps + 1):
-            row = _train_step(cfg, ctx, selector, group_filter, model, optimizer, scheduler, settings, ref_model,
-                              acct, rng, step)
-            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                last_eval = evaluate_now(step)
-                row.update(last_eval)
-            acct.wall_seconds = time.perf_counter() - wall_start
-            metrics.write({**row, **acct.state_dict()})
-            _advance(bar, row, last_eval, acct, step)
+            row = _train_step(run, step)
+            if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+                run.evals.last = _evaluate(run, step)
+                row.update(run.evals.last)
+            run.acct.wall_seconds = time.perf_counter() - wall_start
+            run.metrics.write({**row, **run.acct.state_dict()})
+            _advance(bar, row, run.evals.last, run.acct, step)
             if stop.requested or step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                _save(cfg, out, step, model, optimizer, scheduler, selector, acct, rng, metrics, initial_eval, last_eval)
+                _save(run, step, identity)
             if stop.requested:
                 interrupted = True
                 break
     if bar is not None:
         bar.close()
-    metrics.close()
-    verifier.close()
-    summary = _summary(cfg, policy, acct, initial_eval, last_eval, interrupted)
-    if not interrupted:
-        _save_selector(selector, train_pool, out)
-        ckpt.atomic_json(summary, out / "summary.json")
-    return summary
+    return interrupted
 
 
-def _train_step(cfg, ctx, selector, group_filter, model, optimizer, scheduler, settings, ref_model, acct, rng, step):
+def _train_step(run: Run, step: int) -> dict:
+    cfg, ctx = run.cfg, run.ctx
     timer = Timer()
-    got = collect(ctx, selector, group_filter, cfg.batch_prompts, cfg.samples_per_prompt, rng, timer)
-    acct.add_training(len(got.rolled_out), got.rollouts, got.tokens)
+    got = collect(ctx, run.selector, run.group_filter, cfg.batch_prompts, cfg.samples_per_prompt, run.streams.train,
+                  timer)
+    run.acct.add_training(len(got.rolled_out), got.rollouts, got.tokens)
     row = {"step": step, "prompts": len(got.rolled_out), "rollouts": got.rollouts, "tokens": got.tokens,
            "gen_batches": got.gen_batches, "ds_capped": got.capped,
            "discarded_groups": len(got.rolled_out) - len(got.kept)}
@@ -156,7 +215,6 @@ def _train_step(cfg, ctx, selector, group_filter, model, optimizer, scheduler, s
     row.update(group_stats(successes, trials))
     row.update(_prediction_quality("pred", got.predicted, successes / trials))
     row.update({f"verify_{k}": v for k, v in ctx.verifier.pop_counts().items()})
-    samples = [s for g in got.kept for s in g.samples]
     rewards = np.concatenate([g.rewards for g in got.kept]) if got.kept else np.zeros(0)
     acc = np.concatenate([g.acc for g in got.kept]) if got.kept else np.zeros(0)
     kept_effective = [g for g in got.kept if g.acc.min() != g.acc.max()]
@@ -164,40 +222,60 @@ def _train_step(cfg, ctx, selector, group_filter, model, optimizer, scheduler, s
                reward_mean=float(rewards.mean()) if rewards.size else None,
                acc_mean=float(acc.mean()) if acc.size else None)
     with timer("update"):
-        row.update(_update(cfg, got, samples, rewards, model, optimizer, scheduler, settings, ref_model, ctx))
+        row.update(_update(run, got.kept, rewards))
     if cfg.probe_every and step % cfg.probe_every == 0:
-        row.update(_probe(cfg, ctx, selector, acct, rng))
+        row.update(_probe(run))
     for phase in ("select", "gen", "verify", "update"):
         row[f"time_{phase}"] = timer.get(phase)
-    acct.seconds += sum(timer.seconds.values())
+    run.acct.seconds += sum(timer.seconds.values())
     return row
 
 
-def _update(cfg, got, samples, rewards, model, optimizer, scheduler, settings, ref_model, ctx) -> dict:
+def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:
+    cfg = run.cfg
+    samples = [s for g in kept for s in g.samples]
     if not samples:
         return {"skipped_updates": 0, "loss": None}
     if not np.isfinite(rewards).all():
         if cfg.nonfinite == "stop":
             raise NonFiniteError("non-finite rewards from the verifier; set nonfinite=skip to skip such steps")
         return {"skipped_updates": 1, "loss": None}
-    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(got.kept)])
+    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(kept)])
     advantages = ADVANTAGES[cfg.algo](rewards, groups, eps=cfg.adv_eps)
-    batch = build_batch(samples, advantages, ctx.codec.pad_token_id)
-    return update_policy(model, optimizer, scheduler, batch, settings, ref_model)
+    batch = build_batch(samples, advantages, run.ctx.codec.pad_token_id)
+    return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.ref_model)
 
 
-def _probe(cfg, ctx, selector, acct, rng) -> dict:
-    """Prediction quality on a uniformly drawn probe: free of the selector's own selection bias."""
+def _evaluate(run: Run, step: int) -> dict:
+    """Held-out evaluation; its rollouts and verifier counts are booked as evaluation, not training."""
+    cfg, policy = run.cfg, run.policy
+    result = evaluate(run.ctx.engine, policy.codec, run.ctx.verifier, run.eval_pool.items,
+                      temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=policy.max_new_tokens,
+                      samples=cfg.eval_samples, seed=cfg.seed * 100_003 + step)
+    run.acct.add_evaluation(result.pop("eval_rollouts"), result.pop("eval_tokens"))
+    result.update({f"eval_verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()})
+    return result
+
+
+def _probe(run: Run) -> dict:
+    """Prediction quality on a uniformly drawn probe: free of the selector's own selection bias.
+
+    Its prompts come from the probe's own stream and its sampling runs under a forked torch RNG, so a
+    run with the probe makes exactly the selections and updates of a run without it.
+    """
+    cfg, ctx, stream = run.cfg, run.ctx, run.streams.probe
     size = min(cfg.probe_size, len(ctx.pool))
-    indices = np.sort(rng.choice(len(ctx.pool), size=size, replace=False))
-    predicted = selector.predict(indices)
+    indices = np.sort(stream.choice(len(ctx.pool), size=size, replace=False))
+    predicted = run.selector.predict(indices)
     if predicted is None:
         return {}
-    groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer())
-    ctx.verifier.pop_counts()
-    acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
+    with forked_torch_rng(int(stream.integers(2**62))):
+        groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer())
+    counts = ctx.verifier.pop_counts()
+    run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
     observed = np.array([g.acc.mean() for g in groups])
-    return _prediction_quality("probe", np.asarray(predicted), observed)
+    return {**_prediction_quality("probe", np.asarray(predicted), observed),
+            **{f"probe_verify_{k}": v for k, v in counts.items()}}
 
 
 def _prediction_quality(prefix: str, predicted, observed) -> dict:
@@ -206,18 +284,20 @@ def _prediction_quality(prefix: str, predicted, observed) -> dict:
     return {f"{prefix}_spearman": spearman(predicted, observed), f"{prefix}_mae": mae(predicted, observed)}
 
 
-def _prefilter(cfg, ctx, selector, acct, rng) -> dict:
+def _prefilter(run: Run) -> dict:
     """Selectors that estimate pass rates up front (the offline filter) pay for it here."""
-    if not hasattr(selector, "fit"):
+    if not hasattr(run.selector, "fit"):
         return {}
-    indices = np.arange(len(ctx.pool))
-    groups = roll_out(ctx, indices, cfg.offline_samples, Timer())
+    indices = np.arange(len(run.ctx.pool))
+    groups = roll_out(run.ctx, indices, run.cfg.offline_samples, Timer())
     successes = np.array([g.acc.sum() for g in groups])
     trials = np.array([len(g.acc) for g in groups])
-    selector.fit(successes, trials)
+    run.selector.fit(successes, trials)
     rollouts, tokens = int(trials.sum()), sum(g.tokens for g in groups)
-    acct.add_training(0, rollouts, tokens)
-    return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens}
+    run.acct.add_training(0, rollouts, tokens)
+    counts = run.ctx.verifier.pop_counts()
+    return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,
+            **{f"prefilter_verify_{k}": v for k, v in counts.items()}}
 
 
 def _reference_model(model):
@@ -228,38 +308,62 @@ def _reference_model(model):
     return ref
 
 
-def _save(cfg, out, step, model, optimizer, scheduler, selector, acct, rng, metrics, initial_eval, last_eval):
-    for name, p in model.named_parameters():
+# ---------------------------------------------------------------------------- checkpoints and outputs
+
+
+def _save(run: Run, step: int, identity: dict) -> None:
+    for name, p in run.policy.model.named_parameters():
         if not torch.isfinite(p).all():
             raise NonFiniteError(f"parameter {name} holds NaN/inf at step {step}: no checkpoint written; "
                                  "resume from the previous checkpoint with a lower learning rate")
-    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "selector": selector.state_dict(), "accounting": acct.state_dict(),
-             "rng": ckpt.rng_state(rng), "metrics_offset": metrics.offset(), "initial_eval": initial_eval,
-             "last_eval": last_eval, "config": cfg.to_dict()}
-    ckpt.save_checkpoint(out, step, state, cfg.keep_checkpoints)
+    state = {"step": step, "components": {k: c.state_dict() for k, c in run.components().items()},
+             "metrics_offset": run.metrics.offset(), "config": run.cfg.to_dict(), "identity": identity}
+    ckpt.save_checkpoint(run.out, step, state, run.cfg.keep_checkpoints)
 
 
-def _restore(state, model, optimizer, scheduler, selector, acct, rng) -> int:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    selector.load_state_dict(state["selector"])
-    acct.load_state_dict(state["accounting"])
-    ckpt.restore_rng_state(rng, state["rng"])
+def _restore(run: Run, state: dict) -> int:
+    saved = state.get("components", {})
+    for name, component in run.components().items():
+        if name not in saved:
+            raise ckpt.CheckpointError(f"the checkpoint of step {state['step']} has no '{name}' state (written by "
+                                       "another rollwise version?): start a new run directory")
+        component.load_state_dict(saved[name])
+    run.metrics.truncate_to(state["metrics_offset"])
     return int(state["step"])
 
 
-def _save_selector(selector, pool, out: Path) -> None:
+def _write_run_info(run: Run, identity: dict, resumed: bool) -> None:
+    """run.json: what this run is (data and model identity) and which verifier protections were active."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        rollwise_version = version("rollwise")
+    except PackageNotFoundError:
+        rollwise_version = "unknown"
+    info = {"rollwise_version": rollwise_version, "identity": identity, "resumed": resumed,
+            "verifier": run.ctx.verifier.name,
+            "verifier_protections": getattr(run.ctx.verifier, "protections", None)}
+    ckpt.atomic_json(info, run.out / "run.json")
+
+
+def _save_selector(run: Run) -> None:
     from rollwise.select.priors import save_posteriors
 
-    if selector.predict(np.arange(min(1, len(pool)))) is not None:
-        save_posteriors(selector, pool, out / "selector.npz")
+    if run.selector.predict(np.arange(min(1, len(run.ctx.pool)))) is not None:
+        save_posteriors(run.selector, run.ctx.pool, run.out / "selector.npz")
 
 
-def _summary(cfg, policy, acct, initial_eval, last_eval, interrupted) -> dict:
-    return {"out_dir": cfg.out_dir, "model": policy.source, "steps": cfg.steps, "interrupted": interrupted,
-            "initial_eval": initial_eval, "final_eval": last_eval, **acct.state_dict()}
+def _export(run: Run) -> str:
+    """The trained policy as a Hugging Face model directory that `from_pretrained` and `--model DIR` load."""
+    from rollwise.export import save_policy
+
+    return str(save_policy(run.policy, run.out / "model", merge_lora=run.cfg.merge_lora))
+
+
+def _summary(run: Run, interrupted: bool) -> dict:
+    cfg = run.cfg
+    return {"out_dir": cfg.out_dir, "model": run.policy.source, "steps": cfg.steps, "interrupted": interrupted,
+            "initial_eval": run.evals.initial, "final_eval": run.evals.last, **run.acct.state_dict()}
 
 
 def _progress(cfg, start_step):

@@ -78,6 +78,13 @@ def test_dynamic_sampling_when_the_pool_runs_out():
     got = collect(context(9), UniformSelector(9), DynamicSampling(max_gen_batches=5), 6, 4,
                   np.random.default_rng(0), Timer())
     assert len(got.rolled_out) == 9 and len(got.kept) == 3 and got.capped
+    assert got.gen_batches == 2  # 6 + 3 prompts: two batches paid for, not a third empty one
+
+
+def test_prediction_metrics_survive_a_pool_that_runs_out():
+    got = collect(context(9), MoPPSSelector(9, decay=1.0), DynamicSampling(max_gen_batches=5), 6, 4,
+                  np.random.default_rng(0), Timer())
+    assert got.gen_batches == 2 and got.predicted is not None and len(got.predicted) == 9
 
 
 def test_selector_observes_every_paid_group_and_predicts_before_observing():

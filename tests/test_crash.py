@@ -55,8 +55,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after_row
         comparable(read_metrics(tmp_path / "killed" / "metrics.jsonl"))
     a, b = model_parameters(straight.out_dir), model_parameters(killed.out_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sa = torch.load(ckpt.list_checkpoints(straight.out_dir)[-1][1], weights_only=False)["selector"]
-    sb = torch.load(ckpt.list_checkpoints(killed.out_dir)[-1][1], weights_only=False)["selector"]
+    sa = torch.load(ckpt.list_checkpoints(straight.out_dir)[-1][1], weights_only=False)["components"]["selector"]
+    sb = torch.load(ckpt.list_checkpoints(killed.out_dir)[-1][1], weights_only=False)["components"]["selector"]
     assert np.array_equal(sa["a"], sb["a"]) and np.array_equal(sa["b"], sb["b"])
 
 
@@ -82,8 +82,9 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(ckpt.CheckpointError, match="disk full"):
         ckpt.save_checkpoint(tmp_path, 2, {"step": 2})
+    assert not list(ckpt.checkpoint_dir(tmp_path).glob("*.tmp"))
     monkeypatch.undo()
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1]
     assert ckpt.load_latest_checkpoint(tmp_path)["value"] == "good"
@@ -126,11 +127,14 @@ def test_nan_parameters_skip_the_update_or_stop(nonfinite):
 
 
 def test_no_checkpoint_is_written_from_corrupted_parameters(tmp_path):
+    from types import SimpleNamespace
+
     from rollwise.train import _save
 
     model = build_tiny_model(1, 16, 2)
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] = float("inf")
+    run = SimpleNamespace(policy=SimpleNamespace(model=model), out=tmp_path)  # the check runs before anything else
     with pytest.raises(NonFiniteError, match="no checkpoint written"):
-        _save(None, tmp_path, 3, model, None, None, None, None, None, None, None, None)
+        _save(run, 3, identity={})
     assert ckpt.list_checkpoints(tmp_path) == []

@@ -23,17 +23,17 @@ TEST_TASK = {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1, "
 def tiny_config(tmp_path, name="run", **changes) -> RunConfig:
     # The warmed-up test model is cached once per test session (tmp_path's parent is the session's base).
     base = dict(out_dir=str(tmp_path / name), cache_dir=str(tmp_path.parent / "tiny-cache"), task_options=TEST_TASK,
-                warmup_task_options={"max_terms": 3}, warmup_steps=120, warmup_batch=64, warmup_items=300, tiny_layers=1,
+                warmup_task_options={"max_terms": 3}, warmup_steps=400, warmup_batch=64, warmup_items=300, tiny_layers=1,
                 tiny_hidden=32, tiny_heads=2, train_size=40, eval_size=12, batch_prompts=4, samples_per_prompt=4,
                 steps=2, eval_every=2, eval_samples=2, checkpoint_every=1, probe_every=0, progress=False,
-                lr=1e-2, verify_workers=1)
+                lr=1e-2, verify_workers=1, warmup_target_acc=0.0)
     base.update(changes)
     return RunConfig(**base)
 
 
 def model_parameters(out_dir) -> dict:
     state = torch.load(list_checkpoints(out_dir)[-1][1], weights_only=False)
-    return state["model"]
+    return state["components"]["model"]
 
 
 def comparable(rows):

@@ -92,10 +92,11 @@ def collect(ctx: RolloutContext, selector, group_filter, batch_prompts: int, n: 
     rolled: list[Group] = []
     predictions: list[np.ndarray] = []
     gen_batches = 0
-    for gen_batches in range(1, group_filter.max_gen_batches + 1):
+    while gen_batches < group_filter.max_gen_batches:
         candidates = np.flatnonzero(~used)
-        if candidates.size == 0:
+        if candidates.size == 0:  # the pool ran out: no further generation batch was paid for
             break
+        gen_batches += 1
         with timer("select"):
             indices = np.asarray(selector.select(candidates, min(batch_prompts, candidates.size), rng))
         used[indices] = True

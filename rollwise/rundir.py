@@ -1,0 +1,87 @@
+"""Run directories: a new run never destroys an old one, and a resume continues the same run.
+
+- `rollwise train` into a directory that already holds a run (metrics, checkpoints or a summary)
+  stops unless `--resume` (continue it) or `--overwrite` (move the old run aside to
+  `NAME.old-YYYYmmdd-HHMMSS`, never delete it) is given.
+- `--resume` needs a readable checkpoint (an error names each file and why it failed) and checks
+  that the run is the same run: every configuration field except the ones a resume may change
+  (`RESUMABLE_CHANGES`), the pool contents (a content hash) and the model source. The error names
+  the field that differs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rollwise import checkpoint as ckpt
+
+# Fields that do not change what the run computes, or only extend it: a resume may change them.
+RESUMABLE_CHANGES = frozenset({
+    "out_dir", "steps", "progress", "threads", "device", "keep_checkpoints", "checkpoint_every", "eval_every",
+    "probe_every", "verify_workers", "verify_timeout", "verify_memory_mb", "gen_batch_size", "micro_batch",
+    "cache_dir", "merge_lora",
+})
+RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints")
+
+
+class RunDirError(RuntimeError):
+    """The run directory does not allow what was asked; the message says what to do."""
+
+
+def holds_a_run(out: Path) -> bool:
+    """True when `out` has a run's outputs (a lone config.yaml, as `rollwise compare` writes first, is not one)."""
+    out = Path(out)
+    return (out / "metrics.jsonl").exists() or (out / "summary.json").exists() or bool(ckpt.list_checkpoints(out))
+
+
+def move_aside(out: Path) -> Path:
+    """Rename an old run out of the way (never delete a user's run); returns where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = out.with_name(f"{out.name}.old-{stamp}")
+    k = 1
+    while target.exists():
+        target = out.with_name(f"{out.name}.old-{stamp}-{k}")
+        k += 1
+    out.rename(target)
+    return target
+
+
+def open_run_dir(out: Path, resume: bool, overwrite: bool, log=print) -> dict | None:
+    """Prepare `out` for a run; returns the checkpoint to resume from (None for a new run)."""
+    out = Path(out)
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite contradict each other: choose one")
+    if resume:
+        state = ckpt.load_latest_checkpoint(out)  # CheckpointError when files exist but none loads
+        if state is None:
+            raise RunDirError(f"--resume: no checkpoint in {ckpt.checkpoint_dir(out)}, so there is nothing to "
+                              "continue; run without --resume to start (add --overwrite if the directory holds "
+                              "an earlier run's files)")
+        return state
+    if holds_a_run(out):
+        if not overwrite:
+            raise RunDirError(f"{out} already holds a run (metrics, checkpoints or summary): continue it with "
+                              "--resume, choose another --out-dir, or pass --overwrite to move the old run aside")
+        log(f"rollwise: moved the earlier run in {out} to {move_aside(out)}")
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def check_same_run(saved: dict, config: dict, identity: dict) -> None:
+    """Refuse to resume a checkpoint of a different run; the error names the first difference."""
+    saved_config = saved.get("config", {})
+    for name in sorted(set(saved_config) | set(config)):
+        if name in RESUMABLE_CHANGES:
+            continue
+        if name not in saved_config or name not in config:
+            continue  # a field added or removed by a rollwise upgrade: its default applies
+        if saved_config[name] != config[name]:
+            raise RunDirError(f"cannot resume: config field {name} is {config[name]!r} now but "
+                              f"{saved_config[name]!r} in the checkpoint; resume with the saved value "
+                              "(see config.yaml) or start a new run directory")
+    for name, value in identity.items():
+        before = saved.get("identity", {}).get(name)
+        if before is not None and before != value:
+            raise RunDirError(f"cannot resume: the {name} differs from the checkpoint's ({before} then, {value} now); "
+                              "the data or model changed on disk: start a new run directory")
