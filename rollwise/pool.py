@@ -6,21 +6,45 @@ holding `id`, `prompt` and `answer` (further columns become metadata). Every pro
 raised here, naming the file, row and column, before any compute is spent.
 
 Inside rollwise, prompts are addressed by their position 0..N-1 in the pool (`index`), which is what
-selectors index their flat arrays with; `pool.ids[index]` is the user's id.
+selectors index their flat arrays with; `pool.ids[index]` is the user's id. Ids are what the user
+wrote, so a pool also has content hashes (`item_hashes`, `content_hash`): an earlier run's prior or a
+resumed run can check that an id still means the same prompt.
+
+Files are read as streams; JSONL through `rollwise.jsonl` (strict JSON, rows split at newlines only).
+Every format gets the same checks of each value: ids are integers in 0 .. 2**63 - 1, prompts and
+answers non-empty valid Unicode, answers finite, metadata at most MAX_NESTING levels deep.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from rollwise.jsonl import DataError, jsonl_rows, short_repr
 
-class DataError(ValueError):
-    """A problem with input data, raised at load time with the file, row and column."""
+INT64_MAX = 2**63 - 1
+MAX_NESTING = 64  # metadata levels; deeper values would overflow the recursive code that walks them
+PARQUET_BATCH_ROWS = 8192
+
+
+def item_hash(prompt: str, answer: str) -> int:
+    """A 64-bit content hash of one prompt and its reference answer: the first 8 bytes of a SHA-256.
+
+    Stable across processes and machines (unlike `hash`). The prompt's byte length goes first, so
+    ("ab", "c") and ("a", "bc") differ. Write it as `f"{h:016x}"` in a prior file's `hash` field.
+    """
+    return int.from_bytes(_digest8(prompt, answer), "big")
+
+
+def _digest8(prompt: str, answer: str) -> bytes:
+    p = prompt.encode("utf-8", "surrogatepass")
+    data = len(p).to_bytes(8, "little") + p + answer.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).digest()[:8]
 
 
 @dataclass(frozen=True)
@@ -45,9 +69,13 @@ class PromptPool:
     task: str
     source: str = ""
     ids: np.ndarray = field(init=False)
+    _hashes: np.ndarray | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.ids = np.asarray([it.id for it in self.items], dtype=np.int64)
+        try:
+            self.ids = np.asarray([it.id for it in self.items], dtype=np.int64)
+        except OverflowError:
+            raise DataError(f"{self.source or 'pool'}: a prompt id lies outside int64; ids must be 0 .. 2**63 - 1") from None
         seen: dict[int, int] = {}
         for row, it in enumerate(self.items):
             if it.id in seen:
@@ -71,16 +99,58 @@ class PromptPool:
         except KeyError:
             raise KeyError(f"prompt id {prompt_id} is not in {self.source or 'the pool'}") from None
 
+    def indices_of(self, prompt_ids: np.ndarray) -> np.ndarray:
+        """Positions of many user ids at once (int64, -1 where an id is not in the pool); vectorised."""
+        prompt_ids = np.asarray(prompt_ids, dtype=np.int64)
+        if not len(self.ids):
+            return np.full(len(prompt_ids), -1, dtype=np.int64)
+        order = np.argsort(self.ids, kind="stable")
+        ordered = self.ids[order]
+        pos = np.minimum(np.searchsorted(ordered, prompt_ids), len(ordered) - 1)
+        return np.where(ordered[pos] == prompt_ids, order[pos], -1).astype(np.int64)
+
+    def item_hash(self, index: int) -> int:
+        """The content hash (`item_hash(prompt, answer)`) of the item at a position."""
+        return int(self.item_hashes()[int(index)])
+
+    def item_hashes(self) -> np.ndarray:
+        """Content hashes of all items in pool order (uint64): `item_hash(prompt, answer)` per item.
+
+        Computed once and kept (1 to 2 s per million short prompts); metadata is not part of it.
+        """
+        if self._hashes is None:
+            joined = b"".join(_digest8(it.prompt, it.answer) for it in self.items)
+            self._hashes = np.frombuffer(joined, dtype=">u8").astype(np.uint64)
+        return self._hashes
+
+    def content_hash(self) -> str:
+        """Hex SHA-256 of the ids, their order and every item's prompt and answer; equal in any process.
+
+        Two pools with the same value address the same prompts by the same ids and positions, so a
+        resumed run can check it continues on its pool. Metadata, the task name and the source path
+        are left out (a moved file is the same pool).
+        """
+        digest = hashlib.sha256(b"rollwise-pool-v1")
+        digest.update(len(self.items).to_bytes(8, "little"))
+        digest.update(self.ids.astype("<i8").tobytes())
+        digest.update(self.item_hashes().astype("<u8").tobytes())
+        return digest.hexdigest()
+
 
 # ---------------------------------------------------------------------------- reasoning-gym
 
 
-def json_safe(value: Any) -> Any:
-    """Metadata from reasoning-gym holds numpy strings and tuples; make it plain JSON."""
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """Metadata from reasoning-gym holds numpy strings and tuples; make it plain JSON.
+
+    DataError for values nested deeper than MAX_NESTING levels (they would overflow later walks).
+    """
+    if _depth > MAX_NESTING:
+        raise DataError(f"nested deeper than {MAX_NESTING} levels; flatten it")
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, _depth + 1) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -149,33 +219,17 @@ def load_file_pool(path: str | Path) -> PromptPool:
     return PromptPool(items, "file", str(path))
 
 
-def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) per non-empty line; DataError naming the row for bad JSON or non-objects."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc})") from exc
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: row {n}: not valid JSON ({exc.msg}); is the file truncated?") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
-        yield n, row
-
-
 def _rows_from_parquet(path: Path) -> Iterator[tuple[int, dict]]:
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
+    n = 0
+    try:  # batches of rows: a large file is never decoded whole
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
-        raise DataError(f"{path}: unreadable Parquet file ({exc})") from exc
-    for n, row in enumerate(table.to_pylist(), start=1):
-        yield n, row
+        raise DataError(f"{path}: unreadable Parquet file (after row {n}: {short_repr(exc, 200)})") from exc
 
 
 def _rows_from_datasets_dir(path: Path) -> Iterator[tuple[int, dict]]:
@@ -189,27 +243,60 @@ def _rows_from_datasets_dir(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(f"{path}: not a directory saved by datasets.save_to_disk ({exc})") from exc
     if isinstance(ds, datasets.DatasetDict):
         raise DataError(f"{path}: holds splits {list(ds)}; point at one split's directory")
-    for n, row in enumerate(ds, start=1):
+    for n, row in enumerate(ds, start=1):  # memory-mapped Arrow: rows are read as iterated
         yield n, row
 
 
 def _item_from_row(row: dict, where: str) -> PoolItem:
+    """One validated item; the same checks for JSONL, Parquet and datasets rows."""
     for col in REQUIRED:
         if col not in row or row[col] is None:
             raise DataError(f"{where}: missing column {col!r}")
-    pid, prompt, answer = row["id"], row["prompt"], row["answer"]
-    if isinstance(pid, bool) or not isinstance(pid, (int, np.integer)) or pid < 0:
-        raise DataError(f"{where}: column 'id' must be a non-negative integer, got {pid!r}")
+    pid = parse_id(row["id"], f"{where}: column 'id'")
+    prompt, answer = row["prompt"], row["answer"]
     if not isinstance(prompt, str):
         raise DataError(f"{where}: column 'prompt' must be a string, got {type(prompt).__name__}")
-    if not prompt.strip():
-        raise DataError(f"{where}: column 'prompt' is empty")
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-        raise DataError(f"{where}: column 'answer' must be a string or number, got {type(answer).__name__}")
-    if not str(answer).strip():
-        raise DataError(f"{where}: column 'answer' is empty")
-    meta = json_safe({k: v for k, v in row.items() if k not in REQUIRED})
-    return PoolItem(id=int(pid), prompt=prompt, answer=str(answer), metadata=meta)
+    bad_answer = isinstance(answer, bool) or not isinstance(answer, (str, int, float))
+    if bad_answer or (isinstance(answer, float) and not math.isfinite(answer)):
+        raise DataError(f"{where}: column 'answer' must be a string or finite number, got {short_repr(answer)}")
+    answer = str(answer)
+    for col, text in (("prompt", prompt), ("answer", answer)):
+        if not text.strip():
+            raise DataError(f"{where}: column {col!r} is empty")
+        _check_unicode(text, f"{where}: column {col!r}")
+    meta = {}
+    for key, value in row.items():
+        if key not in REQUIRED:
+            try:
+                meta[str(key)] = json_safe(value)
+            except DataError as exc:
+                raise DataError(f"{where}: column {key!r}: {exc}") from None
+    return PoolItem(id=pid, prompt=prompt, answer=answer, metadata=meta)
+
+
+def parse_id(value: Any, where: str) -> int:
+    """A prompt id as an int in 0 .. 2**63 - 1 (selectors and selector.npz hold ids as int64).
+
+    Integral floats (3.0: Parquet and pandas write integer columns with gaps as floats) are accepted;
+    bools, strings, fractions, NaN and negative or larger numbers are DataErrors naming `where`.
+    """
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer() \
+            and abs(value) <= 2**53:  # beyond 2**53 a float no longer holds every integer exactly
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DataError(f"{where} must be a non-negative integer, got {short_repr(value)}")
+    if value > INT64_MAX:
+        raise DataError(f"{where} must be a non-negative integer below 2**63 (ids are int64), got {short_repr(value)}")
+    return int(value)
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """A lone surrogate (JSON "\\ud800" without its pair) is not text: tokenizers and logs fail on it later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: lone surrogate {text[exc.start]!r} at character {exc.start + 1} "
+                        "(an unpaired \\ud800-\\udfff escape); fix the escape") from None
 
 
 def build_pools(cfg) -> tuple[PromptPool, PromptPool]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rollwise.config import RunConfig
-from rollwise.pool import DataError, PoolItem, PromptPool
+from rollwise.pool import DataError, PoolItem, PromptPool, item_hash
 from rollwise.select import build_selector
 from rollwise.select.mopps import MoPPSSelector, band_select, top_b, update_posterior
 from rollwise.select.offline import OfflineFilterSelector
@@ -200,3 +200,78 @@ def test_prior_from_an_offline_runs_pass_rate_counts(tmp_path):
     save_posteriors(sel, pool, tmp_path / "selector.npz")
     a, b = build_prior(str(tmp_path), pool, 3.0)  # published: a = 3 s + 1, b = 3 f + 1
     assert a.tolist() == [1.0, 7.0, 25.0] and b.tolist() == [25.0, 19.0, 1.0]
+
+
+# ---------------------------------------------------------------------------- prompt identity of priors
+
+
+def test_saved_prior_checks_prompt_content_by_hash(tmp_path, caplog):
+    pool = make_pool(3)
+    sel = MoPPSSelector(3)
+    sel.observe(np.array([1]), np.array([3]), np.array([4]))
+    save_posteriors(sel, pool, tmp_path / "selector.npz")
+    saved = np.load(tmp_path / "selector.npz")
+    assert saved["hashes"].tolist() == [item_hash(f"q{i}", str(i)) for i in range(3)]
+    with caplog.at_level("WARNING"):
+        a, _ = build_prior(str(tmp_path), pool, 3.0)
+    assert a.tolist() == [1.0, 4.0, 1.0] and "identity not checked" not in caplog.text
+    # same ids, prompt 101 now asks something else: the prior would describe another question
+    changed = PromptPool([PoolItem(100, "q0", "0"), PoolItem(101, "other", "1"), PoolItem(102, "q2", "9")], "file")
+    with pytest.raises(DataError, match=r"selector.npz: prompt id 101 has another prompt or answer.*2 of 3"):
+        build_prior(str(tmp_path), changed, 3.0)
+    # a smaller pool: only the ids it holds are checked
+    smaller = PromptPool([PoolItem(102, "q2", "2")], "file")
+    assert build_prior(str(tmp_path), smaller, 3.0)[0].tolist() == [1.0]
+
+
+def test_saved_prior_without_hashes_still_loads_and_warns(tmp_path, caplog):
+    np.savez(tmp_path / "selector.npz", ids=np.array([100, 101]), a=np.array([2.0, 3.0]), b=np.array([4.0, 5.0]))
+    with caplog.at_level("WARNING"):
+        a, b = build_prior(str(tmp_path), make_pool(3), 3.0)
+    assert a.tolist() == [2.0, 3.0, 1.0] and b.tolist() == [4.0, 5.0, 1.0]
+    assert "2 of 2 matched prompt ids carry no content hash; identity not checked" in caplog.text
+    (tmp_path / "selector.npz").write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(DataError, match="selector.npz: unreadable"):
+        build_prior(str(tmp_path), make_pool(3), 3.0)
+
+
+def test_file_prior_hashes_are_checked_when_present(tmp_path, caplog):
+    pool = make_pool(3)
+    good, bad = f"{item_hash('q1', '1'):016x}", f"{item_hash('q1', '2'):016x}"
+    path = tmp_path / "p.jsonl"
+    path.write_text(f'{{"id": 101, "rate": 0.5, "hash": "{good}"}}\n')
+    with caplog.at_level("WARNING"):
+        assert build_prior(str(path), pool, 2.0)[0].tolist() == [1.0, 2.0, 1.0]
+    assert "identity not checked" not in caplog.text
+    path.write_text(f'{{"id": 101, "rate": 0.5, "hash": "{bad}"}}\n')
+    with pytest.raises(DataError, match="p.jsonl: prompt id 101 has another prompt or answer"):
+        build_prior(str(path), pool, 2.0)
+    as_json = tmp_path / "p.json"
+    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"101": {"rate": 0.5, "hash": bad}}).encode())
+    with pytest.raises(DataError, match="p.json: prompt id 101 has another"):
+        build_prior(str(as_json), pool, 2.0)
+    path.write_text('{"id": 101, "rate": 0.5}\n{"id": 102, "rate": 0.5, "hash": "%s"}\n' % f"{item_hash('q2', '2'):016x}")
+    with caplog.at_level("WARNING"):
+        build_prior(str(path), pool, 2.0)
+    assert "1 of 2 matched prompt ids carry no content hash" in caplog.text
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"id": 101, "rate": 0.5, "hash": "xyz"}', "row 1: column 'hash' must be 16 hex digits"),
+    ('{"id": 101, "rate": NaN}', "row 1: column 'rate': 'NaN' is not a JSON number"),
+    ('{"id": 101.5, "rate": 0.5}', "row 1: column 'id' must be a non-negative integer, got 101.5"),
+    ('{"id": true, "rate": 0.5}', "row 1: column 'id' must be a non-negative integer, got True"),
+    ('{"id": 101, "rate": 0.5}\n{"id": 101, "rate": 0.1}', "prompt id 101 appears more than once"),
+])
+def test_bad_prior_rows_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text + "\n")
+    with pytest.raises(DataError, match=message):
+        build_prior(str(path), make_pool(3), 3.0)
+
+
+def test_json_prior_keys_must_be_ids(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"q1": 0.5}))
+    with pytest.raises(DataError, match="bad.json: key 'q1' is not a prompt id"):
+        build_prior(str(path), make_pool(3), 3.0)

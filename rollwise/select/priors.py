@@ -17,17 +17,28 @@
   order-only prior: it knows which prompts are harder, not how hard.
 
 Prompts the source does not mention keep Beta(1, 1).
+
+Ids are matched by value, and an id may mean another prompt in another data set. So selector.npz
+stores each prompt's content hash (`PromptPool.item_hashes`, 64 bits of a SHA-256 of prompt and
+answer) and a prior file row may carry one (`"hash": "<16 hex digits>"`, `f"{item_hash(p, a):016x}"`);
+a differing hash is an error naming the id. A source without hashes still works, with a warning that
+identity was not checked.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from rollwise.pool import DataError, jsonl_rows
+from rollwise.jsonl import DataError, jsonl_rows, parse_json, short_repr
+from rollwise.pool import parse_id
+
+log = logging.getLogger(__name__)
 
 
 def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -48,66 +59,113 @@ def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray]
 
 
 def _evidence_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    rows = []
-    for where, pid, successes, failures in _read_evidence(path):
+    ids, a, b, hashes = [], [], [], []
+    for where, pid, successes, failures, digest in _read_evidence(path):
         if failures < 0 or successes < 0:
             raise DataError(f"{where}: successes must lie between 0 and trials")
-        rows.append((pid, 1.0 + weight * successes, 1.0 + weight * failures))
-    return _in_pool_order(rows, pool, path)
+        ids.append(pid)
+        a.append(1.0 + weight * successes)
+        b.append(1.0 + weight * failures)
+        hashes.append(digest)
+    has_hash = np.array([h is not None for h in hashes], dtype=bool)
+    hashes = np.array([h or 0 for h in hashes], dtype=np.uint64)
+    return _in_pool_order(np.array(ids, dtype=np.int64), np.array(a), np.array(b), pool, path, hashes, has_hash)
 
 
-def _in_pool_order(rows, pool, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(id, a, b) rows as per-prompt arrays; ids outside the pool are skipped (a bigger earlier pool is
-    fine), prompts not mentioned keep Beta(1, 1), and a source that matches no prompt is an error."""
-    a, b = np.ones(len(pool)), np.ones(len(pool))
-    matched = 0
-    for pid, pa, pb in rows:
-        try:
-            index = pool.index_of(int(pid))
-        except KeyError:
-            continue
-        a[index], b[index] = pa, pb
-        matched += 1
-    if matched == 0:
+def _in_pool_order(ids, a, b, pool, path: Path, hashes=None, has_hash=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-id values as per-prompt arrays; ids outside the pool are skipped (a bigger earlier pool is
+    fine), prompts not mentioned keep Beta(1, 1), and a source that matches no prompt is an error.
+
+    `hashes` (uint64 per id) are checked against the pool where `has_hash` says a row carries one.
+    """
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) < len(ids):
+        raise DataError(f"{path}: prompt id {unique[counts > 1][0]} appears more than once")
+    index = pool.indices_of(ids)
+    found = index >= 0
+    if not found.any():
         raise DataError(f"{path}: no prompt id in it belongs to the training pool")
-    return a, b
+    if hashes is None:
+        hashes, has_hash = np.zeros(len(ids), dtype=np.uint64), np.zeros(len(ids), dtype=bool)
+    elif has_hash is None:
+        has_hash = np.ones(len(ids), dtype=bool)
+    _check_identity(path, pool, ids[found], index[found], hashes[found], has_hash[found])
+    out_a, out_b = np.ones(len(pool)), np.ones(len(pool))
+    out_a[index[found]], out_b[index[found]] = a[found], b[found]
+    return out_a, out_b
+
+
+def _check_identity(path: Path, pool, ids, index, hashes, checked) -> None:
+    """DataError at the first checked id whose prompt or answer differs; a warning for unchecked ids."""
+    differ = np.flatnonzero(checked & (pool.item_hashes()[index] != hashes))
+    if len(differ):
+        raise DataError(
+            f"{path}: prompt id {ids[differ[0]]} has another prompt or answer in this pool than where the prior "
+            f"was measured ({len(differ)} of {int(checked.sum())} checked ids differ): the ids name other data. "
+            "Pass the run directory or file made with this pool, or --prior none")
+    if not checked.all():
+        log.warning("%s: %d of %d matched prompt ids carry no content hash; identity not checked for them "
+                    "(matched by id only)", path, int((~checked).sum()), len(ids))
 
 
 def _read_evidence(path: Path):
-    """(where, id, successes, failures) per entry of a JSON mapping or JSONL rows."""
+    """(where, id, successes, failures, hash or None) per entry of a JSON mapping or JSONL rows."""
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg})") from exc
+            raw = path.read_bytes()
+            data = parse_json(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"), str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: unreadable ({exc})") from None
         if not isinstance(data, dict):
             raise DataError(f"{path}: expected a JSON object of id -> rate")
-        rows = [(f"{path}: id {k}", {"id": k, **(v if isinstance(v, dict) else {"rate": v})}) for k, v in data.items()]
+        rows = [(f"{path}: id {short_repr(k)}", _mapping_row(k, v, path)) for k, v in data.items()]
     else:
-        rows = [(f"{path}: row {n}", row) for n, row in jsonl_rows(path)]
+        rows = ((f"{path}: row {n}", row) for n, row in jsonl_rows(path))
     for where, row in rows:
         yield (where, *_parse_evidence(where, row))
 
 
-def _parse_evidence(where: str, row) -> tuple[int, float, float]:
+def _mapping_row(key: str, value, path: Path) -> dict:
+    """`"7": 0.4` or `"7": {"rate": 0.4, "hash": ...}` as a row with an id."""
+    if not re.fullmatch(r"[0-9]{1,19}", key):
+        raise DataError(f"{path}: key {short_repr(key)} is not a prompt id (a non-negative integer)")
+    return {**(value if isinstance(value, dict) else {"rate": value}), "id": int(key)}
+
+
+def _parse_evidence(where: str, row) -> tuple[int, float, float, int | None]:
     if not isinstance(row, dict) or "id" not in row:
         raise DataError(f"{where}: expected an object with 'id' and 'rate' or 'successes' and 'trials'")
+    pid = parse_id(row["id"], f"{where}: column 'id'")
+    digest = _parse_hash(row.get("hash"), where)
     try:
-        pid = int(row["id"])
         if "rate" in row:
             rate = float(row["rate"])
             if not 0.0 <= rate <= 1.0:
                 raise ValueError
-            return pid, rate, 1.0 - rate
+            return pid, rate, 1.0 - rate, digest
         successes, trials = float(row["successes"]), float(row["trials"])
-        return pid, successes, trials - successes
+        return pid, successes, trials - successes, digest
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{where}: needs 'rate' in [0, 1] or numeric 'successes' and 'trials'") from None
 
 
+def _parse_hash(value, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{16}", value):
+        raise DataError(f"{where}: column 'hash' must be 16 hex digits (f\"{{rollwise.pool.item_hash(prompt, "
+                        f"answer):016x}}\"), got {short_repr(value)}")
+    return int(value, 16)
+
+
 def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarray]:
     """From an earlier run's selector.npz: its posteriors as they are, or its counts weighted."""
-    saved = np.load(path)
+    try:
+        saved = dict(np.load(path))
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); is the earlier run's directory complete?") from None
+    if "ids" not in saved:
+        raise DataError(f"{path}: has no 'ids' array; it was not written by rollwise")
     if "a" in saved and "b" in saved:
         values_a, values_b = saved["a"], saved["b"]
     elif "successes" in saved and "trials" in saved:
@@ -115,7 +173,10 @@ def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarra
         values_b = 1.0 + weight * (saved["trials"] - saved["successes"])
     else:
         raise DataError(f"{path}: holds neither Beta posteriors nor pass-rate counts (which selector wrote it?)")
-    return _in_pool_order(zip(saved["ids"], values_a, values_b), pool, path)
+    ids, hashes = saved["ids"].astype(np.int64), saved.get("hashes")
+    if hashes is not None and hashes.shape != ids.shape:
+        raise DataError(f"{path}: {len(hashes)} content hashes for {len(ids)} ids; the file is damaged")
+    return _in_pool_order(ids, values_a, values_b, pool, path, None if hashes is None else hashes.astype(np.uint64))
 
 
 def metadata_rates(pool) -> np.ndarray:
@@ -138,8 +199,8 @@ def metadata_rates(pool) -> np.ndarray:
 
 
 def save_posteriors(selector, pool, path: Path) -> None:
-    """Save a predicting selector's state by user id (atomically): a later run's `--prior`."""
-    arrays = {"ids": pool.ids, "predicted": selector.predict(np.arange(len(pool)))}
+    """Save a predicting selector's state by user id with content hashes (atomically): a later run's `--prior`."""
+    arrays = {"ids": pool.ids, "hashes": pool.item_hashes(), "predicted": selector.predict(np.arange(len(pool)))}
     state = selector.state_dict()
     for key in ("a", "b", "successes", "trials"):
         if key in state:
