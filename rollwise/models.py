@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rollwise import tiny
+from rollwise import tiny, warmup
 from rollwise.codecs import ChatCodec
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -40,7 +40,7 @@ def load_policy(cfg, log=print) -> Policy:
     """The policy a RunConfig names, in train mode, on cfg.device, with LoRA applied when asked."""
     path = resolve_model_path(cfg, log)
     model, codec = load_model_dir_or_file(path, cfg.dtype)
-    default_new = codec.max_new_tokens if isinstance(codec, tiny.TinyCodec) else DEFAULT_MAX_NEW_TOKENS
+    default_new = getattr(codec, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)  # tiny codecs know their width
     if cfg.lora_r > 0:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
     model.to(cfg.device)
@@ -104,11 +104,14 @@ def smollm2_path() -> Path:
 
 TINY_TASKS = ("basic_arithmetic", "chain_sum")  # what its character codec can read
 TINY_KEYS = ("task", "task_options", "warmup_task_options", "train_size", "eval_size", "data_seed", "tiny_layers",
-             "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items", "warmup_target_acc")
+             "tiny_hidden", "tiny_heads", "warmup_steps", "warmup_batch", "warmup_lr", "warmup_items", "warmup_target_acc",
+             "tiny_codec", "warmup_copy_fraction")
+TINY_FORMAT = 2  # 2: numbers get max_digits + 1 digits, 17-symbol vocabulary; older caches are rebuilt
 
 
 def tiny_cache_key(cfg) -> str:
     settings = {k: getattr(cfg, k) for k in TINY_KEYS}
+    settings["format"] = TINY_FORMAT
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -155,13 +158,16 @@ def _build_tiny(cfg, directory: Path, log) -> None:
     warm, val = reasoning_gym_pools(cfg.task, options, cfg.warmup_items, 300, cfg.data_seed + 1)
     warm_items = [it for it in warm if it.prompt not in excluded]
     val_items = [it for it in val if it.prompt not in excluded]
-    model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, seed=cfg.data_seed)
-    codec = tiny.TinyCodec(tiny.TinyLayout.for_task(cfg.task_options))
+    codec = tiny.make_codec(cfg.tiny_codec, cfg.task_options)
+    model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, cfg.data_seed, codec.max_positions)
     log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): at most {cfg.warmup_steps} supervised "
         f"warm-up steps on {len(warm_items):,} {cfg.task} items, at most about "
-        f"{tiny.expected_seconds(cfg.warmup_steps, cfg.warmup_batch)} s")
-    report = tiny.warm_up(model, codec, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
-                          seed=cfg.data_seed, stop_at=cfg.warmup_target_acc, log=lambda m: print(m, file=sys.stderr))
+        f"{tiny.expected_seconds(cfg.warmup_steps, cfg.warmup_batch, codec.max_positions)} s")
+    copies = warmup.copy_items(options, 1000, cfg.data_seed + 2) if cfg.warmup_copy_fraction > 0 else []
+    report = warmup.warm_up(model, codec, warm_items, val_items, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr,
+                            seed=cfg.data_seed, stop_at=cfg.warmup_target_acc, copies=copies,
+                            copy_fraction=cfg.warmup_copy_fraction, log=lambda m: print(m, file=sys.stderr))
+    warmup.require_target(report, cfg.warmup_target_acc, cfg)  # before caching: a miss is never reused
     directory.mkdir(parents=True)
     model.save_pretrained(directory)
     settings = {k: getattr(cfg, k) for k in TINY_KEYS}

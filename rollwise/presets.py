@@ -1,0 +1,61 @@
+"""Named presets: sets of configuration values chosen by name (`rollwise train --preset scratchpad`).
+
+A preset sits between the built-in defaults and everything the user gives: defaults < preset < YAML <
+flags (`RunConfig.from_sources`). A run saves its resolved configuration, so `config.yaml` holds every
+value the preset set and a run never depends on this table staying the same.
+
+    >>> sorted(PRESETS)
+    ['scratchpad', 'sums']
+    >>> preset_values("scratchpad")["tiny_codec"]
+    'scratchpad'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A one-line description and the config values it sets."""
+
+    description: str
+    values: dict
+
+
+PLUS_ONLY = {"operators": ["+"], "allow_parentheses": False, "allow_negation": False}
+
+PRESETS: dict[str, Preset] = {
+    "sums": Preset(
+        "the default run: sums of 2-3 two-digit numbers, the tiny model writes the answer only, warmed up on 2 terms",
+        {"task": "basic_arithmetic", "tiny_codec": "answer",
+         "task_options": {"min_terms": 2, "max_terms": 3, "min_digits": 2, "max_digits": 2, **PLUS_ONLY},
+         "warmup_task_options": {"max_terms": 2}},
+    ),
+    "scratchpad": Preset(
+        "a reasoning testbed: sums of 2-6 two-digit numbers, the tiny model writes its running partial sums "
+        "(8-24 tokens) before the answer and only the answer is scored; warmed up on 2-3 terms",
+        {"task": "basic_arithmetic", "tiny_codec": "scratchpad",
+         "task_options": {"min_terms": 2, "max_terms": 6, "min_digits": 2, "max_digits": 2, **PLUS_ONLY},
+         "warmup_task_options": {"max_terms": 3}, "warmup_steps": 2500, "warmup_lr": 3e-3,
+         "warmup_copy_fraction": 0.1, "warmup_target_acc": 0.5, "steps": 400},
+    ),
+}
+
+
+def preset_values(name: str) -> dict:
+    """A copy of the preset's values; an unknown name is a ValueError listing the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(sorted(PRESETS))} "
+                         "(`rollwise presets` lists them)")
+    return json.loads(json.dumps(PRESETS[name].values))
+
+
+def describe_presets() -> str:
+    """One block per preset: its name, description and values (for `rollwise presets`)."""
+    lines = []
+    for name, preset in PRESETS.items():
+        lines.append(f"{name}: {preset.description}")
+        lines += [f"    {key}: {json.dumps(value)}" for key, value in preset.values.items()]
+    return "\n".join(lines)
