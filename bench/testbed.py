@@ -1,0 +1,193 @@
+"""The scratchpad testbed (`rollwise train --preset scratchpad`): does it behave like real RLVR in miniature?
+
+Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 seeds, one initial policy:
+- under uniform sampling at least 70% of groups have zero variance at the start (first 5 steps);
+- dynamic sampling reaches uniform's final held-out accuracy in at most half of uniform's steps (it
+  runs half of uniform's budget, so "not reached" means the claim failed; how full its batches are
+  and its generation-batch cap are reported);
+- generation takes at least 50% of a uniform step's time (transformers engine);
+- uniform GRPO raises held-out temperature-1 accuracy by at least 10 points within its budget, in
+  about 15-20 minutes on two cores, the warm-up included;
+- RL moves the frontier: held-out accuracy by number of terms at the start and at the end.
+
+    .venv/bin/python -m bench.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
+
+Writes bench/results/testbed.json and the report in bench/results/testbed/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.common import RESULTS, mean_curve_cost, parse_args, run_dirs, write_results
+from rollwise.checkpoint import list_checkpoints
+from rollwise.compare import run_compare
+from rollwise.config import RunConfig
+from rollwise.evaluate import standard_error
+from rollwise.models import load_model_dir_or_file, prepare_policy
+from rollwise.presets import preset_values
+from rollwise.report import write_report
+from rollwise.track import read_metrics
+
+PRESET = "scratchpad"
+START_STEPS = 5
+UNIFORM, DYNAMIC = "testbed-uniform", "testbed-dynamic"
+DS_CAP = 4  # ds_max_gen_batches: at most 4 generation batches of B prompts per step
+
+
+def variants(uniform_steps: int) -> dict[str, dict]:
+    # Dynamic sampling only needs half the budget: the claim is that it gets there within it.
+    return {UNIFORM: {}, DYNAMIC: {"filter": "dynamic", "ds_max_gen_batches": DS_CAP, "steps": uniform_steps // 2}}
+
+
+def mean_se(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "se": standard_error(values), "per_seed": values.tolist()}
+
+
+def early_mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in rows[1:1 + START_STEPS]]))
+
+
+def time_shares(rows: list[dict]) -> float:
+    """Generation's share of training time (select + generate + verify + update) over a run's steps."""
+    steps = [r for r in rows[1:] if "time_gen" in r]
+    parts = {k: sum(r.get(k, 0.0) for r in steps) for k in ("time_select", "time_gen", "time_verify", "time_update")}
+    return parts["time_gen"] / sum(parts.values())
+
+
+def accuracy_by_terms(model, codec, items, samples: int = 4, seed: int = 0) -> dict[int, float]:
+    """Held-out temperature-1 accuracy per number of terms (`samples` completions per item)."""
+    from rollwise.evaluate import score_samples
+    from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
+    from rollwise.tasks.verifiers import build_verifier
+
+    class InProcess:  # the numeric scorer is safe in-process for these digit-only answers
+        verifier = build_verifier("basic_arithmetic")
+
+        def score_batch(self, answers, its):
+            return [self.verifier.score(a, it) for a, it in zip(answers, its)]
+
+    engine = HFEngine(model, codec.eos_token_id, codec.pad_token_id)
+    torch.manual_seed(seed)
+    out = engine.generate([GenRequest(tuple(codec.prompt_ids(it)), samples) for it in items],
+                          SamplingParams(1.0, 1.0, codec.max_new_tokens))
+    acc = score_samples(out, items, codec, InProcess()).mean(axis=1)
+    terms = np.array([int(it.metadata["num_terms"]) for it in items])
+    return {int(k): float(acc[terms == k].mean()) for k in sorted(set(terms.tolist()))}
+
+
+def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
+    """Accuracy by number of terms of the initial policy and of the run's last checkpoint."""
+    from rollwise.pool import build_pools
+
+    _, held_out = build_pools(cfg)
+    model, codec = load_model_dir_or_file(Path(model_dir))
+    model.eval()
+    start = accuracy_by_terms(model, codec, held_out.items)
+    state = torch.load(list_checkpoints(run_dir)[-1][1], weights_only=False)
+    model.load_state_dict(state.get("components", state)["model"])
+    return {"start": start, "end": accuracy_by_terms(model, codec, held_out.items)}
+
+
+def warmup_info(model_dir: str) -> dict:
+    return json.loads((Path(model_dir) / "rollwise.json").read_text())["warmup"]
+
+
+def measure(args, summary: dict, model_dir: str, steps: int) -> dict:
+    names = variants(steps)
+    dirs = run_dirs(names, args)
+    rows = {name: [read_metrics(d / "metrics.jsonl") for d in paths] for name, paths in dirs.items()}
+    evals = {name: [[r for r in run if r.get("eval_temp_acc") is not None] for run in runs]
+             for name, runs in rows.items()}
+    uni = rows[UNIFORM]
+    initial = np.array([e[0]["eval_temp_acc"] for e in evals[UNIFORM]])
+    final = np.array([e[-1]["eval_temp_acc"] for e in evals[UNIFORM]])
+    ds_rows = [[r for r in run[1:] if "groups" in r] for run in rows[DYNAMIC]]
+    ds_steps = mean_curve_cost(summary, DYNAMIC, "steps")
+    warm = warmup_info(model_dir)
+    run_wall = np.array([run[-1]["wall_seconds"] for run in uni])
+    cfg = RunConfig.from_sources(preset=PRESET)
+    return {
+        "preset": preset_values(PRESET), "seeds": args.seeds, "model": model_dir, "uniform_steps": steps,
+        "warmup": {"steps": warm["steps"], "best_step": warm["best_step"], "greedy_acc": warm["best_greedy_acc"],
+                   "seconds": warm["seconds"]},
+        "initial_temp_acc": mean_se(initial), "final_temp_acc": mean_se(final),
+        "gain_points": mean_se(100 * (final - initial)),
+        "zero_var_ratio_at_start": mean_se([early_mean(run, "zero_var_ratio") for run in uni]),
+        "all_wrong_at_start": mean_se([early_mean(run, "all_zero_groups") / cfg.batch_prompts for run in uni]),
+        "generation_share_uniform": mean_se([time_shares(run) for run in uni]),
+        "seconds_per_step_uniform": mean_se([run[-1]["seconds"] / run[-1]["step"] for run in uni]),
+        "dynamic": {
+            "target": summary["target"], "steps_to_target_mean_curve": ds_steps, "steps_budget": steps // 2,
+            "per_seed_to_target": summary["variants"][DYNAMIC]["to_target"]["per_seed"]["steps"],
+            "final_temp_acc": summary["variants"][DYNAMIC]["stats"]["final_acc"],
+            "cap_gen_batches": DS_CAP,
+            "batch_fill": mean_se([np.mean([r["groups"] / cfg.batch_prompts for r in run]) for run in ds_rows]),
+            "capped_fraction": mean_se([np.mean([bool(r.get("ds_capped")) for r in run]) for run in ds_rows]),
+            "gen_batches_per_step": mean_se([np.mean([r.get("gen_batches", 1) for r in run]) for run in ds_rows]),
+            "wall_seconds": mean_se([run[-1]["wall_seconds"] for run in rows[DYNAMIC]]),
+        },
+        "run_wall_seconds": mean_se(run_wall),
+        "first_run_minutes_incl_warmup": float((warm["seconds"] + run_wall.mean()) / 60),
+        "parallel_runs": args.parallel,
+        "frontier_seed0": frontier(model_dir, dirs[UNIFORM][0], cfg),
+    }
+
+
+def claims(r: dict) -> dict:
+    ds = r["dynamic"]["steps_to_target_mean_curve"]
+    return {"zero_var_at_least_70pct": r["zero_var_ratio_at_start"]["mean"] >= 0.70,
+            "dynamic_within_half_the_steps": ds is not None and ds <= r["uniform_steps"] / 2,
+            "generation_at_least_half_of_step_time": r["generation_share_uniform"]["mean"] >= 0.5,
+            "gain_at_least_10_points": r["gain_points"]["mean"] >= 10,
+            "about_15_20_minutes": r["first_run_minutes_incl_warmup"] <= 21}
+
+
+def print_summary(r: dict) -> None:
+    g, d = r["gain_points"], r["dynamic"]
+    print(f"warm-up: greedy {r['warmup']['greedy_acc']:.3f} on 2-3 terms at step {r['warmup']['best_step']} "
+          f"({r['warmup']['seconds']:.0f} s)")
+    print(f"uniform, {len(r['seeds'])} seeds, {r['uniform_steps']} steps: held-out temp-1 accuracy "
+          f"{r['initial_temp_acc']['mean']:.3f} -> {r['final_temp_acc']['mean']:.3f}, gain {g['mean']:+.1f} "
+          f"+- {g['se']:.1f} points (per seed {', '.join(f'{x:+.1f}' for x in g['per_seed'])})")
+    print(f"zero-variance groups, first {START_STEPS} steps: {r['zero_var_ratio_at_start']['mean']:.1%} "
+          f"(all wrong {r['all_wrong_at_start']['mean']:.1%})")
+    print(f"generation share of step time: {r['generation_share_uniform']['mean']:.1%}; "
+          f"{r['seconds_per_step_uniform']['mean']:.2f} s a step")
+    print(f"dynamic sampling: uniform's final {d['target']:.3f} reached at step {d['steps_to_target_mean_curve']} "
+          f"(budget {d['steps_budget']}); batches {d['batch_fill']['mean']:.0%} full, cap {d['cap_gen_batches']} "
+          f"generation batches hit on {d['capped_fraction']['mean']:.0%} of steps")
+    front = r["frontier_seed0"]
+    print("accuracy by terms (seed 0), start -> end: " + ", ".join(
+        f"{k}: {front['start'][k]:.2f} -> {front['end'][k]:.2f}" for k in front["start"]))
+    print(f"warm-up {r['warmup']['seconds']:.0f} s + run {r['run_wall_seconds']['mean']:.0f} s = "
+          f"{r['first_run_minutes_incl_warmup']:.1f} min ({r['parallel_runs']} runs at once)")
+    print(f"claims: {r['claims']}")
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0])
+    base = preset_values(PRESET)
+    steps = args.steps or base["steps"]
+    base["steps"] = steps
+    model_dir = prepare_policy(RunConfig.from_dict(base))  # the one initial policy, built (or found) once
+    names = variants(steps)
+    run_compare(base, names, args.seeds, args.runs_dir, parallel=args.parallel)
+    summary = write_report(RESULTS / "testbed", run_dirs(names, args), None)
+    results = measure(args, summary, model_dir, steps)
+    results["claims"] = claims(results)
+    frontier_keys = results["frontier_seed0"]
+    results["frontier_seed0"] = {k: {str(t): v for t, v in d.items()} for k, d in frontier_keys.items()}
+    path = write_results("testbed", results)
+    results["frontier_seed0"] = frontier_keys
+    print_summary(results)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Named presets: resolved between defaults and YAML/flags, listed by the command line, saved resolved."""
+
+import pytest
+
+from rollwise.cli import build_parser, config_from_args, main
+from rollwise.config import RunConfig
+from rollwise.presets import PRESETS, preset_values
+
+
+def test_a_preset_sets_its_values_over_the_defaults():
+    cfg = RunConfig.from_sources(preset="scratchpad")
+    assert cfg.tiny_codec == "scratchpad" and cfg.task_options["max_terms"] == 6
+    assert cfg.warmup_task_options == {"max_terms": 3} and cfg.steps == 400
+    assert cfg.lr == RunConfig().lr  # what the preset does not set keeps its default
+
+
+def test_the_sums_preset_is_the_default_run():
+    assert RunConfig.from_sources(preset="sums") == RunConfig()
+
+
+def test_yaml_overrides_the_preset_and_flags_override_both(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: 50\nwarmup_target_acc: 0.3\n")
+    cfg = RunConfig.from_sources(path, {"steps": "60"}, preset="scratchpad")
+    assert cfg.steps == 60 and cfg.warmup_target_acc == 0.3 and cfg.tiny_codec == "scratchpad"
+    args = build_parser().parse_args(["train", "--preset", "scratchpad", "--config", str(path), "--steps", "70",
+                                      "--tiny-codec", "answer"])
+    cfg = config_from_args(args)
+    assert cfg.steps == 70 and cfg.warmup_target_acc == 0.3 and cfg.tiny_codec == "answer"
+    assert cfg.task_options["max_terms"] == 6  # the rest of the preset stays
+
+
+def test_a_run_saves_the_preset_resolved(tmp_path):
+    cfg = RunConfig.from_sources(preset="scratchpad", overrides={"steps": 3})
+    cfg.save(tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "tiny_codec: scratchpad" in text and "preset" not in text  # values, not a name to look up later
+    assert RunConfig.from_sources(tmp_path / "config.yaml") == cfg
+
+
+def test_unknown_presets_are_an_error_listing_the_known_ones(capsys):
+    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of scratchpad, sums"):
+        RunConfig.from_sources(preset="fast")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--preset", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
+
+
+def test_presets_are_listed_by_the_command_and_in_train_help(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name, preset in PRESETS.items():
+        assert f"{name}: {preset.description}" in out
+    assert 'tiny_codec: "scratchpad"' in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--preset NAME" in capsys.readouterr().out
+
+
+def test_preset_values_are_copies():
+    values = preset_values("scratchpad")
+    values["task_options"]["max_terms"] = 99
+    assert preset_values("scratchpad")["task_options"]["max_terms"] == 6
