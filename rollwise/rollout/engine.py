@@ -4,10 +4,16 @@ The interface is deliberately small so that a vLLM engine can replace the transf
 a request is a prompt (token ids), an optional prefix to continue from (partial rollouts, RPO) and
 its own sample count n (groups of different sizes, GVM). `HFEngine` batches all samples of all
 requests through `model.generate`, left-padded, and cuts each completion after its first EOS.
+
+Sampling is on-policy by construction: `generate` runs with a GenerationConfig that rollwise builds
+from `SamplingParams` alone (`sampling_config`), and the model's own `generation_config` (a
+checkpoint's repetition_penalty, top_k, min_p, suppress_tokens, min_new_tokens, ...) is set aside
+for the call, because the loss models none of those processors. docs/sampling.md has the details.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +22,16 @@ import torch
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """What the sampler does, and all it does: softmax(logits / temperature), optionally top-p truncated.
+
+    The loss (`rollwise.learn.token_logprobs`) scores each sampled token with the full softmax at the
+    same temperature. With top_p = 1 that is exactly the distribution sampled from (on-policy). With
+    top_p < 1 the sampler draws from the renormalised nucleus, q(t) = p(t) / P(nucleus) for t in the
+    nucleus and 0 outside, while the loss uses log p(t): the importance ratio is off by the constant
+    log P(nucleus) per token and tokens outside the nucleus are never sampled, so the gradient is
+    biased towards the nucleus. Use top_p = 1 for on-policy training (the default).
+    """
+
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
@@ -98,13 +114,53 @@ class HFEngine:
             ids[i, width - len(seq):] = torch.tensor(seq)
             attn[i, width - len(seq):] = 1
         was_training = self.model.training
-        self.model.eval()
-        kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad)
-        if params.greedy:
-            kwargs.update(do_sample=False)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-        generated = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
-        if was_training:
-            self.model.train()
+        self.model.eval()  # no dropout: the sampling policy is the one the loss evaluates (also in eval mode)
+        try:
+            with model_defaults_set_aside(self.model):
+                generated = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
+                                                generation_config=sampling_config(params, self.eos, self.pad))
+        finally:
+            self.model.train(was_training)
         return generated[:, width:].tolist()
+
+
+def sampling_config(params: SamplingParams, eos_token_id: int, pad_token_id: int):
+    """The GenerationConfig rollwise samples with: temperature, top_p, length and special ids; every
+    other logits processor explicitly off (top_k=0, no penalties, no minimum length, single beam).
+
+    >>> sampling_config(SamplingParams(temperature=0.7), eos_token_id=1, pad_token_id=0).top_k
+    0
+    """
+    from transformers import GenerationConfig
+
+    neutral = dict(num_beams=1, min_new_tokens=0, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                   renormalize_logits=False, remove_invalid_values=False, num_return_sequences=1)
+    if params.greedy:
+        chosen = dict(do_sample=False)
+    else:  # the warpers below act only when sampling (greedy warns if they are set)
+        chosen = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0, typical_p=1.0,
+                      epsilon_cutoff=0.0, eta_cutoff=0.0)
+    return GenerationConfig(max_new_tokens=params.max_new_tokens, eos_token_id=eos_token_id,
+                            pad_token_id=pad_token_id, **neutral, **chosen)
+
+
+@contextlib.contextmanager
+def model_defaults_set_aside(model):
+    """Give the model a blank `generation_config` for the duration of one `generate` call.
+
+    Passing `generation_config=` is not enough: transformers (5.x, `_prepare_generation_config`)
+    fills every field the passed config leaves None from `model.generation_config`, and several
+    processors are switched on by a non-None value alone (suppress_tokens, begin_suppress_tokens,
+    bad_words_ids, sequence_bias, min_p, forced_bos/eos_token_id, ...), so they cannot be switched off
+    from the passed config. A PEFT model copies its base model's config at each `generate`, so the
+    blank one goes on the base model.
+    """
+    from transformers import GenerationConfig
+
+    holder = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = holder.generation_config
+    holder.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        holder.generation_config = saved
