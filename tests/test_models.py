@@ -8,6 +8,7 @@ import torch
 
 from rollwise.config import RunConfig
 from rollwise.models import load_policy
+from rollwise.pool import PoolItem
 from rollwise.track import read_metrics
 from rollwise.train import train
 
@@ -64,6 +65,29 @@ def test_lora_trains_only_adapters(tmp_path, hf_model_dir):
     policy = load_policy(hf_config(tmp_path, hf_model_dir, lora_r=4, lora_alpha=8))
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_lora_run_exports_merged_and_unmerged_to_the_same_policy(tmp_path, hf_model_dir):
+    """A LoRA run ends with OUT_DIR/model; merged or not, `--model DIR` loads the same trained policy."""
+    from rollwise.models import load_model_dir_or_file
+
+    loaded = {}
+    for merge in (True, False):
+        # 4 x 8 samples: some groups have mixed rewards even from a random model, so the adapter learns.
+        cfg = hf_config(tmp_path, hf_model_dir, lora_r=4, lora_alpha=8, lr=0.05, steps=1, eval_every=0,
+                        batch_prompts=4, samples_per_prompt=8, out_dir=str(tmp_path / f"run-{merge}"),
+                        merge_lora=merge)
+        summary = train(cfg)
+        model_dir = tmp_path / f"run-{merge}" / "model"
+        assert summary["model_dir"] == str(model_dir) and (model_dir / "adapter" / "adapter_config.json").is_file()
+        assert (model_dir / "config.json").is_file() == merge and (model_dir / "base").is_dir() != merge
+        loaded[merge] = load_model_dir_or_file(model_dir)
+    ids = torch.tensor([loaded[True][1].prompt_ids(PoolItem(0, "Calculate 3 + 1 .", "4"))])
+    with torch.no_grad():
+        merged, unmerged = (loaded[m][0](input_ids=ids).logits for m in (True, False))
+        base = load_policy(hf_config(tmp_path, hf_model_dir)).model(input_ids=ids).logits
+    torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-5)
+    assert (merged - base).abs().max() > 1e-4  # the run trained the adapter, and the export holds it
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
