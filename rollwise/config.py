@@ -51,8 +51,9 @@ WARMUP_DEFAULTS = {"basic_arithmetic": {"max_terms": 2}}
 
 SELECTORS = ("uniform", "mopps", "mopps-threshold", "offline")
 FILTERS = ("none", "dynamic")
-ALGOS = ("grpo",)
-# Algorithms whose advantages compare samples of the same prompt: a group of one has advantage 0.
+# The names of rollwise.algos.ALGORITHMS (kept here so that reading a config never imports torch; a test
+# checks they agree). GROUP_RELATIVE: advantages compare samples of one prompt, so a group of one gets 0.
+ALGOS = ("grpo", "raft", "raft++", "reinforce++", "ppo")
 GROUP_RELATIVE = ("grpo",)
 
 
@@ -121,7 +122,9 @@ class RunConfig:
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
 
     # ---- algorithm ----
-    algo: str = _f("grpo", "Advantage estimator and loss.", choices=ALGOS)
+    algo: str = _f("grpo", "Advantage estimator and loss: grpo (group-normalised), raft (fine-tune on correct "
+                   "samples), raft++ (RAFT with ratio and clipping), reinforce++ (batch-normalised, no critic), ppo "
+                   "(value head and GAE).", choices=ALGOS)
     lr: float = _f(3e-4, "Learning rate of the RL updates (AdamW).")
     betas: list = _f([0.9, 0.99], "AdamW betas.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
@@ -133,6 +136,12 @@ class RunConfig:
     minibatches: int = _f(1, "Optimiser steps per pass over a batch.")
     updates_per_step: int = _f(1, "Passes (epochs) over each batch.")
     adv_eps: float = _f(1e-6, "Added to the group std when normalising advantages.")
+    ppo_gamma: float = _f(1.0, "PPO: GAE discount over tokens.")
+    ppo_lambda: float = _f(0.95, "PPO: GAE lambda.")
+    ppo_vf_coef: float = _f(0.5, "PPO: weight of the value loss.")
+    ppo_value_clip: float = _f(0.2, "PPO: clip of the value change per update.")
+    ppo_critic_detach: bool = _f(True, "PPO: the value head reads detached policy features (a linear critic that "
+                                 "does not pull on the policy); false trains the trunk with the value loss too.")
     nonfinite: str = _f("skip", "On NaN/inf in loss, rewards or gradients: skip the update or stop the run.",
                         choices=("skip", "stop"))
 
@@ -202,6 +211,10 @@ class RunConfig:
         if self.algo in GROUP_RELATIVE and self.samples_per_prompt < 2:
             raise ValueError(f"samples_per_prompt={self.samples_per_prompt} with algo={self.algo}: group-relative "
                              "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
+        if not (0 < self.ppo_gamma <= 1 and 0 <= self.ppo_lambda <= 1 and self.ppo_vf_coef >= 0
+                and self.ppo_value_clip > 0):
+            raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
+                             "ppo_value_clip > 0")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
         if not 0 < self.top_p <= 1:

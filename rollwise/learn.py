@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rollwise.algos.grpo import LOSSES, kl_k3
+from rollwise.algos import ALGORITHMS, Algorithm
+from rollwise.algos import ppo
+from rollwise.algos.grpo import kl_k3
 
 
 class NonFiniteError(RuntimeError):
@@ -26,13 +28,17 @@ class Batch:
     input_ids: torch.Tensor  # (N, T)
     attention_mask: torch.Tensor  # (N, T)
     loss_mask: torch.Tensor  # (N, T-1), aligned with the predicted tokens input_ids[:, 1:]
-    advantages: torch.Tensor  # (N,)
+    advantages: torch.Tensor  # (N,) per sample, or (N, T-1) per token (PPO after GAE)
+    returns: torch.Tensor | None = None  # (N, T-1) value targets (PPO)
+    old_values: torch.Tensor | None = None  # (N, T-1) values before the update (PPO)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def select(self, rows: torch.Tensor) -> "Batch":
-        return Batch(self.input_ids[rows], self.attention_mask[rows], self.loss_mask[rows], self.advantages[rows])
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Batch(self.input_ids[rows], self.attention_mask[rows], self.loss_mask[rows], self.advantages[rows],
+                     pick(self.returns), pick(self.old_values))
 
 
 def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
@@ -53,11 +59,19 @@ def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
 
 def token_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
     """log p(token t+1 | tokens <= t) for every position, at the sampling temperature."""
+    return forward(model, batch, temperature)[0]
+
+
+def forward(model, batch: Batch, temperature: float, critic=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token log-probabilities at the sampling temperature and, with a critic, V(s_t) for the same positions."""
     device = next(model.parameters()).device
-    logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
-    logits = logits[:, :-1].float() / temperature
+    out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                output_hidden_states=critic is not None)
+    logits = out.logits[:, :-1].float() / temperature
     targets = batch.input_ids[:, 1:].to(device).unsqueeze(-1)
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)
+    values = critic(out.hidden_states[-1][:, :-1]) if critic is not None else None
+    return logp, values
 
 
 @dataclass
@@ -73,6 +87,14 @@ class UpdateSettings:
     micro_batch: int
     nonfinite: str
     skip_zero_rows: bool = True  # False forces every row through (tests compare both)
+    gamma: float = 1.0  # PPO: GAE discount
+    lam: float = 0.95  # PPO: GAE lambda
+    vf_coef: float = 0.5  # PPO: weight of the value loss
+    value_clip: float = 0.2  # PPO: clip of the value change
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return ALGORITHMS[self.algo]
 
     @property
     def skip_zero_advantage(self) -> bool:
@@ -82,7 +104,7 @@ class UpdateSettings:
         backward passes; the token-mean denominator still counts their tokens, so the gradient is the
         one the whole batch would give (tested). With a KL penalty every row has a gradient.
         """
-        return self.skip_zero_rows and self.kl_coef == 0
+        return self.skip_zero_rows and self.kl_coef == 0 and not self.algorithm.critic
 
 
 def _micro_batches(batch: Batch, size: int):
@@ -92,6 +114,8 @@ def _micro_batches(batch: Batch, size: int):
 
 @torch.no_grad()
 def _logprobs_no_grad(model, batch: Batch, s: UpdateSettings) -> torch.Tensor:
+    if len(batch) == 0:  # every row was skipped (all advantages 0)
+        return torch.zeros(batch.loss_mask.shape)
     return torch.cat([token_logprobs(model, mb, s.temperature) for mb in _micro_batches(batch, s.micro_batch)])
 
 
@@ -116,12 +140,19 @@ def minibatch_rows(order: torch.Tensor, minibatches: int) -> list[torch.Tensor]:
     return [rows for rows in torch.tensor_split(order, minibatches) if len(rows)]
 
 
-def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, ref_model=None) -> dict:
-    """Run updates_per_step passes of `minibatches` optimiser steps over the batch."""
-    loss_fn = LOSSES[s.algo]
+def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, ref_model=None, critic=None) -> dict:
+    """Run updates_per_step passes of `minibatches` optimiser steps over the batch.
+
+    With a critic (PPO) `batch.advantages` holds each sample's outcome reward; GAE turns it into
+    token advantages first.
+    """
     single_step = s.minibatches * s.updates_per_step == 1
-    stats = {"loss": [], "grad_norm": [], "clip_frac": [], "kl": [], "skipped_updates": 0, "update_rows": 0}
+    stats = {"loss": [], "grad_norm": [], "clip_frac": [], "kl": [], "value_loss": [], "skipped_updates": 0,
+             "update_rows": 0}
+    critic = critic if s.algorithm.critic else None
     with _without_dropout(model):
+        if critic is not None:
+            batch = _with_gae(model, critic, batch, s)
         live = _live_rows(batch, s)
         # With one optimiser step the policy that sampled is the policy being trained: ratio == 1 and
         # the old log-probs come free from the same forward pass.
@@ -130,7 +161,7 @@ def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, 
         for _ in range(s.updates_per_step):
             order = torch.randperm(len(batch))
             for rows in minibatch_rows(order, s.minibatches):
-                _optimiser_step(model, optimizer, batch, rows, live, old, ref, loss_fn, s, stats)
+                _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats)
                 scheduler.step()
     out = {k: (float(np.mean(v)) if v else None) for k, v in stats.items()
            if k not in ("skipped_updates", "update_rows")}
@@ -140,14 +171,26 @@ def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, 
     return out
 
 
+@torch.no_grad()
+def _with_gae(model, critic, batch: Batch, s: UpdateSettings) -> Batch:
+    """PPO: old values, GAE token advantages (whitened over the batch) and returns."""
+    values = torch.cat([forward(model, mb, s.temperature, critic)[1].cpu()
+                        for mb in _micro_batches(batch, s.micro_batch)])
+    token_rewards = ppo.outcome_rewards(batch.advantages, batch.loss_mask)
+    advantages, returns = ppo.gae(token_rewards, values, batch.loss_mask, s.gamma, s.lam)
+    advantages = ppo.whiten(advantages, batch.loss_mask)
+    return Batch(batch.input_ids, batch.attention_mask, batch.loss_mask, advantages, returns, values)
+
+
 def _live_rows(batch: Batch, s: UpdateSettings) -> torch.Tensor:
     """Rows that need forward and backward passes (all of them unless zero-advantage rows may be skipped)."""
     if not s.skip_zero_advantage:
         return torch.arange(len(batch))
-    return torch.nonzero(batch.advantages != 0).flatten()
+    nonzero = batch.advantages != 0
+    return torch.nonzero(nonzero if nonzero.dim() == 1 else nonzero.any(dim=1)).flatten()
 
 
-def _optimiser_step(model, optimizer, batch, rows, live, old, ref, loss_fn, s, stats) -> None:
+def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats) -> None:
     total_tokens = batch.loss_mask[rows].sum().clamp_min(1.0)  # every row counts in the token mean
     # Row positions inside `live` (old log-probs are stored for live rows only).
     position = torch.full((len(batch),), -1, dtype=torch.long)
@@ -155,14 +198,20 @@ def _optimiser_step(model, optimizer, batch, rows, live, old, ref, loss_fn, s, s
     rows = rows[position[rows] >= 0]
     stats["update_rows"] += len(rows)
     optimizer.zero_grad(set_to_none=True)
-    losses, clips, kls = 0.0, [], []
+    losses, clips, kls, value_losses = 0.0, [], [], []
     for start in range(0, len(rows), s.micro_batch):
         part = rows[start : start + s.micro_batch]
         micro = batch.select(part)
-        logp = token_logprobs(model, micro, s.temperature)
+        logp, values = forward(model, micro, s.temperature, critic)
         old_logp = logp.detach() if old is None else old[position[part]].to(logp.device)
         mask = micro.loss_mask.to(logp.device)
-        loss, info = loss_fn(logp, old_logp, micro.advantages.to(logp.device), mask, s.clip_low, s.clip_high)
+        loss, info = s.algorithm.policy_loss(logp, old_logp, micro.advantages.to(logp.device), mask, s.clip_low,
+                                             s.clip_high)
+        if values is not None:
+            vloss = ppo.value_loss(values, micro.old_values.to(logp.device), micro.returns.to(logp.device), mask,
+                                   s.value_clip)
+            loss = loss + s.vf_coef * vloss
+            value_losses.append(float(vloss.detach()))
         if ref is not None:
             kl = kl_k3(logp, ref[part].to(logp.device), mask)
             loss = loss + s.kl_coef * kl
@@ -171,7 +220,7 @@ def _optimiser_step(model, optimizer, batch, rows, live, old, ref, loss_fn, s, s
         (loss * weight).backward()
         losses += float(loss.detach()) * float(weight)
         clips.append(info["clip_frac"])
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for p in params:  # skipped rows have zero gradient: the step is the one the full batch would take
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -190,3 +239,5 @@ def _optimiser_step(model, optimizer, batch, rows, live, old, ref, loss_fn, s, s
         stats["clip_frac"].append(float(np.mean(clips)))
     if kls:
         stats["kl"].append(float(np.mean(kls)))
+    if value_losses:
+        stats["value_loss"].append(float(np.mean(value_losses)))

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from rollwise import checkpoint as ckpt
-from rollwise.algos.grpo import ADVANTAGES
+from rollwise.algos import ALGORITHMS
+from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
 from rollwise.filters import build_filter
@@ -98,6 +99,7 @@ class Run:
     scheduler: object
     settings: UpdateSettings
     ref_model: torch.nn.Module | None
+    critic: torch.nn.Module | None
     acct: Accounting
     streams: RandomStreams
     evals: Evaluations
@@ -106,8 +108,11 @@ class Run:
 
     def components(self) -> dict:
         """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
-        return {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
+        parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                 "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
+        if self.critic is not None:
+            parts["critic"] = self.critic
+        return parts
 
     def identity(self) -> dict:
         """What makes a checkpoint belong to this run beyond its config: the data and the model."""
@@ -159,14 +164,26 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
                                cfg.verify_timeout, cfg.verify_memory_mb)
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward)
+    critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    trainable += list(critic.parameters()) if critic is not None else []
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))
     settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.grad_clip,
-                              cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite)
+                              cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite,
+                              gamma=cfg.ppo_gamma, lam=cfg.ppo_lambda, vf_coef=cfg.ppo_vf_coef,
+                              value_clip=cfg.ppo_value_clip)
     return Run(cfg, out, policy, ctx, eval_pool, build_selector(cfg, train_pool), build_filter(cfg), optimizer,
-               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, Accounting(),
+               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
                RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
+
+
+def _critic(cfg: RunConfig, model) -> torch.nn.Module | None:
+    """PPO's value head on the policy's last hidden state (None for critic-free algorithms)."""
+    if not ALGORITHMS[cfg.algo].critic:
+        return None
+    hidden = model.get_input_embeddings().embedding_dim
+    return ValueHead(hidden, detach=cfg.ppo_critic_detach).to(cfg.device)
 
 
 def _start(run: Run) -> dict:
@@ -232,18 +249,23 @@ def _train_step(run: Run, step: int) -> dict:
 
 
 def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:
-    cfg = run.cfg
-    samples = [s for g in kept for s in g.samples]
-    if not samples:
-        return {"skipped_updates": 0, "loss": None}
+    cfg, algo = run.cfg, ALGORITHMS[run.cfg.algo]
     if not np.isfinite(rewards).all():
         if cfg.nonfinite == "stop":
             raise NonFiniteError("non-finite rewards from the verifier; set nonfinite=skip to skip such steps")
         return {"skipped_updates": 1, "loss": None}
-    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(kept)])
-    advantages = ADVANTAGES[cfg.algo](rewards, groups, eps=cfg.adv_eps)
+    samples = [s for g in kept for s in g.samples]
+    acc = np.concatenate([g.acc for g in kept]) if kept else np.zeros(0)
+    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(kept)]) if kept else np.zeros(0, int)
+    if algo.accepted_only:  # RAFT: rejected samples never enter the update
+        accepted = np.flatnonzero(acc > 0)
+        samples, rewards, acc, groups = [samples[i] for i in accepted], rewards[accepted], acc[accepted], groups[accepted]
+    if not samples:
+        return {"skipped_updates": 0, "loss": None}
+    advantages = algo.advantages(rewards, acc, groups, eps=cfg.adv_eps)
     batch = build_batch(samples, advantages, run.ctx.codec.pad_token_id)
-    return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.ref_model)
+    return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.ref_model,
+                         run.critic)
 
 
 def _evaluate(run: Run, step: int) -> dict:

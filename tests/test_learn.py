@@ -95,3 +95,10 @@ def test_update_forward_passes_run_without_dropout():
     update_policy(model, opt, sched, _batch([1.0, -1.0, 0.5]), _settings(minibatches=2))
     assert seen and not any(seen)
     assert model.training  # restored afterwards
+
+
+def test_an_all_zero_batch_over_several_minibatches():
+    model = build_tiny_model(1, 32, 2, seed=0)
+    after, stats = _sgd_step(model, _batch([0.0, 0.0, 0.0, 0.0]), _settings(minibatches=2, updates_per_step=2))
+    assert stats["update_rows"] == 0
+    assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())

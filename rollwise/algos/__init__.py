@@ -1,0 +1,44 @@
+"""Algorithms: how verified rewards become advantages, and advantages a loss (METHODS.md section 5).
+
+Each algorithm is one registry entry of pure functions, read by name (`--algo`); the recipe never
+branches on the name. An entry says:
+- `advantages(rewards, acc, groups, eps)`: per-sample advantages (groups may differ in size: GVM);
+- `policy_loss(logp, old_logp, advantages, mask, clip_low, clip_high)`: the token-mean policy loss;
+- `group_relative`: advantages compare samples of one prompt, so a group needs >= 2 samples;
+- `accepted_only`: only verified-correct samples enter the update (RAFT);
+- `critic`: a value head and GAE token advantages (PPO).
+
+    >>> sorted(ALGORITHMS)
+    ['grpo', 'ppo', 'raft', 'raft++', 'reinforce++']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from rollwise.algos import ppo, raft, reinforce_pp
+from rollwise.algos.grpo import clipped_policy_loss, group_advantages
+
+
+def _grpo_advantages(rewards, acc, groups, eps=1e-6):
+    return group_advantages(rewards, groups, eps=eps)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    advantages: Callable
+    policy_loss: Callable
+    group_relative: bool = False
+    accepted_only: bool = False
+    critic: bool = False
+
+
+ALGORITHMS = {
+    "grpo": Algorithm("grpo", _grpo_advantages, clipped_policy_loss, group_relative=True),
+    "raft": Algorithm("raft", raft.accepted_advantages, raft.likelihood_loss, accepted_only=True),
+    "raft++": Algorithm("raft++", raft.accepted_advantages, clipped_policy_loss, accepted_only=True),
+    "reinforce++": Algorithm("reinforce++", reinforce_pp.batch_normalised_advantages, clipped_policy_loss),
+    "ppo": Algorithm("ppo", ppo.sample_rewards, clipped_policy_loss, critic=True),
+}

@@ -38,10 +38,11 @@ def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
                         clip_low: float = 0.2, clip_high: float = 0.28) -> tuple[torch.Tensor, dict]:
     """Token-mean PPO-clip loss with separate low and high clip (DAPO's clip-higher).
 
-    logp, old_logp, mask: (batch, tokens); advantages: (batch,). Returns the loss and statistics.
+    logp, old_logp, mask: (batch, tokens); advantages: (batch,) per sample or (batch, tokens) per token.
+    Returns the loss and statistics.
     """
     ratio = torch.exp(logp - old_logp)
-    adv = advantages.unsqueeze(-1)
+    adv = advantages if advantages.dim() == 2 else advantages.unsqueeze(-1)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
@@ -61,7 +62,3 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.to(torch.float32)
     return (values.to(torch.float32) * mask).sum() / mask.sum().clamp_min(1.0)
 
-
-# The registry the training recipe reads: new estimators are new entries, never branches in the loop.
-ADVANTAGES = {"grpo": group_advantages}
-LOSSES = {"grpo": clipped_policy_loss}
