@@ -7,7 +7,7 @@ import pytest
 
 from rollwise.pool import PoolItem, json_safe
 from rollwise.tasks.base import WRONG
-from rollwise.tasks.expressions import evaluate_expression
+from rollwise.tasks.expressions import answer_expression, evaluate_expression
 from rollwise.tasks.extract import extract_answer, last_number
 from rollwise.tasks.verifiers import (
     CountdownVerifier, ExactVerifier, MathVerifier, NumericVerifier, ReasoningGymVerifier, build_verifier,
@@ -116,10 +116,19 @@ def test_hot_path_is_fast():
 
 def test_expression_grammar():
     assert evaluate_expression("(6 + 4) * 3 / 2 - -1") == (16, [6, 4, 3, 2, 1])
+    assert evaluate_expression("0 + 10 * 100") == (1000, [0, 10, 100])
     for bad in ("2**3", "2^3", "1/0", "(1", "1)", "1 2", "3.5", "x", "1 = 1", "١+2", "２+2", "(" * 40 + "1" + ")" * 40,
-                "1" * 13, "1+" * 200 + "1", "__import__('os')", ""):
+                "1" * 13, "1+" * 200 + "1", "__import__('os')", "", "06 + 1", "3.", "3 × 2"):
         with pytest.raises(ValueError):
             evaluate_expression(bad)
+
+
+def test_answer_expression_drops_one_sentence_period():
+    assert answer_expression(" (6 + 4) * 3. ") == "(6 + 4) * 3"
+    assert answer_expression("(6 + 4) * 3 .\n") == "(6 + 4) * 3"
+    assert answer_expression("((6 + 4) * 3).") == "((6 + 4) * 3)"
+    assert answer_expression("3..") == "3."  # one period only: the rest stays and is refused
+    assert answer_expression("3") == "3" and answer_expression(".") == ""
 
 
 def test_countdown_agrees_with_reasoning_gym_on_its_own_solutions():
@@ -141,6 +150,10 @@ def test_countdown_rules():
     assert not v.score("(6 + 4) * 3 + 0", it).acc  # 0 is not a given number
     assert not v.score("6 * 5", it).acc  # 5 not given, 3 and 4 unused
     assert v.score("(6 + 4) * 3 = 30", it).reward == 0.01  # `=` is outside the grammar, as in reasoning-gym
+    for sentence in ("(6 + 4) * 3.", "3*(4+6).", " 3 * (6 + 4) . "):  # answers that end a sentence
+        assert v.score(sentence, it).acc, sentence
+    assert v.score("(6 + 4) * 3..", it).reward == 0.01
+    assert v.score("6 + 4 + 3.", it).reward == 0.05
     assert not v.score("6*4+3*2", it).acc
 
 
@@ -148,6 +161,7 @@ def test_puzzle24_needs_the_given_numbers():
     it = rg_items("puzzle24", n=1)[0]
     v = build_verifier("puzzle24", "auto")
     assert v.score(it.answer, it).acc
+    assert v.score(it.answer + ".", it).acc and v.score(f"({it.answer}).", it).acc
     assert not v.score("6*4*1*1", PoolItem(0, "q", "", {"numbers": [8, 5, 10, 6]})).acc
 
 

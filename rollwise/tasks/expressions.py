@@ -4,6 +4,7 @@ Countdown and the 24 game are scored by evaluating the model's expression. reaso
 sympy's parse_expr, which runs Python code (DESIGN.md); this is the replacement: a recursive-descent
 parser over integers, + - * / and parentheses with bounded length, nesting depth and literal size,
 evaluated exactly with Fractions. Anything outside that grammar raises ExpressionError (a ValueError).
+`answer_expression` takes the expression out of an answer (a sentence-ending period is dropped).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _tokens(text: str) -> list[str]:
         out.append("".join(digits))
     if any(t.isdigit() and len(t) > MAX_LITERAL_DIGITS for t in out):
         raise ExpressionError("number too long")
+    if any(len(t) > 1 and t[0] == "0" and t.isdigit() for t in out):
+        raise ExpressionError("leading zero")  # as in reasoning-gym: Python (and sympy) refuse `06`
     return out
 
 
@@ -89,11 +92,23 @@ class _Parser:
         raise ExpressionError(f"unexpected {tok!r}")
 
 
+def answer_expression(answer: str) -> str:
+    """The expression in an answer: surrounding whitespace and one sentence-ending period removed.
+
+    Models end a sentence after the expression (`(6 + 4) * 3.`), which reasoning-gym accepts because
+    sympy reads `3.` as the number 3.0. Here the period is dropped wherever it stands, after `)` or a
+    space too (reasoning-gym refuses those two); `3..` keeps a period and is refused, as there.
+    """
+    text = answer.strip()
+    return text[:-1].rstrip() if text.endswith(".") else text
+
+
 def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
     """The exact value of an integer arithmetic expression and the integers it uses, in order.
 
     Raises ValueError for anything outside the grammar: longer than MAX_EXPR_CHARS, nested deeper
-    than MAX_DEPTH, literals over MAX_LITERAL_DIGITS digits, exponents, names, decimals, `=`.
+    than MAX_DEPTH, literals over MAX_LITERAL_DIGITS digits or with a leading zero, exponents, names,
+    decimals, `=`.
     Bounded by construction: at most 256 characters of + - * / over 12-digit integers.
     """
     if len(text) > MAX_EXPR_CHARS:

@@ -13,6 +13,20 @@ of our own here, and every other reasoning-gym task keeps its own scorer but run
     # -> Score(acc=True, reward=1.0)
 
 acc is "verified correct": reward >= 1 - 1e-9 for scorers that give partial credit.
+
+The own countdown and puzzle24 scorers give reasoning-gym's rewards except where this table says
+(tests/test_scorer_agreement.py scores generated answers with both and checks every row):
+
+    difference                       task       ours           reasoning-gym  why
+    no answer (None)                 both       0.0            0.01           nothing extracted earns nothing
+    period after `)` or a space      both       as without it  0.01           a sentence ends there too
+    `**` exponent                    countdown  0.01           0.05 / 1.0     outside the grammar (9**9**9 hangs)
+    decimal literal (`6.0`)          countdown  0.01           0.05           outside the grammar
+    value in (24, 25)                puzzle24   0.01           1.0            reasoning-gym truncates with int()
+    four numbers, not the given ones puzzle24   0.01           1.0            reasoning-gym checks only the range
+
+Both accept a period right after the last number (`(6 + 4) * 3.`); both refuse `×`, `÷`, `−`,
+`\\times`, `=`, `..`, prose, leading zeros and implicit products.
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ from typing import ClassVar
 
 from rollwise.pool import PoolItem
 from rollwise.tasks.base import WRONG, Score
-from rollwise.tasks.expressions import evaluate_expression
+from rollwise.tasks.expressions import answer_expression, evaluate_expression
 
 RIGHT = Score(True, 1.0)
 VERIFIER_NAMES = ("auto", "math", "exact")
@@ -174,8 +188,9 @@ class CountdownVerifier:
 
     Mirrors its score_answer: the integers written must be exactly the given numbers (each used
     once, all used); the value must satisfy numpy.isclose(value, target) (atol 1e-6, rtol 1e-5).
-    Rewards: 1.0 solved, 0.05 a valid expression that misses, 0.01 unparsable. Differences: `**`,
-    decimals and names are refused (0.01) where sympy would have evaluated them.
+    Rewards: 1.0 solved, 0.05 a valid expression that misses, 0.01 unparsable. A sentence-ending
+    period is dropped. Differences (module docstring): `**`, decimals and names are refused (0.01)
+    where sympy would have evaluated them.
     """
 
     name: str = "countdown"
@@ -186,7 +201,7 @@ class CountdownVerifier:
             return WRONG
         meta = item.metadata
         try:
-            value, used = evaluate_expression(answer.strip())
+            value, used = evaluate_expression(answer_expression(answer))
         except ValueError:
             return from_reward(0.01)
         if sorted(used) != sorted(int(n) for n in meta["numbers"]):
@@ -202,7 +217,7 @@ class Puzzle24Verifier:
 
     reasoning-gym accepts any four numbers within the value range (not the given ones) and
     truncates the value with int() (24.5 passes); here the integers must be the given numbers
-    and the value exactly 24. Rewards 1.0 or 0.01, as there.
+    and the value exactly 24. Rewards 1.0 or 0.01, as there; a sentence-ending period is dropped.
     """
 
     name: str = "puzzle24"
@@ -212,7 +227,7 @@ class Puzzle24Verifier:
         if answer is None:
             return WRONG
         try:
-            value, used = evaluate_expression(answer.strip())
+            value, used = evaluate_expression(answer_expression(answer))
         except ValueError:
             return from_reward(0.01)
         ok = value == 24 and sorted(used) == sorted(int(n) for n in item.metadata["numbers"])
