@@ -167,7 +167,8 @@ class RunConfig:
     checkpoint_every: int = _f(20, "Write a checkpoint every N steps (and at the end).")
     keep_checkpoints: int = _f(2, "Checkpoints kept on disk (at least 1).")
     merge_lora: bool = _f(False, "With LoRA, the exported model (OUT_DIR/model) also has the adapters merged into "
-                          "full weights; the adapter is saved either way.")
+                          "full weights; the adapter is saved either way. Without it OUT_DIR/model holds base/ + "
+                          "adapter/, which --model loads.")
     verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
     verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
     verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
