@@ -61,3 +61,22 @@ def test_group_relative_algorithms_refuse_groups_of_one():
     with pytest.raises(ValueError, match="at least 2 samples per prompt"):
         RunConfig(samples_per_prompt=1)
     assert RunConfig(samples_per_prompt=2).samples_per_prompt == 2
+
+
+def test_the_trained_policy_is_exported_and_loads_as_a_model_directory(tmp_path):
+    from pathlib import Path
+
+    from rollwise.models import load_model_dir_or_file
+    from rollwise.tiny import TinyCodec
+
+    cfg = tiny_config(tmp_path, "export", steps=2)
+    summary = train(cfg)
+    model_dir = Path(summary["model_dir"])
+    assert model_dir == tmp_path / "export" / "model"
+    model, codec = load_model_dir_or_file(model_dir)
+    assert isinstance(codec, TinyCodec)
+    trained = model_parameters(cfg.out_dir)
+    loaded = model.state_dict()
+    assert all(torch.equal(trained[k], loaded[k]) for k in trained if k in loaded)
+    again = train(tiny_config(tmp_path, "from-export", steps=1, model=str(model_dir)))  # --model DIR
+    assert again["model"] == str(model_dir)
