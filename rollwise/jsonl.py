@@ -86,7 +86,8 @@ def parse_json(text: str, where: str) -> Any:
     try:
         return _STRICT.decode(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg}, character {exc.pos + 1}); is the file truncated?") from None
+        raise DataError(f"{where}: not valid JSON ({exc.msg}, character {exc.pos + 1}); "
+                        "is the file truncated?") from None
     except _NotJSONNumber as exc:
         raise DataError(f"{where}{_column_of_bad_number(text)}: {short_repr(str(exc), 40)} is not a JSON number; "
                         "write a missing value as null or the text as a string") from None

@@ -75,7 +75,8 @@ class PromptPool:
         try:
             self.ids = np.asarray([it.id for it in self.items], dtype=np.int64)
         except OverflowError:
-            raise DataError(f"{self.source or 'pool'}: a prompt id lies outside int64; ids must be 0 .. 2**63 - 1") from None
+            raise DataError(f"{self.source or 'pool'}: a prompt id lies outside int64; ids must be 0 .. 2**63 - 1") \
+                from None
         seen: dict[int, int] = {}
         for row, it in enumerate(self.items):
             if it.id in seen:

@@ -131,7 +131,8 @@ def row(**fields):
     ('{"id": 0, "prompt": "p", "answer": -Infinity}', "row 1: column 'answer': '-Infinity' is not a JSON number"),
     ('{"id": 0, "prompt": "p", "answer": 1e400}', "row 1: column 'answer': '1e400' is not a JSON number"),
     ('{"id": 0, "prompt": "p", "answer": "a", "w": [1, NaN]}', "row 1: column 'w': 'NaN' is not a JSON number"),
-    ('{"id": 0, "prompt": "p", "answer": %s}' % ("7" * 5000), "row 1: column 'answer': an integer with more than 4300 digits"),
+    ('{"id": 0, "prompt": "p", "answer": %s}' % ("7" * 5000),
+     "row 1: column 'answer': an integer with more than 4300 digits"),
     ('{"id": %s, "prompt": "p", "answer": "a"}' % ("1" * 4301), "row 1: column 'id': an integer with more than 4300 digits"),
     ('{"id": 0, "prompt": "p", "answer": "a", "deep": %s}' % ("[" * 100_000), "row 1: nested too deeply"),
     ('{"id": 0, "prompt": "p", "answer": "a", "deep": %s}' % ("[" * 100 + "]" * 100), "row 1: column 'deep': nested deeper than 64"),
@@ -190,7 +191,7 @@ def test_parquet_and_datasets_get_the_same_value_checks(tmp_path):
         pq.write_table(pa.table({**base, **columns}), tmp_path / name)
         return tmp_path / name
 
-    with pytest.raises(DataError, match="nan.parquet: row 2: column 'answer' must be a string or finite number, got nan"):
+    with pytest.raises(DataError, match="nan.parquet: row 2: column 'answer' must be .* finite number, got nan"):
         load_file_pool(parquet("nan.parquet", answer=[1.5, float("nan")]))
     big = pa.array([0, 2**63], type=pa.uint64())
     with pytest.raises(DataError, match="big.parquet: row 2: column 'id' must be a non-negative integer below 2"):
@@ -199,7 +200,8 @@ def test_parquet_and_datasets_get_the_same_value_checks(tmp_path):
         load_file_pool(parquet("frac.parquet", id=[0.5, 1.0]))
     assert load_file_pool(parquet("floats.parquet", id=[4.0, 1.0])).ids.tolist() == [4, 1]
     datasets = pytest.importorskip("datasets")
-    datasets.Dataset.from_dict({"id": [0, -3], "prompt": ["p", "q"], "answer": ["a", "b"]}).save_to_disk(str(tmp_path / "ds"))
+    negative = datasets.Dataset.from_dict({"id": [0, -3], "prompt": ["p", "q"], "answer": ["a", "b"]})
+    negative.save_to_disk(str(tmp_path / "ds"))
     with pytest.raises(DataError, match="ds: row 2: column 'id' must be a non-negative integer, got -3"):
         load_file_pool(tmp_path / "ds")
 

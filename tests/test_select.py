@@ -250,7 +250,8 @@ def test_file_prior_hashes_are_checked_when_present(tmp_path, caplog):
     as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"101": {"rate": 0.5, "hash": bad}}).encode())
     with pytest.raises(DataError, match="p.json: prompt id 101 has another"):
         build_prior(str(as_json), pool, 2.0)
-    path.write_text('{"id": 101, "rate": 0.5}\n{"id": 102, "rate": 0.5, "hash": "%s"}\n' % f"{item_hash('q2', '2'):016x}")
+    q2 = f"{item_hash('q2', '2'):016x}"
+    path.write_text('{"id": 101, "rate": 0.5}\n{"id": 102, "rate": 0.5, "hash": "%s"}\n' % q2)
     with caplog.at_level("WARNING"):
         build_prior(str(path), pool, 2.0)
     assert "1 of 2 matched prompt ids carry no content hash" in caplog.text
