@@ -26,10 +26,14 @@ SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.compare", "rollwise.repor
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, defaulting to None so only given flags override."""
-    group = parser.add_argument_group("run configuration (defaults shown; YAML keys use underscores)")
+    """One flag per RunConfig field, defaulting to None so only given flags override; grouped by section."""
+    from rollwise.config import SECTIONS
+
+    groups = {name: parser.add_argument_group(f"{name}: {doc} (YAML: keys under `{name}:` or flat)")
+              for name, doc in SECTIONS.items()}
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
+        group = groups[f.metadata["section"]]
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         choices = f.metadata.get("choices")

@@ -152,7 +152,7 @@ def check_same_config(run: PlannedRun) -> None:
     saved_path = run.run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    saved = load_yaml(saved_path)
     planned = run.config.to_dict()
     differ = [k for k in planned if k in saved and k not in EXECUTION_KEYS and saved[k] != planned[k]]
     if differ:

@@ -24,9 +24,21 @@ from typing import Any, get_type_hints
 import yaml
 
 
+# Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
+# fields after it in that section. `--help` groups flags by section, config.yaml is written nested by
+# section, and YAML files may be nested or flat; attribute access stays flat (`cfg.lr`).
+SECTIONS: dict[str, str] = {}
+_current_section = ["run"]
+
+
+def _section(name: str, doc: str) -> None:
+    SECTIONS[name] = doc
+    _current_section[0] = name
+
+
 def _f(default: Any, help: str, choices: tuple | None = None, **kw) -> Any:
-    """A dataclass field carrying its help text (shown by `--help`) and allowed values."""
-    meta = {"help": help, "choices": choices}
+    """A dataclass field carrying its help text (shown by `--help`), allowed values and section."""
+    meta = {"help": help, "choices": choices, "section": _current_section[0]}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -61,14 +73,14 @@ GROUP_RELATIVE = ("grpo",)
 class RunConfig:
     """Everything one training run needs. Field docs double as `--help` text."""
 
-    # ---- run ----
+    _section("run", "where the run lives and how it runs")
     out_dir: str = _f("runs/default", "Run directory: config.yaml, metrics.jsonl, checkpoints, summary.json.")
     seed: int = _f(0, "Seed of the run: prompt selection, sampling and the update order.")
     threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
     device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
     progress: bool = _f(True, "Show a progress bar on stderr.")
 
-    # ---- data ----
+    _section("data", "which prompts exist: the task or files, the pools, how answers are scored")
     task: str = _f(
         "basic_arithmetic",
         "A reasoning-gym task name (basic_arithmetic, chain_sum, countdown, knights_knaves, ...) "
@@ -85,7 +97,7 @@ class RunConfig:
     reward: str = _f("acc", "Reward used by the loss: acc (0/1 verified) or score (the verifier's shaped score).",
                      choices=("acc", "score"))
 
-    # ---- model ----
+    _section("policy", "the model that is trained: built-in tiny model (and its warm-up), Hugging Face or GGUF, LoRA")
     model: str = _f(
         "tiny",
         "tiny (built-in, warmed up on the task and cached), smollm2 (SmolLM2-135M-Instruct GGUF from "
@@ -112,7 +124,22 @@ class RunConfig:
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
 
-    # ---- rollout ----
+    _section("select", "which prompts each step trains on (METHODS.md sections 1-2) and which groups it keeps")
+    selector: str = _f("uniform", "Which prompts each step trains on.", choices=SELECTORS)
+    mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
+    mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
+    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
+    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
+    prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
+    offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
+    offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
+    filter: str = _f("none", "Post-rollout filter: none, or dynamic (DAPO dynamic sampling).", choices=FILTERS)
+    ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
+    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
+    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
+
+    _section("rollout", "how many prompts and samples a step draws, and how they are sampled")
     batch_prompts: int = _f(64, "B: prompts per training step.")
     samples_per_prompt: int = _f(8, "n: completions sampled per prompt (the group size).")
     temperature: float = _f(1.0, "Sampling temperature of rollouts.")
@@ -121,7 +148,12 @@ class RunConfig:
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
 
-    # ---- algorithm ----
+    _section("verify", "the verifier guard: workers, limits")
+    verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
+    verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
+    verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
+
+    _section("algorithm", "how verified rewards become a policy update")
     algo: str = _f("grpo", "Advantage estimator and loss: grpo (group-normalised), raft (fine-tune on correct "
                    "samples), raft++ (RAFT with ratio and clipping), reinforce++ (batch-normalised, no critic), ppo "
                    "(value head and GAE).", choices=ALGOS)
@@ -145,22 +177,7 @@ class RunConfig:
     nonfinite: str = _f("skip", "On NaN/inf in loss, rewards or gradients: skip the update or stop the run.",
                         choices=("skip", "stop"))
 
-    # ---- prompt selection (METHODS.md sections 1-2) ----
-    selector: str = _f("uniform", "Which prompts each step trains on.", choices=SELECTORS)
-    mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
-    mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
-    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
-    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
-    prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
-    prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
-    offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
-    offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
-    filter: str = _f("none", "Post-rollout filter: none, or dynamic (DAPO dynamic sampling).", choices=FILTERS)
-    ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
-    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
-    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
-
-    # ---- schedule, evaluation, checkpoints ----
+    _section("schedule", "steps, evaluation, checkpoints, export")
     steps: int = _f(300, "Training steps.")
     eval_every: int = _f(20, "Evaluate on the held-out set every N steps (and at step 0 and the end).")
     eval_samples: int = _f(4, "Temperature-1 samples per held-out item.")
@@ -169,9 +186,6 @@ class RunConfig:
     merge_lora: bool = _f(False, "With LoRA, the exported model (OUT_DIR/model) also has the adapters merged into "
                           "full weights; the adapter is saved either way. Without it OUT_DIR/model holds base/ + "
                           "adapter/, which --model loads.")
-    verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
-    verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
-    verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -258,8 +272,21 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def sections(cls) -> dict[str, list[str]]:
+        """Field names by section, in data-flow order."""
+        grouped: dict[str, list[str]] = {name: [] for name in SECTIONS}
+        for f in dataclasses.fields(cls):
+            grouped[f.metadata["section"]].append(f.name)
+        return grouped
+
+    def to_sections(self) -> dict[str, dict[str, Any]]:
+        values = self.to_dict()
+        return {section: {name: values[name] for name in names} for section, names in self.sections().items()}
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the resolved configuration as YAML, nested by section (`load_yaml` reads it back flat)."""
+        Path(path).write_text(yaml.safe_dump(self.to_sections(), sort_keys=False))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -269,7 +296,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return data
+    return flatten_sections(data, str(path))
+
+
+def flatten_sections(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Config values keyed by field name, from a flat mapping or one nested by section (or a mix).
+
+    >>> flatten_sections({"algorithm": {"lr": 0.001}, "steps": 5})
+    {'lr': 0.001, 'steps': 5}
+    """
+    section_of = {f.name: f.metadata["section"] for f in dataclasses.fields(RunConfig)}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and key not in section_of:
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: section {key!r} must be a mapping of its keys")
+            for name, inner in value.items():
+                if name in section_of and section_of[name] != key:
+                    raise ValueError(f"{source}: {name} belongs to section {section_of[name]!r}, not {key!r}")
+                flat[name] = inner
+        else:
+            flat[key] = value
+    return flat
 
 
 def coerce(name: str, value: Any, typ: Any) -> Any:

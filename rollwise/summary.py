@@ -21,8 +21,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from rollwise.config import load_yaml
 from rollwise.track import read_metrics
 
 # cost name in the summary -> cumulative key in metrics.jsonl
@@ -51,7 +51,7 @@ def load_run(path: str | Path) -> dict:
 def _seed_of(path: Path) -> int | None:
     config = path / "config.yaml"
     if config.is_file():
-        seed = (yaml.safe_load(config.read_text()) or {}).get("seed")
+        seed = load_yaml(config).get("seed")
         if seed is not None:
             return int(seed)
     if path.name.startswith("seed-") and path.name[5:].isdigit():

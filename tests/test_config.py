@@ -1,6 +1,9 @@
 """The run configuration: defaults, YAML, command-line overrides and validation."""
 
+import dataclasses
+
 import pytest
+import yaml
 
 from rollwise.cli import build_parser, config_from_args
 from rollwise.config import RunConfig
@@ -53,3 +56,21 @@ def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
 
     with pytest.raises(ValueError, match="reads sums .* not task=countdown: pass --model DIR"):
         ensure_tiny(RunConfig(task="countdown", cache_dir=str(tmp_path)))
+
+
+def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
+    from rollwise.config import SECTIONS, flatten_sections, load_yaml
+
+    assert list(SECTIONS)[:5] == ["run", "data", "policy", "select", "rollout"]
+    sections = RunConfig.sections()
+    assert "lr" in sections["algorithm"] and "selector" in sections["select"] and "task" in sections["data"]
+    assert sum(len(v) for v in sections.values()) == len(dataclasses.fields(RunConfig))
+    cfg = RunConfig(steps=7, lr=1e-4)
+    cfg.save(tmp_path / "c.yaml")
+    saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert saved["algorithm"]["lr"] == 1e-4 and saved["schedule"]["steps"] == 7 and "lr" not in saved
+    assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
+    (tmp_path / "mixed.yaml").write_text("algorithm:\n  lr: 0.002\nsteps: 3\n")
+    assert load_yaml(tmp_path / "mixed.yaml") == {"lr": 0.002, "steps": 3}
+    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'rollout'"):
+        flatten_sections({"rollout": {"lr": 0.1}})
