@@ -1,0 +1,308 @@
+"""Allocators: the GVM formula and rounding (hand-computed), estimate bookkeeping, state, the gradient-norm estimate."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from rollwise.allocate import build_allocator
+from rollwise.allocate.base import largest_remainder
+from rollwise.allocate.fixed import FixedAllocator
+from rollwise.allocate.gradnorm import mean_over_correct, sequence_embedding_grad_norms
+from rollwise.allocate.gvm import GVMAllocator, gvm_weights
+from rollwise.learn import build_batch
+from rollwise.rollout.engine import Sample
+from rollwise.select.mopps import MoPPSSelector
+from rollwise.select.uniform import UniformSelector
+from rollwise.tiny import PAD, tiny_model_config
+
+NAN = np.nan
+
+
+# --- the formula and the rounding -------------------------------------------------------------------------
+
+
+def test_gvm_weights_hand_computed():
+    # 1/sqrt(0.5 + 0.001/0.5) = 1/sqrt(0.502) = 1.41139; 1/sqrt(0.1 + 0.01) = 3.01511;
+    # 2/sqrt(0.25 + 0.004) = 3.96838; p = 0 and G = 0 give 0.
+    w = gvm_weights([0.5, 0.1, 0.0, 1.0, 0.25], [1.0, 1.0, 1.0, 0.0, 2.0])
+    assert w == pytest.approx([1.411394, 3.015113, 0.0, 0.0, 3.968379], rel=1e-6)
+    # beta = 1: w = G / sqrt(p + alpha) = 1/sqrt(0.501)
+    assert gvm_weights([0.5], [1.0], beta=1.0)[0] == pytest.approx(1.412801, rel=1e-6)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        gvm_weights([NAN], [1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        gvm_weights([0.5], [-1.0])
+
+
+def test_largest_remainder_exact_total_hand_computed():
+    # shares 1.4, 2.1, 3.5 -> floors 1, 2, 3 (6); the missing unit goes to the largest fraction (0.5)
+    assert largest_remainder([0.2, 0.3, 0.5], 7).tolist() == [1, 2, 4]
+    # equal fractions: earlier entries first
+    assert largest_remainder([1.0, 1.0, 1.0], 10).tolist() == [4, 3, 3]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        w = rng.random(rng.integers(1, 40)) * (rng.random() < 0.5 and 1e-6 or 1e3)
+        total = int(rng.integers(0, 500))
+        n = largest_remainder(w, total)
+        assert n.sum() == total and n.dtype == np.int64
+        assert np.all(np.abs(n - total * w / w.sum()) < 1.0)
+
+
+def test_largest_remainder_minimum_and_maximum():
+    # cap 8: the first takes 8, the other two split the remaining 8 evenly
+    assert largest_remainder([6.0, 1.0, 1.0], 16, maximum=8).tolist() == [8, 4, 4]
+    # floor 2: 1 * t < 2 for the small ones, the first takes 12 - 4 = 8
+    assert largest_remainder([10.0, 1.0, 1.0], 12, minimum=2).tolist() == [8, 2, 2]
+    # both: zero weight -> 2; 18 over (10, 5, 1) with t = 1.4 -> 14 capped at 9, 7, 1.4 raised to 2
+    assert largest_remainder([10.0, 5.0, 1.0, 0.0], 20, minimum=2, maximum=9).tolist() == [9, 7, 2, 2]
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        k = int(rng.integers(1, 30))
+        lo, hi = int(rng.integers(0, 4)), int(rng.integers(4, 20))
+        total = int(rng.integers(lo * k, hi * k + 1))
+        n = largest_remainder(rng.random(k) * (rng.random(k) < 0.7), total, lo, hi)
+        assert n.sum() == total and n.min() >= lo and n.max() <= hi
+
+
+def test_largest_remainder_infeasible_bounds_say_why():
+    with pytest.raises(ValueError, match="3 prompts x minimum 4 = 12 samples exceed the budget of 10"):
+        largest_remainder([1.0, 1.0, 1.0], 10, minimum=4)
+    with pytest.raises(ValueError, match="3 prompts x maximum 3 = 9 samples fall short of the budget of 10"):
+        largest_remainder([1.0, 1.0, 1.0], 10, maximum=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        largest_remainder([1.0, -1.0], 4)
+
+
+def test_zero_weights_share_evenly_when_nothing_else_can_take_the_budget():
+    assert largest_remainder([0.0, 0.0, 0.0], 10).tolist() == [4, 3, 3]
+    # the only positive entry is capped at 4: the other 6 spread over the zero-weight ones
+    assert largest_remainder([1.0, 0.0, 0.0], 10, maximum=4).tolist() == [4, 3, 3]
+    # otherwise zero weight means the minimum
+    assert largest_remainder([1.0, 0.0, 0.0], 10).tolist() == [10, 0, 0]
+
+
+# --- the GVM allocator --------------------------------------------------------------------------------------
+
+
+def _estimated(ids, successes, trials, grads, **kw):
+    gvm = GVMAllocator(pool_size=6, **kw)
+    gvm.needs_estimate(np.array(ids), step=0)
+    gvm.observe(np.array(ids), np.array(successes), np.array(trials), np.array(grads, dtype=float))
+    return gvm
+
+
+def test_gvm_allocation_hand_computed_in_id_order():
+    gvm = _estimated([4, 1, 3], [4, 1, 0], [8, 8, 8], [2.0, 2.0, NAN])
+    # w = 2/sqrt(0.5 + 0.002) = 2.82279 and 2/sqrt(0.125 + 0.008) = 5.48408; p = 0 -> 0
+    # n = 24 * w / 8.30687 = 8.16, 15.84 -> 8, 16, 0
+    assert gvm.allocate(np.array([4, 1, 3]), 24).tolist() == [8, 16, 0]
+    assert gvm.allocate(np.array([3, 4, 1]), 24).tolist() == [0, 8, 16]
+
+
+def test_gvm_zero_gradient_norm_gets_nothing_and_bounds_apply():
+    gvm = _estimated([0, 1, 2], [4, 4, 2], [8, 8, 8], [0.0, 1.0, 1.0], min_n=2, max_n=12)
+    # G = 0 -> weight 0 -> the minimum 2; w(0.5) = 1.41139, w(0.25) = 1.98419: 22 -> 9.14, 12.86 -> cap 12, 10
+    assert gvm.allocate(np.array([0, 1, 2]), 24).tolist() == [2, 10, 12]
+
+
+def test_gvm_all_acceptance_rates_zero_spreads_the_budget_evenly():
+    gvm = _estimated([0, 1, 2], [0, 0, 0], [8, 8, 8], [NAN, NAN, NAN])
+    assert gvm.allocate(np.array([0, 1, 2]), 16).tolist() == [6, 5, 5]
+
+
+def test_gvm_unknown_gradient_norm_uses_the_mean_of_known_ones_or_one():
+    gvm = _estimated([0, 1, 2], [2, 2, 2], [8, 8, 8], [1.0, 3.0, NAN])
+    p, g = gvm.estimates(np.array([0, 1, 2, 5]))
+    assert g.tolist() == [1.0, 3.0, 2.0, 2.0]
+    assert p[:3].tolist() == [0.25, 0.25, 0.25] and np.isnan(p[3])  # prompt 5 never observed
+    _, g = _estimated([0], [0], [8], [NAN]).estimates(np.array([0]))
+    assert g.tolist() == [1.0]
+
+
+def test_gvm_refuses_to_allocate_prompts_never_estimated():
+    gvm = _estimated([0], [1], [8], [1.0])
+    with pytest.raises(ValueError, match=r"prompt ids \[2\] have no acceptance-rate estimate"):
+        gvm.allocate(np.array([0, 2]), 16)
+
+
+def test_needs_estimate_after_estimate_every_steps():
+    gvm = GVMAllocator(pool_size=4, estimate_every=3)
+    ids = np.array([0, 1, 2])
+    assert gvm.needs_estimate(ids, step=0).tolist() == [True, True, True]
+    gvm.observe(ids, np.array([1, 2, 0]), np.array([8, 8, 0]), np.full(3, NAN))  # prompt 2: no trials
+    assert gvm.needs_estimate(ids, step=1).tolist() == [False, False, True]
+    assert gvm.needs_estimate(ids, step=2).tolist() == [False, False, True]
+    gvm.observe(np.array([1]), np.array([3]), np.array([4]), np.array([NAN]))  # main rollout of step 2
+    assert gvm.needs_estimate(ids, step=3).tolist() == [True, False, True]
+    assert gvm.needs_estimate(ids, step=5).tolist() == [True, True, True]
+    every_step = GVMAllocator(pool_size=2)
+    every_step.needs_estimate(np.array([0]), step=7)
+    every_step.observe(np.array([0]), np.array([1]), np.array([2]), np.array([NAN]))
+    assert every_step.needs_estimate(np.array([0]), step=8).tolist() == [True]
+
+
+def test_observations_pool_within_a_step_and_restart_at_the_next():
+    gvm = GVMAllocator(pool_size=2)
+    gvm.needs_estimate(np.array([0]), step=0)
+    gvm.observe(np.array([0]), np.array([2]), np.array([8]), np.array([1.0]))  # pre-samples: 2 correct, G 1
+    gvm.observe(np.array([0]), np.array([6]), np.array([8]), np.array([5.0 / 3]))  # main rollout: 6 correct
+    p, g = gvm.estimates(np.array([0]))
+    assert p[0] == 0.5 and g[0] == pytest.approx((2 * 1.0 + 6 * 5.0 / 3) / 8)  # 8/16; (2 + 10) / 8 = 1.5
+    gvm.needs_estimate(np.array([0]), step=1)
+    gvm.observe(np.array([0]), np.array([1]), np.array([4]), np.array([NAN]))
+    p, g = gvm.estimates(np.array([0]))
+    assert p[0] == 0.25 and g[0] == pytest.approx(1.5)  # G not measured this step: the last one stays
+
+
+def test_observe_rejects_inconsistent_input():
+    gvm = GVMAllocator(pool_size=3)
+    with pytest.raises(ValueError, match="no correct sample"):
+        gvm.observe(np.array([0]), np.array([0]), np.array([4]), np.array([0.0]))
+    with pytest.raises(ValueError, match="appears twice"):
+        gvm.observe(np.array([1, 1]), np.array([1, 1]), np.array([4, 4]), np.full(2, NAN))
+    with pytest.raises(ValueError, match="between 0 and trials"):
+        gvm.observe(np.array([1]), np.array([5]), np.array([4]), np.array([NAN]))
+
+
+def test_posterior_variant_reads_p_from_the_callable_and_never_presamples():
+    selector = MoPPSSelector(pool_size=3, decay=1.0)
+    selector.observe(np.array([0, 1]), np.array([3, 0]), np.array([4, 4]))  # Beta(4, 2) and Beta(1, 5)
+    calls = []
+
+    def predict(ids):
+        calls.append(ids.tolist())
+        return selector.predict(ids)
+
+    gvm = GVMAllocator(pool_size=3, p_source="posterior", posterior=predict)
+    assert gvm.presamples == 0
+    assert gvm.needs_estimate(np.array([0, 1]), step=0).tolist() == [False, False]
+    # p = 2/3 and 1/6, G unknown -> 1: w = 1/sqrt(2/3 + 0.0015) = 1.22337, 1/sqrt(1/6 + 0.006) = 2.40655
+    # n = 12 * w / 3.62992 = 4.04, 7.96 -> 4, 8
+    assert gvm.allocate(np.array([0, 1]), 12).tolist() == [4, 8]
+    assert calls == [[0, 1]]
+    gvm.observe(np.array([0]), np.array([2]), np.array([4]), np.array([3.0]))  # G of prompt 0 from its visit
+    assert gvm.estimates(np.array([0, 1]))[1].tolist() == [3.0, 3.0]
+
+
+def test_state_dict_round_trip_continues_identically():
+    gvm = _estimated([0, 1, 2], [4, 1, 0], [8, 8, 8], [2.0, 1.0, NAN], estimate_every=2)
+    state = gvm.state_dict()
+    gvm.observe(np.array([0]), np.array([8]), np.array([8]), np.array([9.0]))  # later change: not in state
+    restored = GVMAllocator(pool_size=6, estimate_every=2)
+    restored.load_state_dict(state)
+    fresh = _estimated([0, 1, 2], [4, 1, 0], [8, 8, 8], [2.0, 1.0, NAN], estimate_every=2)
+    ids = np.array([2, 0, 1])
+    assert restored.allocate(ids, 30).tolist() == fresh.allocate(ids, 30).tolist()
+    assert restored.needs_estimate(ids, 1).tolist() == fresh.needs_estimate(ids, 1).tolist() == [False] * 3
+    assert restored.needs_estimate(ids, 2).tolist() == [True] * 3
+    with pytest.raises(ValueError, match="pool of 6 prompts, this pool has 4"):
+        GVMAllocator(pool_size=4).load_state_dict(state)
+
+
+def test_fixed_allocator():
+    fixed = FixedAllocator(4)
+    assert fixed.allocate(np.array([5, 1]), 8).tolist() == [4, 4]
+    assert fixed.needs_estimate(np.array([5, 1]), 0).tolist() == [False, False]
+    with pytest.raises(ValueError, match="budget is 9"):
+        fixed.allocate(np.array([5, 1]), 9)
+
+
+def _cfg(**kw):
+    base = dict(allocator="gvm", gvm_alpha=1e-3, gvm_beta=2.0, gvm_presamples=8, gvm_estimate_every=1,
+                gvm_min_samples=0, gvm_max_samples=0, gvm_p_source="presample", samples_per_prompt=8)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_build_allocator_reads_the_config_names():
+    fixed = build_allocator(_cfg(allocator="fixed", samples_per_prompt=6), pool_size=5)
+    assert isinstance(fixed, FixedAllocator) and fixed.n == 6
+    gvm = build_allocator(_cfg(gvm_max_samples=0, gvm_min_samples=2, gvm_presamples=4, gvm_estimate_every=3), 5)
+    assert (gvm.max_n, gvm.min_n, gvm.presamples, gvm.estimate_every) == (None, 2, 4, 3)
+    assert build_allocator(_cfg(gvm_max_samples=16), 5).max_n == 16
+    selector = MoPPSSelector(5)
+    posterior = build_allocator(_cfg(gvm_p_source="posterior"), 5, selector)
+    assert posterior.p_source == "posterior" and posterior.presamples == 0
+    with pytest.raises(ValueError, match="selector=uniform makes none"):
+        build_allocator(_cfg(gvm_p_source="posterior"), 5, UniformSelector(5))
+    with pytest.raises(ValueError, match="must bracket samples_per_prompt=8"):
+        build_allocator(_cfg(gvm_min_samples=9), 5)
+    with pytest.raises(ValueError, match="allocator='knapsack'"):
+        build_allocator(_cfg(allocator="knapsack"), 5)
+
+
+# --- the gradient-norm estimate -----------------------------------------------------------------------------
+
+
+def _untied_model(**config):
+    from transformers import LlamaForCausalLM
+
+    cfg = tiny_model_config(layers=2, hidden=32, heads=2)
+    cfg.tie_word_embeddings = False
+    for key, value in config.items():
+        setattr(cfg, key, value)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg)
+
+
+def _samples():
+    gen = torch.Generator().manual_seed(5)
+    lengths = [(4, 0, 3), (6, 2, 5), (3, 0, 1), (5, 1, 7), (4, 3, 2)]  # prompt, prefix, completion
+    return [Sample(i, *(tuple(torch.randint(2, 17, (n,), generator=gen).tolist()) for n in (p, q)),
+                   torch.randint(2, 17, (c,), generator=gen).tolist(), True)
+            for i, (p, q, c) in enumerate(lengths)]
+
+
+def _direct_norm(model, sample, temperature):
+    """One sequence alone, unpadded: autograd w.r.t. the embedding matrix."""
+    batch = build_batch([sample], np.zeros(1), PAD)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1] / temperature
+    logp = torch.log_softmax(logits, -1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    (grad,) = torch.autograd.grad((logp * batch.loss_mask).sum(), model.model.embed_tokens.weight)
+    return float(grad.norm())
+
+
+def test_batched_embedding_grad_norms_equal_per_sample_autograd():
+    torch.set_num_threads(1)
+    model = _untied_model(attention_dropout=0.5)  # dropout would change the result if it were on
+    samples = _samples()
+    model.eval()
+    expected = [_direct_norm(model, s, 0.7) for s in samples]
+    model.train()
+    batch = build_batch(samples, np.zeros(len(samples)), PAD)
+    got = sequence_embedding_grad_norms(model, batch, temperature=0.7, micro_batch=2)
+    assert got == pytest.approx(expected, rel=1e-4)
+    assert len(set(np.round(expected, 6))) == len(samples)  # distinct values: rows were not mixed up
+    assert sequence_embedding_grad_norms(model, batch, 0.7, micro_batch=5) == pytest.approx(got, rel=1e-5)
+    assert model.training  # mode restored
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())  # nothing left behind
+
+
+def test_tied_embeddings_count_only_the_input_use():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tied = LlamaForCausalLM(tiny_model_config(layers=1, hidden=32, heads=2)).eval()
+    untied = _untied_model(num_hidden_layers=1).eval()
+    untied.load_state_dict(tied.state_dict(), strict=False)  # same weights, lm_head a separate copy
+    untied.lm_head.weight.data.copy_(tied.model.embed_tokens.weight.data)
+    sample = _samples()[1]
+    batch = build_batch([sample], np.zeros(1), PAD)
+    got = sequence_embedding_grad_norms(tied, batch)[0]
+    assert got == pytest.approx(_direct_norm(untied, sample, 1.0), rel=1e-4)  # input use only
+    assert got < 0.99 * _direct_norm(tied, sample, 1.0)  # the shared parameter's gradient includes lm_head
+
+
+def test_mean_over_correct():
+    out = mean_over_correct(np.array([1.0, 3.0, 5.0, 7.0, 2.0]), np.array([0, 0, 1, 2, 2]),
+                            np.array([1, 1, 0, 0, 1]), 4)
+    assert out[[0, 2]].tolist() == [2.0, 2.0] and np.isnan(out[[1, 3]]).all()
+
+
+def test_rows_without_loss_tokens_get_zero():
+    model = _untied_model(num_hidden_layers=1)
+    samples = _samples()[:2] + [Sample(9, (3, 4, 5), (), [], False)]  # nothing generated: empty loss mask
+    norms = sequence_embedding_grad_norms(model, build_batch(samples, np.zeros(3), PAD), micro_batch=3)
+    assert norms[2] == 0.0 and (norms[:2] > 0).all()
