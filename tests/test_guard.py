@@ -160,8 +160,9 @@ def test_timeouts_crashes_and_counters():
     assert [i for i, s in enumerate(scores) if s.acc] == [0, 2, 5, 10, 11]
     assert scores[10].reward == 0.0  # NaN reward cleaned
     assert took < 3 * HARD + 4 * START_SLACK
-    assert guard.pop_counts() == {"timeouts": 3, "errors": 4, "rejected": 1}
-    assert guard.pop_counts() == {"timeouts": 0, "errors": 0, "rejected": 0}
+    zero = {"timeouts": 0, "errors": 0, "rejected": 0, "budget_exceeded": 0, "breaker_tripped": 0}
+    assert guard.pop_counts() == {**zero, "timeouts": 3, "errors": 4, "rejected": 1}
+    assert guard.pop_counts() == zero
     assert guard.score("ok", item).acc  # the pool recovered
     procs = [w.proc for w in guard._pool.slots if w is not None]
     guard.close()

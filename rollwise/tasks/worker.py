@@ -1,56 +1,54 @@
-"""The verifier worker process: scores answers one call at a time under a timer, a memory cap and
-an audit hook. The parent side (`rollwise.tasks.guard`) starts, feeds, times and replaces workers.
+"""The verifier worker: a sandboxed, pre-imported template that forks one process per answer.
 
-A call that runs past its time raises inside the scorer (a BaseException, so that scorers' own
-`except Exception` cannot swallow it); MemoryError, a refused side effect or any exception become
-an error Score. After a timeout or MemoryError the worker exits, because its state may be damaged:
-the parent starts a fresh one.
+The guard (`rollwise.tasks.guard`) starts `worker_main` in a process of its own. That prepares
+the verifier (imports, datasets) with the trainer's rights, then enters the sandbox
+(`rollwise.tasks.sandbox`) and serves there: for each answer the template forks a child that
+adds a stricter seccomp filter, a CPU-time limit and an audit hook, scores the one answer,
+writes one result line and is killed. No answer ever runs in a process an earlier answer
+touched, so an answer that patches the scorer changes nothing for the next one.
+
+The template enforces the per-answer timeout (it kills the child), reads at most one bounded
+line from it and checks it with the same strict parser the trainer uses (`rollwise.tasks.protocol`).
+Results: "" (scored), "timeout", "memory" (MemoryError), "blocked" (a refused system call killed
+the child, or the audit hook refused a side effect), "error" (the scorer raised), "crash" (the
+child died or sent garbage).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
+import select
 import signal
 import sys
+import time
+from functools import partial
 
 from rollwise.pool import PoolItem
+from rollwise.tasks import seccomp
 from rollwise.tasks.base import Score
-
-TIMEOUT, CRASH, ERROR, MEMORY, BLOCKED, REJECTED = "timeout", "crash", "error", "memory", "blocked", "rejected"
-
-def checked(score) -> Score:
-    """A verifier's result as a well-formed Score (acc bool, finite reward in [0, 1])."""
-    if not isinstance(score, Score):
-        raise TypeError(f"verifier returned {type(score).__name__}, not Score")
-    reward = float(score.reward)
-    if not math.isfinite(reward):
-        reward = 0.0
-    return Score(bool(score.acc), min(1.0, max(0.0, reward)), str(score.error))
-
-
-def failed(error: str) -> Score:
-    return Score(False, 0.0, error)
-
-
-class _CallTimeout(BaseException):
-    """Raised by the per-call timer; a BaseException so that scorers' `except Exception` miss it."""
+from rollwise.tasks.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MAX_LINE, MEMORY,  # noqa: F401
+                                     REJECTED, TIMEOUT, ProtocolError, checked, encode_ready, encode_result,
+                                     failed, parse_result, read_job)
+from rollwise.tasks.sandbox import SandboxPolicy, run_confined
 
 
 class _CallState:
-    fired = False
     blocked = False
 
 
 _BLOCKED_PREFIXES = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill",
                      "os.killpg", "subprocess.", "pty.", "socket.", "ctypes.", "os.remove", "os.unlink", "os.rename",
                      "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link", "os.symlink", "os.truncate",
-                     "os.putenv", "os.unsetenv", "shutil.", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.")
+                     "os.putenv", "os.unsetenv", "os.setxattr", "os.removexattr", "os.utime", "shutil.",
+                     "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "resource.setrlimit",
+                     "resource.prlimit", "sqlite3.")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def _audit(event: str, args: tuple) -> None:
-    """Refuse side effects a verifier never needs, in case a scorer evaluates hostile text."""
+    """Refuse side effects a verifier never needs (defence in depth: seccomp is the boundary)."""
     if event == "open":
         mode, flags = (args[1], args[2]) if len(args) >= 3 else (None, 0)
         writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -63,67 +61,126 @@ def _audit(event: str, args: tuple) -> None:
     raise PermissionError(f"{event} is not allowed in a verifier worker")
 
 
-def _on_alarm(signum, frame) -> None:
-    _CallState.fired = True
-    raise _CallTimeout()
-
-
-def _limit_resources(memory_mb: int) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with open("/proc/self/statm") as f:  # address space already mapped by the imports
-        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    limit = max(memory_mb * 2**20, mapped + 128 * 2**20)  # never below what the imports already hold
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _timed_call(verifier, answer: str, item: PoolItem, timeout: float) -> Score:
-    """One verifier call under the per-call timer; exceptions become error scores."""
-    _CallState.fired = _CallState.blocked = False
-    try:
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            score = checked(verifier.score(answer, item))
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except _CallTimeout:
-        return failed(TIMEOUT)
-    except MemoryError:
-        return failed(MEMORY)
-    except Exception:
-        score = failed(ERROR)
-    if _CallState.fired:  # the scorer swallowed the timer's exception with a bare except
-        return failed(TIMEOUT)
-    if _CallState.blocked:
-        return failed(BLOCKED)
-    return score
-
-
-def worker_main(conn, verifier, timeout: float, memory_mb: int) -> None:
-    """Worker loop: receive a chunk, send back one (index, Score) per answer, until None or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def worker_main(job_conn, result_conn, verifier, timeout: float, memory_mb: int,
+                policy: SandboxPolicy | None = None) -> None:
+    """The worker process: prepare the verifier, then serve answers from inside the sandbox."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
     sys.dont_write_bytecode = True
     prepare = getattr(verifier, "prepare", None)
     if prepare is not None:
-        prepare()
-    if sys.platform.startswith("linux"):
-        _limit_resources(memory_mb)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    sys.addaudithook(_audit)
-    conn.send("ready")
+        prepare()  # our own code on trusted data, before the sandbox (it may read data files)
+    job_fd, result_fd = os.dup(job_conn.fileno()), os.dup(result_conn.fileno())
+    job_conn.close()
+    result_conn.close()
+    serve = partial(_serve, job_fd, result_fd, verifier, timeout)
+    sys.exit(run_confined(serve, (job_fd, result_fd), memory_mb, policy or SandboxPolicy()))
+
+
+def _serve(job_fd: int, result_fd: int, verifier, timeout: float, protections: dict) -> int:
+    """The template's loop: a job is a list of (index, answer, item); one result line per answer."""
+    cpu = math.ceil(timeout) + 1
+    filtered = bool(protections.get("seccomp"))
+    _write_all(result_fd, encode_ready({**protections, "fork_per_answer": True, "audit_hook": True,
+                                        "answer_cpu_limit_s": cpu}))
+    gc.freeze()  # children inherit these objects: no collection there touches (and copies) them
     while True:
+        job = read_job(job_fd)
+        if job is None:
+            return 0
+        for index, answer, item in job:
+            score = score_in_child(verifier, index, answer, item, timeout, cpu, filtered, (job_fd, result_fd))
+            _write_all(result_fd, encode_result(index, score))
+        _reap(block=False)
+
+
+def score_in_child(verifier, index: int, answer: str, item: PoolItem, timeout: float, cpu: int, filtered: bool,
+                   close_fds: tuple[int, ...] = ()) -> Score:
+    """Score one answer in a fresh fork of this process; whatever the child does, return a Score."""
+    _reap(block=len(_UNREAPED) >= 8)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _answer_process(verifier, index, answer, item, write_fd, (read_fd, *close_fds), cpu, filtered)
+    os.close(write_fd)
+    line, why = _read_line(read_fd, time.monotonic() + timeout)
+    os.close(read_fd)
+    try:
+        os.kill(pid, signal.SIGKILL)  # done or not: its state may be anything now
+    except ProcessLookupError:
+        pass
+    if line is not None:
+        _UNREAPED.add(pid)  # reaped later: the next answer need not wait for this one's exit
         try:
-            chunk = conn.recv()
-        except (EOFError, OSError):
-            return
-        if chunk is None:
-            return
-        for index, answer, item in chunk:
-            score = _timed_call(verifier, answer, item, timeout)
-            conn.send((index, score))
-            if score.error in (TIMEOUT, MEMORY):
-                return
+            return parse_result(line, index)
+        except ProtocolError:
+            return failed(CRASH)
+    _, status = os.waitpid(pid, 0)
+    if why == "timeout":
+        return failed(TIMEOUT)
+    signalled = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+    return failed({signal.SIGSYS: BLOCKED, signal.SIGXCPU: TIMEOUT}.get(signalled, CRASH))
+
+
+_UNREAPED: set[int] = set()
+
+
+def _reap(block: bool) -> None:
+    """Collect answer processes that were killed after they answered (all of them when `block`)."""
+    for pid in list(_UNREAPED):
+        if os.waitpid(pid, 0 if block else os.WNOHANG)[0]:
+            _UNREAPED.discard(pid)
+
+
+def _read_line(fd: int, deadline: float) -> tuple[bytes | None, str]:
+    """The first line the child writes, or (None, "timeout" / "eof" / "long")."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    buffer = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            return None, "timeout"
+        data = os.read(fd, MAX_LINE + 1)
+        if not data:
+            return None, "eof"
+        buffer += data
+        if b"\n" in buffer:
+            return buffer.split(b"\n", 1)[0], ""
+        if len(buffer) > MAX_LINE:
+            return None, "long"
+
+
+def _answer_process(verifier, index, answer, item, write_fd, close_fds, cpu: int, filtered: bool) -> None:
+    """The child: seal itself, score one answer, write one line, exit. Never returns."""
+    try:
+        for fd in close_fds:
+            os.close(fd)
+        os.dup2(0, 2)  # the template's stdin is /dev/null: hostile text never reaches the trainer's terminal
+        gc.disable()  # a short life: no collection, no copying of the template's pages
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        if filtered:
+            seccomp.install(seccomp.answer_filter(os.getpid(), seccomp.architecture()))
+        sys.addaudithook(_audit)
+        os.write(write_fd, encode_result(index, _call(verifier, answer, item)))
+    finally:
+        os._exit(0)
+
+
+def _call(verifier, answer: str, item: PoolItem) -> Score:
+    """One verifier call; exceptions become error scores, refused side effects "blocked"."""
+    _CallState.blocked = False
+    try:
+        score = checked(verifier.score(answer, item))
+    except MemoryError:
+        return failed(MEMORY)
+    except BaseException:  # a scorer's bug, or hostile text calling exit(): this answer is wrong
+        score = failed(ERROR)
+    return failed(BLOCKED) if _CallState.blocked else score
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

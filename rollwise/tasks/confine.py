@@ -1,0 +1,220 @@
+"""Confining the verifier template process, then measuring from inside what took effect.
+
+Runs in the template (PID 1 of its PID namespace, see `rollwise.tasks.sandbox`), in this order:
+mounts (needs the capabilities the user namespace gave), identity, limits, prctl flags, seccomp
+(last: it forbids the calls the steps before it make). Every step that the kernel refuses is
+noted; `measure` then reads /proc and the namespace links rather than trusting the steps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import sys
+
+from rollwise.tasks import linux, seccomp
+from rollwise.tasks.sandbox import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
+
+
+def confine(active: set, notes: list, memory_mb: int, policy: SandboxPolicy, ids: tuple, origin: tuple) -> dict:
+    """Apply every protection the kernel allows to this process; return what is measurably active."""
+    try:
+        os.setsid()  # no controlling terminal: nothing can be typed into the trainer's shell
+    except OSError:
+        pass
+    privileged = "user" in active or os.geteuid() == 0
+    if "mount" in active and privileged:
+        _readonly_files(policy, notes)
+        if "pid" in active:
+            _private_proc(notes)
+    os.chdir("/")
+    _scrub_environment()
+    _drop_identity(active, ids, notes)
+    own_count = "user" in active or (os.getuid() == ids[0] and ids[0] != origin[1])
+    limits = _limits(memory_mb, own_count)
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)  # no ptrace by same-uid processes, no core files
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # again: credentials changed
+    filtered = _seccomp(policy, notes)
+    if not filtered:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    return measure(origin, limits, filtered, notes)
+
+
+def _readonly_files(policy: SandboxPolicy, notes: list) -> None:
+    """Private propagation, then every mount read-only: no file of the user can be written."""
+    try:
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    except OSError as exc:
+        notes.append(f"private mounts: {exc.strerror}; files stay writable where permissions allow")
+        return
+    if policy.readonly == "off":
+        return
+    if policy.readonly == "auto":
+        try:
+            linux.mount_setattr_readonly("/")
+            return
+        except OSError:
+            pass  # before Linux 5.12: remount one by one
+    failed = []
+    for point, options in _mounts():
+        flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
+        for option in options:
+            flags |= linux.MOUNT_OPTION_FLAGS.get(option, 0)
+        try:
+            linux.mount(None, point, None, flags)
+        except OSError:
+            failed.append(point)
+    if failed:
+        notes.append(f"read-only remount failed for {len(failed)} mounts ({', '.join(failed[:3])})")
+
+
+def _mounts() -> list[tuple[str, list[str]]]:
+    """(mount point, per-mount options) from /proc/self/mountinfo, in mount order."""
+    rows = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040: a space
+            rows.append((point, fields[5].split(",")))
+    return rows
+
+
+def _private_proc(notes: list) -> None:
+    """A /proc of this PID namespace only: the trainer's processes do not appear in it."""
+    try:
+        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY)
+    except OSError as exc:
+        notes.append(f"private /proc: {exc.strerror}")
+
+
+def _scrub_environment() -> None:
+    """Drop the trainer's environment (API tokens) and arguments; blank the original block too."""
+    kept = {k: os.environ[k] for k in KEEP_ENVIRONMENT if k in os.environ}
+    os.environ.clear()
+    sys.argv[:] = sys.argv[:1]
+    try:  # /proc/self/environ reads the block the process started with: zero it
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])
+        if 0 < start < end and end - start < 2**20:
+            linux.memset(start, end - start)
+    except (OSError, IndexError, ValueError):
+        pass
+    os.environ.update(kept)
+
+
+def _drop_identity(active: set, ids: tuple, notes: list) -> None:
+    """No capabilities (but reading, where ids[2] says the uid cannot read Python's files);
+    as root without a user namespace, become uid/gid 65534 with no groups."""
+    keep = 1 << linux.CAP_DAC_READ_SEARCH if ids[2] else 0
+    if ids[2]:
+        notes.append(f"uid {ids[0]} cannot read {ids[2]}: keeps CAP_DAC_READ_SEARCH (reads any file of the "
+                     "trainer's user; writes stay impossible)")
+    if "user" not in active and os.geteuid() == 0:
+        os.setgroups([])
+        linux.drop_capabilities(keep)  # the bounding set, while still allowed to
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1 if keep else 0)
+        os.setresgid(ids[1], ids[1], ids[1])
+        os.setresuid(ids[0], ids[0], ids[0])
+    elif "user" not in active:
+        notes.append("same uid as the trainer (no user namespace, not root)")
+    linux.drop_capabilities(keep)
+    if outside_uid() == 0:
+        raise SystemExit("rollwise verifier sandbox: still root after dropping privileges; refusing to score")
+
+
+def outside_uid() -> int:
+    """This process's uid as the initial user namespace sees it (-1 when unmapped)."""
+    uid = os.getuid()
+    with open("/proc/self/uid_map") as f:
+        for line in f:
+            inside, outside, count = (int(x) for x in line.split())
+            if inside <= uid < inside + count:
+                return outside + uid - inside
+    return -1
+
+
+def _limits(memory_mb: int, own_count: bool) -> dict:
+    """Hard limits (soft = hard, so nothing inside can raise them back)."""
+    with open("/proc/self/statm") as f:  # address space already mapped by the imports
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    memory = set_hard_limit(resource.RLIMIT_AS, max(memory_mb * 2**20, mapped + 128 * 2**20))
+    for which in (resource.RLIMIT_CORE, resource.RLIMIT_FSIZE, resource.RLIMIT_MSGQUEUE, resource.RLIMIT_MEMLOCK):
+        set_hard_limit(which, 0)
+    set_hard_limit(resource.RLIMIT_NOFILE, 256)
+    limits = {"memory_limit_mb": memory // 2**20, "file_size_limit": 0}
+    # NPROC counts every process of the uid (per user namespace): only a count of the sandbox's own
+    # can be held to a few; the trainer's own uid in the trainer's namespace cannot.
+    limits["process_limit"] = set_hard_limit(resource.RLIMIT_NPROC, PROCESS_LIMIT) if own_count else -1
+    return limits
+
+
+def _seccomp(policy: SandboxPolicy, notes: list) -> bool:
+    """The template's filter, then a probe: a child with the answer filter must die when it forks."""
+    arch = seccomp.architecture()
+    if not policy.seccomp or arch is None:
+        notes.append("seccomp: " + ("switched off" if not policy.seccomp else "no filter for this architecture"))
+        return False
+    try:
+        seccomp.install(seccomp.compile_filter(seccomp.template_rules(), arch, newest=seccomp.LAST_REVIEWED))
+    except OSError as exc:
+        notes.append(f"seccomp: {exc.strerror}")
+        return False
+    pid = os.fork()
+    if pid == 0:
+        try:
+            seccomp.install(seccomp.answer_filter(os.getpid(), arch))
+            os.fork()  # must be killed here
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS):
+        notes.append("seccomp: the answer filter did not stop a fork")
+        return False
+    return True
+
+
+def measure(origin: tuple, limits: dict, filtered: bool, notes: list) -> dict:
+    """Protections as this process observes them (not as requested)."""
+    namespaces, trainer_uid = origin
+    status = _status()
+    new = {}
+    for name, file in linux.NAMESPACE_FILES.items():
+        try:
+            new[name] = os.readlink(f"/proc/self/ns/{file}") != namespaces[name]
+        except OSError:
+            new[name] = False
+    interfaces = _interfaces()
+    uid = outside_uid()
+    report = {f"{name}_namespace": value for name, value in new.items()}
+    report.update({
+        "linux": True, "no_network": new["network"] and set(interfaces) <= {"lo"},
+        "private_proc": os.getpid() == 1 and os.readlink("/proc/self") == "1",
+        "readonly_filesystem": not _writable_mounts(), "uid": uid, "separate_uid": uid not in (0, trainer_uid),
+        "no_capabilities": int(status.get("CapEff", "1"), 16) == 0,
+        "read_all_files": int(status.get("CapEff", "0"), 16) == 1 << linux.CAP_DAC_READ_SEARCH,
+        "no_new_privs": status.get("NoNewPrivs") == "1", "seccomp": filtered and status.get("Seccomp") == "2",
+        "parent_death_signal": linux.parent_death_signal() == signal.SIGKILL,
+        "environment_cleared": set(os.environ) <= set(KEEP_ENVIRONMENT), **limits,
+        "degraded": "; ".join(notes)[:500],
+    })
+    return report
+
+
+def _status() -> dict[str, str]:
+    with open("/proc/self/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _interfaces() -> list[str]:
+    try:
+        with open("/proc/self/net/dev") as f:
+            return [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    except OSError:
+        return ["unknown"]
+
+
+def _writable_mounts() -> list[str]:
+    return [point for point, options in _mounts() if "rw" in options]

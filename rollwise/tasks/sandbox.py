@@ -1,0 +1,320 @@
+"""The verifier sandbox: OS-level isolation of the processes that run scorers on untrusted text.
+
+A worker process (started by the guard, `rollwise.tasks.guard`) calls `run_confined(body, ...)`.
+That forks a namespace creator, which forks the confined template that runs `body`:
+
+    worker (the trainer's user; maps the ids)  ->  creator (unshares namespaces)  ->  template
+                                                                    (PID 1 of its own PID namespace)
+
+The template, before it sees any answer:
+
+- lives in new user, mount, PID, network, IPC, UTS and cgroup namespaces (where the kernel allows),
+  so the trainer's processes are invisible, there is no network (only a loopback that is down),
+  and its own /proc shows only the sandbox;
+- sees every file read-only (all mounts remounted read-only, propagation private) and has no
+  writable place at all; its working directory is /;
+- runs as uid 65534 (nobody) when the trainer is root (else as the trainer's own uid, mapped into
+  its own user namespace) with no capabilities and no supplementary groups;
+- has hard limits: address space (memory), file size 0, process count, no core dumps;
+- has no_new_privs, a parent-death signal (SIGKILL, so the chain dies with the trainer), is not
+  dumpable (no ptrace by same-uid processes, no core files), has no controlling terminal and an
+  emptied environment (tokens in the trainer's environment are gone);
+- has a seccomp filter (`rollwise.tasks.seccomp`) that kills the process on exec, sockets, ptrace,
+  namespaces, mounts, memfd_create, prlimit on other processes, and refuses file modification.
+
+Each answer then runs in its own fork of the template, which adds a stricter filter (no process
+creation, signals to itself only, no raising of limits) and a CPU-time limit; see
+`rollwise.tasks.worker`. Where the kernel lacks a feature the sandbox goes on without it and says
+so: `protections()` returns what is active here, measured inside a real sandbox.
+
+    >>> from rollwise.tasks.sandbox import SandboxPolicy
+    >>> SandboxPolicy().namespaces
+    ('user', 'mount', 'pid', 'network', 'ipc', 'uts', 'cgroup')
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import signal
+import stat
+import sys
+import traceback
+from dataclasses import dataclass
+
+from rollwise.tasks import linux, seccomp
+from rollwise.tasks.base import WRONG
+
+NOBODY = 65534
+PROCESS_LIMIT = 64  # per sandbox user namespace: template, its creator and one answer at a time
+KEEP_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Which protections to attempt (all, by default). Tests switch parts off to exercise fallbacks.
+
+    readonly: "auto" (one recursive mount_setattr, else each mount remounted), "remount" (always
+    each mount), "off". uid: the unprivileged uid used when the trainer runs as root.
+    """
+
+    namespaces: tuple[str, ...] = ("user", "mount", "pid", "network", "ipc", "uts", "cgroup")
+    readonly: str = "auto"
+    seccomp: bool = True
+    uid: int = NOBODY
+
+    def __post_init__(self):
+        unknown = set(self.namespaces) - set(linux.NAMESPACE_FLAGS)
+        if unknown or self.readonly not in ("auto", "remount", "off"):
+            raise ValueError(f"sandbox policy: unknown namespaces {sorted(unknown)} or readonly {self.readonly!r}; "
+                             f"namespaces are {sorted(linux.NAMESPACE_FLAGS)}, readonly auto/remount/off")
+
+
+@dataclass(frozen=True)
+class ProbeVerifier:
+    """A verifier that scores nothing: used to start a sandbox only to read its protections."""
+
+    name: str = "probe"
+    in_process_safe = False
+
+    def score(self, answer, item):
+        return WRONG
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> tuple:
+    from rollwise.tasks.guard import GuardedVerifier  # the guard imports this module
+
+    with GuardedVerifier(ProbeVerifier(), workers=1) as guard:
+        return tuple(guard.protections.items())
+
+
+def protections() -> dict:
+    """What the verifier sandbox achieves on this machine: name -> bool / int / str.
+
+    Starts one throwaway worker (about a second) and returns the report it measured from inside;
+    cached for the process. `degraded` lists what the kernel refused ("" when nothing).
+    """
+    return dict(_probe())
+
+
+# ---------------------------------------------------------------------------- the process chain
+
+
+def run_confined(body, keep_fds: tuple[int, ...], memory_mb: int, policy: SandboxPolicy) -> int:
+    """Run body(protections) -> exit code in a confined grandchild; return its exit code.
+
+    Called in the worker process; `keep_fds` are the only descriptors the template keeps (besides
+    stdin, stdout and stderr), and the worker closes its own copies.
+    """
+    if not sys.platform.startswith("linux"):
+        return body({"linux": False, "degraded": f"{sys.platform}: no OS sandbox, audit hook only"})
+    origin, trainer_uid, ids = _namespace_ids(), os.getuid(), _sandbox_ids(policy)
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    worker = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _run_and_exit(_creator, body, keep_fds, (up_w, down_r), worker, ids, memory_mb, policy,
+                      (origin, trainer_uid))
+    for fd in (up_w, down_r, *keep_fds):
+        os.close(fd)
+    request = os.read(up_r, 1)
+    os.write(down_w, (b"1" if _write_id_maps(pid, ids) else b"0") if request == b"U" else b"-")
+    os.close(up_r)
+    os.close(down_w)
+    return _wait(pid)
+
+
+def _sandbox_ids(policy: SandboxPolicy) -> tuple[int, int, str]:
+    """(uid, gid, unreadable): the ids the sandbox runs as, outside and inside its user namespace alike.
+
+    `unreadable` names a place Python imports from that the unprivileged uid could not read (a
+    Python installed under /root): the sandbox then keeps CAP_DAC_READ_SEARCH, reading only, or
+    lazy imports inside scorers would fail and turn right answers into errors.
+    """
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid(), ""
+    return policy.uid, policy.uid, unreadable_path() or ""
+
+
+def unreadable_path() -> str | None:
+    """The first place Python imports from that other users cannot read, or None."""
+    for entry in [p for p in sys.path if p] + [sys.prefix, sys.base_prefix]:
+        path = os.path.realpath(entry)
+        if os.path.exists(path) and not _others_can_read(path):
+            return path
+    return None
+
+
+def _others_can_read(path: str) -> bool:
+    parent = os.path.dirname(path)
+    while True:
+        if not os.stat(parent).st_mode & stat.S_IXOTH:
+            return False
+        if parent == os.path.dirname(parent):
+            break
+        parent = os.path.dirname(parent)
+    mode = os.stat(path).st_mode
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & need == need
+
+
+def _write_id_maps(pid: int, ids: tuple[int, int, str]) -> bool:
+    """Map the sandbox's uid and gid into the creator's new user namespace (from outside it).
+
+    Root's ids are mapped too when the sandbox must read root's files: a capability in a user
+    namespace applies only to files whose owner is mapped there.
+    """
+    root = "0 0 1\n" if ids[2] else ""
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{root}{ids[0]} {ids[0]} 1"),
+                           ("gid_map", f"{root}{ids[1]} {ids[1]} 1")):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        return True
+    except OSError as exc:
+        print(f"rollwise verifier sandbox: cannot map ids into the user namespace: {exc}", file=sys.stderr)
+        return False
+
+
+def _creator(body, keep_fds, pipes, worker, ids, memory_mb, policy, origin) -> int:
+    """The middle process: unshares the namespaces, so that its child is PID 1 of the new one."""
+    up_w, down_r = pipes
+    _die_with(worker)
+    _close_fds_except({0, 1, 2, up_w, down_r, *keep_fds})
+    root = os.geteuid() == 0
+    if root:
+        os.setgroups([])  # root's supplementary groups would otherwise follow into the sandbox
+    active, notes = _unshare(policy, root)
+    os.write(up_w, b"U" if "user" in active else b"-")
+    reply = os.read(down_r, 1)
+    os.close(up_w)
+    os.close(down_r)
+    if "user" in active:
+        if reply != b"1":
+            raise SystemExit("rollwise verifier sandbox: the user namespace has no id mapping; refusing to go on")
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # the template still has mounting to do
+        os.setresgid(ids[1], ids[1], ids[1])
+        os.setresuid(ids[0], ids[0], ids[0])
+        linux.set_capabilities(linux.permitted_capabilities())
+    _die_with(worker)  # a change of credentials clears the parent-death signal
+    alive_r, alive_w = os.pipe()
+    creator = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        _run_and_exit(_template, body, alive_r, creator, active, notes, memory_mb, policy, ids, origin)
+    os.close(alive_r)
+    for fd in keep_fds:
+        os.close(fd)
+    return _wait(pid)
+
+
+def _template(body, alive_r, creator, active, notes, memory_mb, policy, ids, origin) -> int:
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.set_blocking(alive_r, False)
+    try:  # PID 1 has no visible parent: the creator's end of this pipe says whether it still lives
+        if os.read(alive_r, 1) == b"":
+            return 1
+    except BlockingIOError:
+        pass
+    os.close(alive_r)
+    null = os.open(os.devnull, os.O_RDWR)  # stdin and stdout: /dev/null; answers' stderr too (they dup 0)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    from rollwise.tasks.confine import confine
+
+    return body(confine(active, notes, memory_mb, policy, ids, origin))
+
+
+def _unshare(policy: SandboxPolicy, root: bool) -> tuple[set[str], list[str]]:
+    """Enter as many of the policy's namespaces as the kernel allows: all at once, else one by one."""
+    wanted = [n for n in linux.NAMESPACE_FLAGS if n in policy.namespaces]
+    attempts = [wanted] if "user" in wanted else []
+    if root:
+        attempts.append([n for n in wanted if n != "user"])
+    errors = []
+    for names in attempts:
+        try:
+            linux.unshare(_flags(names))
+            return set(names), [f"{n} namespace: {errors[0]}" for n in wanted if n not in names]
+        except OSError as exc:
+            errors.append(exc.strerror)
+    active, notes = set(), []
+    for name in wanted:
+        if name == "user":
+            notes.append(f"user namespace: {errors[0] if errors else 'not attempted'}")
+            continue
+        try:
+            linux.unshare(_flags([name]))
+            active.add(name)
+        except OSError as exc:
+            notes.append(f"{name} namespace: {exc.strerror}")
+    return active, notes
+
+
+def _flags(names) -> int:
+    flags = 0
+    for name in names:
+        flags |= linux.NAMESPACE_FLAGS[name]
+    return flags
+
+
+def _namespace_ids() -> dict[str, str]:
+    ids = {}
+    for name, file in linux.NAMESPACE_FILES.items():
+        try:
+            ids[name] = os.readlink(f"/proc/self/ns/{file}")
+        except OSError:
+            ids[name] = ""
+    return ids
+
+
+def _die_with(parent: int) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass
+
+
+def _wait(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _run_and_exit(fn, *args):
+    """Run fn in a forked process and leave with its exit code: never return into the caller's stack."""
+    code = 1
+    try:
+        code = fn(*args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, int) and exc.code is not None:
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code if isinstance(code, int) else 1)
+
+
+def set_hard_limit(which: int, value: int) -> int:
+    """Set soft and hard limit to value (never above the current hard limit); return the value set."""
+    hard = resource.getrlimit(which)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
+    return value
