@@ -3,9 +3,9 @@
     pool --select--> B prompts --rollout--> n completions each --verify--> acc, reward
          --filter--> kept groups --GRPO--> one policy update; every N steps: held-out evaluation
 
-`Run` holds everything one run is made of; its `components()` are the stateful parts, which a
-checkpoint saves and restores by name through `state_dict` / `load_state_dict`. A new stateful part
-(an allocator's estimates, a rollout cache) is one more entry there, not a parameter of every helper.
+`Run` (rollwise.run) holds everything one run is made of; its `components()` are the stateful parts,
+which a checkpoint saves and restores by name. This file is the loop; rollwise.run builds the parts
+and writes them out.
 
 Deliberate simplifications (each is a setting or a later issue, not a hidden branch):
 - the engine samples from the training model itself (no separate inference copy);
@@ -17,11 +17,9 @@ Deliberate simplifications (each is a setting or a later issue, not a hidden bra
 
 from __future__ import annotations
 
-import copy
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +27,16 @@ import torch
 
 from rollwise import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
-from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
-from rollwise.filters import build_filter
-from rollwise.learn import NonFiniteError, UpdateSettings, build_batch, update_policy
-from rollwise.models import Policy, load_policy
-from rollwise.pool import build_pools
-from rollwise.randomness import RandomStreams, forked_torch_rng
-from rollwise.rollout.collect import RolloutContext, collect, roll_out
-from rollwise.rollout.engine import HFEngine, SamplingParams
+from rollwise.learn import NonFiniteError, build_batch, update_policy
+from rollwise.randomness import forked_torch_rng
+from rollwise.rollout.collect import collect, roll_out
+from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
+                          write_run_info)
 from rollwise.rundir import check_same_run, open_run_dir
-from rollwise.select import build_selector
 from rollwise.select.quality import group_stats, mae, spearman
-from rollwise.tasks.guard import GuardedVerifier
-from rollwise.tasks.verifiers import build_verifier
-from rollwise.track import Accounting, MetricsLog, Timer
+from rollwise.track import Timer
 
 
 class StopRequest:
@@ -70,56 +62,6 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-@dataclass
-class Evaluations:
-    """The step-0 and latest held-out evaluations (checkpointed: the summary reports both)."""
-
-    initial: dict | None = None
-    last: dict | None = None
-
-    def state_dict(self) -> dict:
-        return {"initial": self.initial, "last": self.last}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.initial, self.last = state["initial"], state["last"]
-
-
-@dataclass
-class Run:
-    """One run's parts, built once from its config; see `components()` for what a checkpoint holds."""
-
-    cfg: RunConfig
-    out: Path
-    policy: Policy
-    ctx: RolloutContext
-    eval_pool: object
-    selector: object
-    group_filter: object
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    settings: UpdateSettings
-    ref_model: torch.nn.Module | None
-    critic: torch.nn.Module | None
-    acct: Accounting
-    streams: RandomStreams
-    evals: Evaluations
-    metrics: MetricsLog
-    log: object
-
-    def components(self) -> dict:
-        """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
-        parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                 "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
-        if self.critic is not None:
-            parts["critic"] = self.critic
-        return parts
-
-    def identity(self) -> dict:
-        """What makes a checkpoint belong to this run beyond its config: the data and the model."""
-        return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
-                "model": self.policy.source}
-
-
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=None) -> dict:
     """Run (or resume) one training run; returns the summary also written to summary.json."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -135,55 +77,24 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     cfg.save(out / "config.yaml")
     wall_start = time.perf_counter()
     if state is not None:
-        start_step = _restore(run, state)
+        start_step = restore(run, state)
         wall_start -= run.acct.wall_seconds
         log(f"resumed {out} at step {start_step}")
     else:
         start_step, row = 0, _start(run)
         run.acct.wall_seconds = time.perf_counter() - wall_start
         run.metrics.write({**row, **run.acct.state_dict()})
-    _write_run_info(run, identity, resumed=state is not None)
+    write_run_info(run, identity, resumed=state is not None)
     interrupted = _loop(run, start_step, wall_start, identity)
     run.metrics.close()
     run.ctx.verifier.close()
-    summary = _summary(run, interrupted)
+    result = summary(run, interrupted)
     if not interrupted:
-        _save_selector(run)
-        summary["model_dir"] = _export(run)
-        ckpt.atomic_json(summary, out / "summary.json")
-    _write_run_info(run, identity, resumed=state is not None)
-    return summary
-
-
-def build_run(cfg: RunConfig, out: Path, log) -> Run:
-    """Build every part of a run from its config (nothing here computes a rollout)."""
-    train_pool, eval_pool = build_pools(cfg)
-    policy = load_policy(cfg, log)
-    engine = HFEngine(policy.model, policy.codec.eos_token_id, policy.codec.pad_token_id, cfg.gen_batch_size)
-    params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
-    verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
-                               cfg.verify_timeout, cfg.verify_memory_mb)
-    ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward)
-    critic = _critic(cfg, policy.model)
-    trainable = [p for p in policy.model.parameters() if p.requires_grad]
-    trainable += list(critic.parameters()) if critic is not None else []
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))
-    settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.grad_clip,
-                              cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite,
-                              gamma=cfg.ppo_gamma, lam=cfg.ppo_lambda, vf_coef=cfg.ppo_vf_coef,
-                              value_clip=cfg.ppo_value_clip)
-    return Run(cfg, out, policy, ctx, eval_pool, build_selector(cfg, train_pool), build_filter(cfg), optimizer,
-               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
-               RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
-
-
-def _critic(cfg: RunConfig, model) -> torch.nn.Module | None:
-    """PPO's value head on the policy's last hidden state (None for critic-free algorithms)."""
-    if not ALGORITHMS[cfg.algo].critic:
-        return None
-    hidden = model.get_input_embeddings().embedding_dim
-    return ValueHead(hidden, detach=cfg.ppo_critic_detach).to(cfg.device)
+        save_selector(run)
+        result["model_dir"] = export_policy(run)
+        ckpt.atomic_json(result, out / "summary.json")
+    write_run_info(run, identity, resumed=state is not None)
+    return result
 
 
 def _start(run: Run) -> dict:
@@ -209,7 +120,7 @@ def _loop(run: Run, start_step: int, wall_start: float, identity: dict) -> bool:
             run.metrics.write({**row, **run.acct.state_dict()})
             _advance(bar, row, run.evals.last, run.acct, step)
             if stop.requested or step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                _save(run, step, identity)
+                save_checkpoint(run, step, identity)
             if stop.requested:
                 interrupted = True
                 break
@@ -320,72 +231,6 @@ def _prefilter(run: Run) -> dict:
     counts = run.ctx.verifier.pop_counts()
     return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,
             **{f"prefilter_verify_{k}": v for k, v in counts.items()}}
-
-
-def _reference_model(model):
-    ref = copy.deepcopy(model)
-    ref.eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
-
-
-# ---------------------------------------------------------------------------- checkpoints and outputs
-
-
-def _save(run: Run, step: int, identity: dict) -> None:
-    for name, p in run.policy.model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise NonFiniteError(f"parameter {name} holds NaN/inf at step {step}: no checkpoint written; "
-                                 "resume from the previous checkpoint with a lower learning rate")
-    state = {"step": step, "components": {k: c.state_dict() for k, c in run.components().items()},
-             "metrics_offset": run.metrics.offset(), "config": run.cfg.to_dict(), "identity": identity}
-    ckpt.save_checkpoint(run.out, step, state, run.cfg.keep_checkpoints)
-
-
-def _restore(run: Run, state: dict) -> int:
-    saved = state.get("components", {})
-    for name, component in run.components().items():
-        if name not in saved:
-            raise ckpt.CheckpointError(f"the checkpoint of step {state['step']} has no '{name}' state (written by "
-                                       "another rollwise version?): start a new run directory")
-        component.load_state_dict(saved[name])
-    run.metrics.truncate_to(state["metrics_offset"])
-    return int(state["step"])
-
-
-def _write_run_info(run: Run, identity: dict, resumed: bool) -> None:
-    """run.json: what this run is (data and model identity) and which verifier protections were active."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        rollwise_version = version("rollwise")
-    except PackageNotFoundError:
-        rollwise_version = "unknown"
-    info = {"rollwise_version": rollwise_version, "identity": identity, "resumed": resumed,
-            "verifier": run.ctx.verifier.name,
-            "verifier_protections": getattr(run.ctx.verifier, "protections", None)}
-    ckpt.atomic_json(info, run.out / "run.json")
-
-
-def _save_selector(run: Run) -> None:
-    from rollwise.select.priors import save_posteriors
-
-    if run.selector.predict(np.arange(min(1, len(run.ctx.pool)))) is not None:
-        save_posteriors(run.selector, run.ctx.pool, run.out / "selector.npz")
-
-
-def _export(run: Run) -> str:
-    """The trained policy as a Hugging Face model directory that `from_pretrained` and `--model DIR` load."""
-    from rollwise.export import save_policy
-
-    return str(save_policy(run.policy, run.out / "model", merge_lora=run.cfg.merge_lora))
-
-
-def _summary(run: Run, interrupted: bool) -> dict:
-    cfg = run.cfg
-    return {"out_dir": cfg.out_dir, "model": run.policy.source, "steps": cfg.steps, "interrupted": interrupted,
-            "initial_eval": run.evals.initial, "final_eval": run.evals.last, **run.acct.state_dict()}
 
 
 def _progress(cfg, start_step):

@@ -129,7 +129,7 @@ def test_nan_parameters_skip_the_update_or_stop(nonfinite):
 def test_no_checkpoint_is_written_from_corrupted_parameters(tmp_path):
     from types import SimpleNamespace
 
-    from rollwise.train import _save
+    from rollwise.run import save_checkpoint as _save
 
     model = build_tiny_model(1, 16, 2)
     with torch.no_grad():

@@ -1,0 +1,179 @@
+"""One run's parts: built once from its config, checkpointed and restored by name, written out at the end.
+
+`Run` holds everything the recipe (`rollwise.train`) uses; `Run.components()` names its stateful
+parts, which a checkpoint saves and restores through `state_dict` / `load_state_dict`. A new stateful
+part (an allocator's estimates, a rollout cache) is one more entry there, not a parameter of every
+helper of the loop, nor a line to save and one to restore.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rollwise import checkpoint as ckpt
+from rollwise.algos import ALGORITHMS
+from rollwise.algos.ppo import ValueHead
+from rollwise.config import RunConfig
+from rollwise.filters import build_filter
+from rollwise.learn import NonFiniteError, UpdateSettings
+from rollwise.models import Policy, load_policy
+from rollwise.pool import build_pools
+from rollwise.randomness import RandomStreams
+from rollwise.rollout.collect import RolloutContext
+from rollwise.rollout.engine import HFEngine, SamplingParams
+from rollwise.select import build_selector
+from rollwise.tasks.guard import GuardedVerifier
+from rollwise.tasks.verifiers import build_verifier
+from rollwise.track import Accounting, MetricsLog
+
+
+@dataclass
+class Evaluations:
+    """The step-0 and latest held-out evaluations (checkpointed: the summary reports both)."""
+
+    initial: dict | None = None
+    last: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"initial": self.initial, "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.initial, self.last = state["initial"], state["last"]
+
+
+@dataclass
+class Run:
+    """One run's parts, built once from its config; see `components()` for what a checkpoint holds."""
+
+    cfg: RunConfig
+    out: Path
+    policy: Policy
+    ctx: RolloutContext
+    eval_pool: object
+    selector: object
+    group_filter: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    settings: UpdateSettings
+    ref_model: torch.nn.Module | None
+    critic: torch.nn.Module | None
+    acct: Accounting
+    streams: RandomStreams
+    evals: Evaluations
+    metrics: MetricsLog
+    log: object
+
+    def components(self) -> dict:
+        """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
+        parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                 "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
+        if self.critic is not None:
+            parts["critic"] = self.critic
+        return parts
+
+    def identity(self) -> dict:
+        """What makes a checkpoint belong to this run beyond its config: the data and the model."""
+        return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
+                "model": self.policy.source}
+
+
+def build_run(cfg: RunConfig, out: Path, log) -> Run:
+    """Build every part of a run from its config (nothing here computes a rollout)."""
+    train_pool, eval_pool = build_pools(cfg)
+    policy = load_policy(cfg, log)
+    engine = HFEngine(policy.model, policy.codec.eos_token_id, policy.codec.pad_token_id, cfg.gen_batch_size)
+    params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
+    verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
+                               cfg.verify_timeout, cfg.verify_memory_mb)
+    ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward)
+    critic = _critic(cfg, policy.model)
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    trainable += list(critic.parameters()) if critic is not None else []
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))
+    settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.grad_clip,
+                              cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite,
+                              gamma=cfg.ppo_gamma, lam=cfg.ppo_lambda, vf_coef=cfg.ppo_vf_coef,
+                              value_clip=cfg.ppo_value_clip)
+    return Run(cfg, out, policy, ctx, eval_pool, build_selector(cfg, train_pool), build_filter(cfg), optimizer,
+               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
+               RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
+
+
+def _critic(cfg: RunConfig, model) -> torch.nn.Module | None:
+    """PPO's value head on the policy's last hidden state (None for critic-free algorithms)."""
+    if not ALGORITHMS[cfg.algo].critic:
+        return None
+    hidden = model.get_input_embeddings().embedding_dim
+    return ValueHead(hidden, detach=cfg.ppo_critic_detach).to(cfg.device)
+
+
+def _reference_model(model):
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+# ---------------------------------------------------------------------------- checkpoints and outputs
+
+
+def save_checkpoint(run: Run, step: int, identity: dict) -> None:
+    for name, p in run.policy.model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise NonFiniteError(f"parameter {name} holds NaN/inf at step {step}: no checkpoint written; "
+                                 "resume from the previous checkpoint with a lower learning rate")
+    state = {"step": step, "components": {k: c.state_dict() for k, c in run.components().items()},
+             "metrics_offset": run.metrics.offset(), "config": run.cfg.to_dict(), "identity": identity}
+    ckpt.save_checkpoint(run.out, step, state, run.cfg.keep_checkpoints)
+
+
+def restore(run: Run, state: dict) -> int:
+    saved = state.get("components", {})
+    for name, component in run.components().items():
+        if name not in saved:
+            raise ckpt.CheckpointError(f"the checkpoint of step {state['step']} has no '{name}' state (written by "
+                                       "another rollwise version?): start a new run directory")
+        component.load_state_dict(saved[name])
+    run.metrics.truncate_to(state["metrics_offset"])
+    return int(state["step"])
+
+
+def write_run_info(run: Run, identity: dict, resumed: bool) -> None:
+    """run.json: what this run is (data and model identity) and which verifier protections were active."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        rollwise_version = version("rollwise")
+    except PackageNotFoundError:
+        rollwise_version = "unknown"
+    info = {"rollwise_version": rollwise_version, "identity": identity, "resumed": resumed,
+            "verifier": run.ctx.verifier.name,
+            "verifier_protections": getattr(run.ctx.verifier, "protections", None)}
+    ckpt.atomic_json(info, run.out / "run.json")
+
+
+def save_selector(run: Run) -> None:
+    from rollwise.select.priors import save_posteriors
+
+    if run.selector.predict(np.arange(min(1, len(run.ctx.pool)))) is not None:
+        save_posteriors(run.selector, run.ctx.pool, run.out / "selector.npz")
+
+
+def export_policy(run: Run) -> str:
+    """The trained policy as a Hugging Face model directory that `from_pretrained` and `--model DIR` load."""
+    from rollwise.export import save_policy
+
+    return str(save_policy(run.policy, run.out / "model", merge_lora=run.cfg.merge_lora))
+
+
+def summary(run: Run, interrupted: bool) -> dict:
+    cfg = run.cfg
+    return {"out_dir": cfg.out_dir, "model": run.policy.source, "steps": cfg.steps, "interrupted": interrupted,
+            "initial_eval": run.evals.initial, "final_eval": run.evals.last, **run.acct.state_dict()}
