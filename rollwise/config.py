@@ -139,6 +139,22 @@ class RunConfig:
     probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
     probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
 
+    _section("allocate", "how many samples each selected prompt gets (METHODS.md section 3: GVM)")
+    allocator: str = _f("fixed", "fixed: every prompt gets samples_per_prompt; gvm: the step's budget "
+                        "(samples_per_prompt x prompts) split by GVM's variance-minimising weights.",
+                        choices=("fixed", "gvm"))
+    gvm_p_source: str = _f("presample", "GVM acceptance rates p_i: presample (published: gvm_presamples completions "
+                           "per prompt, part of its group and of the budget) or posterior (rollwise's variant: the "
+                           "MoPPS posterior mean, free; G_i from the prompt's last visit).",
+                           choices=("presample", "posterior"))
+    gvm_presamples: int = _f(4, "GVM N': pre-samples per prompt of an estimation pass (must be below "
+                             "samples_per_prompt: the rest of the budget is allocated).")
+    gvm_estimate_every: int = _f(1, "GVM: re-estimate a prompt's p_i and G_i once this many steps have passed.")
+    gvm_alpha: float = _f(1e-3, "GVM alpha in w_i = G_i / sqrt(p_i + alpha / p_i^(beta - 1)).")
+    gvm_beta: float = _f(2.0, "GVM beta.")
+    gvm_min_samples: int = _f(0, "GVM: fewest samples per prompt of the main rollout (pre-samples come on top).")
+    gvm_max_samples: int = _f(0, "GVM: most samples per prompt of the main rollout (0 = no cap).")
+
     _section("rollout", "how many prompts and samples a step draws, and how they are sampled")
     batch_prompts: int = _f(64, "B: prompts per training step.")
     samples_per_prompt: int = _f(8, "n: completions sampled per prompt (the group size).")
@@ -230,6 +246,10 @@ class RunConfig:
                 and self.ppo_value_clip > 0):
             raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
                              "ppo_value_clip > 0")
+        if self.allocator == "gvm" and self.gvm_p_source == "presample" and \
+                not 0 < self.gvm_presamples < self.samples_per_prompt:
+            raise ValueError(f"gvm_presamples={self.gvm_presamples}: must be at least 1 and below samples_per_prompt="
+                             f"{self.samples_per_prompt} (pre-samples are part of each prompt's budget)")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
         if not 0 < self.top_p <= 1:

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 from rollwise.randomness import forked_torch_rng
+from rollwise.rollout.collect import verify_samples
 from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
 
 
@@ -24,14 +25,8 @@ def standard_error(values: np.ndarray) -> float:
 
 def score_samples(samples, items, codec, verifier) -> np.ndarray:
     """acc of each sample (rows: items, columns: samples) through the guarded verifier."""
-    answers, flat_items = [], []
-    for item, group in zip(items, samples):
-        for s in group:
-            answers.append(codec.answer(codec.decode(list(s.prefix_ids) + s.completion_ids)))
-            flat_items.append(item)
-    scores = verifier.score_batch(answers, flat_items)
-    acc = np.array([sc.acc for sc in scores], dtype=np.float64)
-    return acc.reshape(len(items), -1)
+    scores = verify_samples(codec, verifier, items, samples)
+    return np.array([[sc.acc for sc in group] for group in scores], dtype=np.float64).reshape(len(items), -1)
 
 
 def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float, max_new_tokens: int,

@@ -20,7 +20,8 @@ from rollwise.algos import ALGORITHMS
 from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
 from rollwise.filters import build_filter
-from rollwise.learn import NonFiniteError, UpdateSettings
+from rollwise.allocate import build_allocator
+from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
 from rollwise.models import Policy, load_policy
 from rollwise.pool import build_pools
 from rollwise.randomness import RandomStreams
@@ -56,6 +57,7 @@ class Run:
     ctx: RolloutContext
     eval_pool: object
     selector: object
+    allocator: object
     group_filter: object
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -71,7 +73,8 @@ class Run:
     def components(self) -> dict:
         """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
         parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                 "selector": self.selector, "accounting": self.acct, "random": self.streams, "evals": self.evals}
+                 "selector": self.selector, "allocator": self.allocator, "accounting": self.acct,
+                 "random": self.streams, "evals": self.evals}
         if self.critic is not None:
             parts["critic"] = self.critic
         return parts
@@ -90,7 +93,9 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
     verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
                                cfg.verify_timeout, cfg.verify_memory_mb)
-    ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward)
+    ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
+                         grad_norms=_grad_norm_measure(cfg, policy))
+    selector = build_selector(cfg, train_pool)
     critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     trainable += list(critic.parameters()) if critic is not None else []
@@ -100,9 +105,21 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                               cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite,
                               gamma=cfg.ppo_gamma, lam=cfg.ppo_lambda, vf_coef=cfg.ppo_vf_coef,
                               value_clip=cfg.ppo_value_clip)
-    return Run(cfg, out, policy, ctx, eval_pool, build_selector(cfg, train_pool), build_filter(cfg), optimizer,
+    return Run(cfg, out, policy, ctx, eval_pool, selector, build_allocator(cfg, len(train_pool), selector),
+               build_filter(cfg), optimizer,
                scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
                RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
+
+
+def _grad_norm_measure(cfg: RunConfig, policy: Policy):
+    """GVM's G_i: per-sample norms of the log-likelihood gradient w.r.t. the token embeddings."""
+    from rollwise.allocate.gradnorm import sequence_embedding_grad_norms
+
+    def measure(samples: list) -> np.ndarray:
+        batch = build_batch(samples, np.zeros(len(samples)), policy.codec.pad_token_id)
+        return sequence_embedding_grad_norms(policy.model, batch, cfg.temperature, micro_batch=cfg.micro_batch)
+
+    return measure
 
 
 def _critic(cfg: RunConfig, model) -> torch.nn.Module | None:

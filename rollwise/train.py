@@ -132,13 +132,14 @@ def _loop(run: Run, start_step: int, wall_start: float, identity: dict) -> bool:
 def _train_step(run: Run, step: int) -> dict:
     cfg, ctx = run.cfg, run.ctx
     timer = Timer()
-    got = collect(ctx, run.selector, run.group_filter, cfg.batch_prompts, cfg.samples_per_prompt, run.streams.train,
-                  timer)
+    got = collect(ctx, run.selector, run.group_filter, run.allocator, cfg.batch_prompts, cfg.samples_per_prompt, step,
+                  run.streams.train, timer)
     run.acct.add_training(len(got.rolled_out), got.rollouts, got.tokens)
     row = {"step": step, "prompts": len(got.rolled_out), "rollouts": got.rollouts, "tokens": got.tokens,
            "gen_batches": got.gen_batches, "ds_capped": got.capped,
            "discarded_groups": len(got.rolled_out) - len(got.kept)}
     trials = np.array([len(g.acc) for g in got.rolled_out])
+    row.update(_allocation_stats(trials, got))
     successes = np.array([g.acc.sum() for g in got.rolled_out])
     row.update(group_stats(successes, trials))
     row.update(_prediction_quality("pred", got.predicted, successes / trials))
@@ -153,10 +154,18 @@ def _train_step(run: Run, step: int) -> dict:
         row.update(_update(run, got.kept, rewards))
     if cfg.probe_every and step % cfg.probe_every == 0:
         row.update(_probe(run))
-    for phase in ("select", "gen", "verify", "update"):
+    for phase in ("select", "gen", "verify", "gradnorm", "update"):
         row[f"time_{phase}"] = timer.get(phase)
     run.acct.seconds += sum(timer.seconds.values())
     return row
+
+
+def _allocation_stats(trials: np.ndarray, got) -> dict:
+    """How the step's samples were spread over its prompts (constant under the fixed allocator)."""
+    if trials.size == 0:
+        return {}
+    return {"alloc_min": int(trials.min()), "alloc_max": int(trials.max()), "alloc_std": float(trials.std()),
+            "alloc_unallocated": got.unallocated, "alloc_presampled": got.presampled}
 
 
 def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:

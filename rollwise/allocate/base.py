@@ -27,6 +27,7 @@ class Allocator(Protocol):
 
     name: str
     presamples: int  # N': completions per prompt of an estimation pass (0: never pre-samples)
+    needs_grad_norms: bool  # whether `observe` wants gradient norms (the recipe only pays for them then)
 
     def allocate(self, ids: np.ndarray, budget: int) -> np.ndarray:
         """n_i per id (int64, same order as ids), summing to budget exactly."""

@@ -16,6 +16,7 @@ class FixedAllocator:
 
     name = "fixed"
     presamples = 0
+    needs_grad_norms = False
 
     def __init__(self, n: int) -> None:
         if n < 1:

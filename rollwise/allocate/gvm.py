@@ -78,6 +78,7 @@ class GVMAllocator:
     """
 
     name = "gvm"
+    needs_grad_norms = True  # G_i: the recipe measures it on correct samples (pre-samples, else the main rollout)
 
     def __init__(self, pool_size: int, alpha: float = 1e-3, beta: float = 2.0, min_n: int = 0,
                  max_n: int | None = None, estimate_every: int = 1, p_source: str = "presample",

@@ -1,14 +1,21 @@
-"""One step's data: select prompts, roll them out, verify, filter; repeat while the filter asks.
+"""One step's data: select prompts, allocate samples, roll out, verify, filter; repeat while the filter asks.
 
-    select --> rollout --> verify --> observe (selector) --> filter --> kept groups
+    select --> allocate (pre-samples, n_i) --> rollout --> verify --> observe (selector, allocator)
+           --> filter --> kept groups
 
 The selector observes every group it paid for, including groups the filter discards, and its
 prediction is read before that observation (prediction quality must not peek at the outcome).
+
+Allocation (METHODS.md section 3): the step's budget is n x (prompts). An allocator that estimates
+(GVM with pre-samples) first rolls out `presamples` completions of the prompts it marks; those
+pre-samples are part of their prompt's group and of the budget, so every allocator spends exactly
+the same rollouts per generation batch. A prompt allotted no sample drops out of the step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -38,6 +45,8 @@ class Collected:
     capped: bool
     predicted: np.ndarray | None  # selector prediction for rolled_out, before observing them
     verify_counts: dict = field(default_factory=dict)
+    presampled: int = 0  # prompts that paid an estimation pass (their pre-samples are in their groups)
+    unallocated: int = 0  # selected prompts that the allocator gave no sample
 
     @property
     def rollouts(self) -> int:
@@ -58,6 +67,22 @@ class RolloutContext:
     verifier: object
     params: SamplingParams
     reward: str  # "acc" or "score"
+    grad_norms: Callable[[list], np.ndarray] | None = None  # per-sample G for allocators that need it
+
+
+def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:
+    """Scores of every sample (prefix + completion decoded as one answer), grouped as `samples`."""
+    answers, flat_items = [], []
+    for item, group in zip(items, samples):
+        for s in group:
+            answers.append(codec.answer(codec.decode(list(s.prefix_ids) + s.completion_ids)))
+            flat_items.append(item)
+    scores = verifier.score_batch(answers, flat_items)
+    grouped, pos = [], 0
+    for group in samples:
+        grouped.append(scores[pos : pos + len(group)])
+        pos += len(group)
+    return grouped
 
 
 def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, timer: Timer) -> list[Group]:
@@ -68,30 +93,75 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
     with timer("gen"):
         samples = ctx.engine.generate(requests, ctx.params)
     with timer("verify"):
-        answers, flat_items = [], []
-        for item, group in zip(items, samples):
-            for s in group:
-                answers.append(ctx.codec.answer(ctx.codec.decode(list(s.prefix_ids) + s.completion_ids)))
-                flat_items.append(item)
-        scores = ctx.verifier.score_batch(answers, flat_items)
-    groups, pos = [], 0
-    for index, group in zip(indices, samples):
-        part = scores[pos : pos + len(group)]
-        pos += len(group)
+        scores = verify_samples(ctx.codec, ctx.verifier, items, samples)
+    groups = []
+    for index, group, part in zip(indices, samples, scores):
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
         rewards = acc.copy() if ctx.reward == "acc" else np.array([sc.reward for sc in part], dtype=np.float64)
         groups.append(Group(int(index), group, acc, rewards))
     return groups
 
 
-def collect(ctx: RolloutContext, selector, group_filter, batch_prompts: int, n: int, rng: np.random.Generator,
-            timer: Timer) -> Collected:
+def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_avg: int, step: int,
+                       timer: Timer) -> tuple[list[Group], int]:
+    """Roll out `indices` with the allocator's n_i (budget n_avg per prompt on average, pre-samples included).
+
+    Returns one group per index (possibly empty) and the number of prompts that were pre-sampled.
+    """
+    budget = n_avg * len(indices)
+    estimate = np.asarray(allocator.needs_estimate(indices, step), dtype=bool) & (allocator.presamples > 0)
+    pre: dict[int, Group] = {}
+    if estimate.any():
+        marked = indices[estimate]
+        pre_groups = roll_out(ctx, marked, allocator.presamples, timer)
+        allocator.observe(marked, *_outcomes(pre_groups), _group_grad_norms(ctx, pre_groups, timer))
+        pre = {g.index: g for g in pre_groups}
+        budget -= allocator.presamples * len(marked)
+    counts = allocator.allocate(indices, budget)
+    main = roll_out(ctx, indices, counts, timer)
+    # G from the main rollout only when nothing else measures it (no estimation pass this step).
+    norms = _group_grad_norms(ctx, main, timer) if not estimate.any() and allocator.needs_grad_norms else \
+        np.full(len(main), np.nan)
+    allocator.observe(indices, *_outcomes(main), norms)
+    return [_merge(pre.get(g.index), g) for g in main], int(estimate.sum())
+
+
+def _outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([g.acc.sum() for g in groups]), np.array([len(g.acc) for g in groups])
+
+
+def _merge(first: Group | None, second: Group) -> Group:
+    if first is None:
+        return second
+    return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
+                 np.concatenate([first.rewards, second.rewards]))
+
+
+def _group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) -> np.ndarray:
+    """Mean gradient norm over each group's correct samples (NaN without one, or without a measure)."""
+    if ctx.grad_norms is None:
+        return np.full(len(groups), np.nan)
+    correct = [(i, s) for i, g in enumerate(groups) for s, a in zip(g.samples, g.acc) if a > 0]
+    out = np.full(len(groups), np.nan)
+    if not correct:
+        return out
+    with timer("gradnorm"):
+        norms = ctx.grad_norms([s for _, s in correct])
+    owner = np.array([i for i, _ in correct])
+    sums = np.bincount(owner, weights=norms, minlength=len(groups))
+    counts = np.bincount(owner, minlength=len(groups))
+    out[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    return out
+
+
+def collect(ctx: RolloutContext, selector, group_filter, allocator, batch_prompts: int, n: int, step: int,
+            rng: np.random.Generator, timer: Timer) -> Collected:
     """Gather up to batch_prompts kept groups, spending at most the filter's generation batches."""
     used = np.zeros(len(ctx.pool), dtype=bool)
     kept: list[Group] = []
     rolled: list[Group] = []
     predictions: list[np.ndarray] = []
-    gen_batches = 0
+    gen_batches = presampled = unallocated = 0
     while gen_batches < group_filter.max_gen_batches:
         candidates = np.flatnonzero(~used)
         if candidates.size == 0:  # the pool ran out: no further generation batch was paid for
@@ -101,17 +171,21 @@ def collect(ctx: RolloutContext, selector, group_filter, batch_prompts: int, n: 
             indices = np.asarray(selector.select(candidates, min(batch_prompts, candidates.size), rng))
         used[indices] = True
         prediction = selector.predict(indices)
-        groups = roll_out(ctx, indices, n, timer)
+        groups, estimated = roll_out_allocated(ctx, indices, allocator, n, step, timer)
+        presampled += estimated
+        sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
+        unallocated += int((~sampled).sum())
+        groups = [g for g, keep in zip(groups, sampled) if keep]
         with timer("select"):
-            trials = np.array([len(g.acc) for g in groups])
-            successes = np.array([g.acc.sum() for g in groups])
-            selector.observe(indices, successes, trials)
+            successes, trials = _outcomes(groups)
+            selector.observe(indices[sampled], successes, trials)
         if prediction is not None:
-            predictions.append(np.asarray(prediction, dtype=np.float64))
+            predictions.append(np.asarray(prediction, dtype=np.float64)[sampled])
         rolled.extend(groups)
         kept.extend(g for g in groups if group_filter.keep(g.acc))
         if len(kept) >= batch_prompts:
             break
     capped = len(kept) < batch_prompts and group_filter.max_gen_batches > 1
     predicted = np.concatenate(predictions) if predictions and len(predictions) == gen_batches else None
-    return Collected(kept[:batch_prompts], rolled, gen_batches, capped, predicted)
+    return Collected(kept[:batch_prompts], rolled, gen_batches, capped, predicted, presampled=presampled,
+                     unallocated=unallocated)
