@@ -106,17 +106,20 @@ class RunConfig:
     tiny_layers: int = _f(3, "Built-in tiny model: transformer layers.")
     tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
     tiny_heads: int = _f(4, "Built-in tiny model: attention heads.")
-    warmup_steps: int = _f(1000, "Built-in tiny model: supervised warm-up steps before RL.")
+    warmup_steps: int = _f(2000, "Built-in tiny model: most supervised warm-up steps before RL (it stops at its target).")
     warmup_batch: int = _f(64, "Built-in tiny model: warm-up batch size.")
     warmup_lr: float = _f(3e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps).")
     warmup_target_acc: float = _f(0.5, "Built-in tiny model: stop the warm-up at the first validation greedy accuracy "
-                                  "(on warm-up items) at least this; 0 = run every step and keep the best.")
+                                  "(on warm-up items) at least this; a warm-up that never reaches it stops the run "
+                                  "with what to change (RL would see almost only zero-variance groups); 0 = run every "
+                                  "step, keep the best and accept it.")
     warmup_items: int = _f(6000, "Built-in tiny model: distinct supervised items generated for the warm-up.")
     warmup_task_options: dict = _f({}, "Built-in tiny model: task options overriding task_options for the warm-up "
                                    "data; empty: the task's default (basic_arithmetic: 2 terms only, so that RL has "
                                    "something to learn).")
-    warmup_copy_fraction: float = _f(0.0, "Built-in tiny model: share of each warm-up batch that is one-term copy "
-                                     "items (`17` -> 17); they give the warm-up a first signal (rollwise.warmup).")
+    warmup_copy_fraction: float = _f(0.1, "Built-in tiny model: share of each warm-up batch that is one-term copy "
+                                     "items (`17` -> 17); they give the warm-up a first signal, so it leaves its "
+                                     "plateau early on every seed (rollwise.warmup).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
