@@ -26,7 +26,19 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one torch thread each)")
     parser.add_argument("--steps", type=int, default=None, help="override the default run's steps (quick checks)")
     parser.add_argument("--runs-dir", default=str(RUNS), help="where the training runs live (shared by benches)")
+    parser.add_argument("--preset", default=None, help="a named preset as the base configuration (default: the "
+                        "built-in default run); variant names get the preset as a prefix")
     return parser.parse_args()
+
+
+def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
+    """Variants on top of `--preset` (names prefixed with it, so that runs of different presets never mix)."""
+    if not args.preset:
+        return variants
+    from rollwise.presets import preset_values
+
+    base = preset_values(args.preset)
+    return {f"{args.preset}-{name}": {**base, **values} for name, values in variants.items()}
 
 
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
