@@ -72,13 +72,33 @@ def _readonly_files(policy: SandboxPolicy, notes: list) -> None:
 
 def _mounts() -> list[tuple[str, list[str]]]:
     """(mount point, per-mount options) from /proc/self/mountinfo, in mount order."""
+    return [(point, options) for _, _, point, options in _mount_rows()]
+
+
+def _mount_rows() -> list[tuple[int, int, str, list[str]]]:
     rows = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040: a space
-            rows.append((point, fields[5].split(",")))
+            rows.append((int(fields[0]), int(fields[1]), point, fields[5].split(",")))
     return rows
+
+
+def _reachable_mounts() -> list[tuple[str, list[str]]]:
+    """Mounts a path can reach: not covered by another mount on the same point, nor inside one that is."""
+    rows = {row[0]: row for row in _mount_rows()}
+    covered = {parent for _, parent, point, _ in rows.values() if parent in rows and rows[parent][2] == point}
+
+    def reachable(mount_id: int) -> bool:
+        _, parent, point, _ = rows[mount_id]
+        if mount_id in covered:
+            return False
+        while parent in rows and rows[parent][2] == point:  # the stack this mount covers
+            parent = rows[parent][1]
+        return parent not in rows or reachable(parent)
+
+    return [(point, options) for mount_id, (_, _, point, options) in rows.items() if reachable(mount_id)]
 
 
 def _private_proc(notes: list) -> None:
@@ -114,7 +134,7 @@ def _drop_identity(active: set, ids: tuple, notes: list) -> None:
                      "trainer's user; writes stay impossible)")
     if "user" not in active and os.geteuid() == 0:
         os.setgroups([])
-        linux.drop_capabilities(keep)  # the bounding set, while still allowed to
+        linux.drop_bounding_set(keep)  # while still allowed to
         linux.prctl(linux.PR_SET_KEEPCAPS, 1 if keep else 0)
         os.setresgid(ids[1], ids[1], ids[1])
         os.setresuid(ids[0], ids[0], ids[0])
@@ -217,4 +237,4 @@ def _interfaces() -> list[str]:
 
 
 def _writable_mounts() -> list[str]:
-    return [point for point, options in _mounts() if "rw" in options]
+    return [point for point, options in _reachable_mounts() if "rw" in options]

@@ -109,15 +109,20 @@ def set_capabilities(mask: int) -> None:
 
 def drop_capabilities(keep: int = 0) -> None:
     """Empty the bounding, ambient, effective, permitted and inheritable sets, except `keep` (a mask)."""
+    drop_bounding_set(keep)
+    libc().prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0))
+    set_capabilities(keep)
+
+
+def drop_bounding_set(keep: int = 0) -> None:
+    """Capabilities outside `keep` can never come back, not even through exec."""
     for cap in range(64):
         if not keep >> cap & 1:
             try:
                 prctl(PR_CAPBSET_DROP, cap)
             except OSError:  # EINVAL past the kernel's last capability; EPERM without CAP_SETPCAP
                 pass
-    libc().prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
-                 ctypes.c_ulong(0), ctypes.c_ulong(0))
-    set_capabilities(keep)
 
 
 def memset(address: int, size: int) -> None:

@@ -79,13 +79,17 @@ class LineReader:
     def __init__(self, limit: int = MAX_LINE):
         self.limit, self._buffer = limit, bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes):
+        """Yield the complete lines in order; raise where an over-long one starts (not before)."""
         self._buffer += data
         *lines, rest = self._buffer.split(b"\n")
-        if len(rest) > self.limit or any(len(line) > self.limit for line in lines):
-            raise ProtocolError(f"worker message longer than {self.limit} bytes")
         self._buffer = bytearray(rest)
-        return [bytes(line) for line in lines]
+        for line in lines:
+            if len(line) > self.limit:
+                raise ProtocolError(f"worker message longer than {self.limit} bytes")
+            yield bytes(line)
+        if len(rest) > self.limit:
+            raise ProtocolError(f"worker message longer than {self.limit} bytes")
 
     @property
     def pending(self) -> bool:

@@ -80,6 +80,10 @@ def _serve(job_fd: int, result_fd: int, verifier, timeout: float, protections: d
     """The template's loop: a job is a list of (index, answer, item); one result line per answer."""
     cpu = math.ceil(timeout) + 1
     filtered = bool(protections.get("seccomp"))
+    # Without seccomp an answer could start processes that outlive it. PID 1 of its own namespace
+    # may kill every other process there after each answer; never outside such a namespace, where
+    # kill(-1) would reach every process of the uid.
+    sweep = not filtered and bool(protections.get("pid_namespace")) and os.getpid() == 1
     _write_all(result_fd, encode_ready({**protections, "fork_per_answer": True, "audit_hook": True,
                                         "answer_cpu_limit_s": cpu}))
     gc.freeze()  # children inherit these objects: no collection there touches (and copies) them
@@ -89,6 +93,8 @@ def _serve(job_fd: int, result_fd: int, verifier, timeout: float, protections: d
             return 0
         for index, answer, item in job:
             score = score_in_child(verifier, index, answer, item, timeout, cpu, filtered, (job_fd, result_fd))
+            if sweep:
+                _kill_others()
             _write_all(result_fd, encode_result(index, score))
         _reap(block=False)
 
@@ -122,6 +128,21 @@ def score_in_child(verifier, index: int, answer: str, item: PoolItem, timeout: f
 
 
 _UNREAPED: set[int] = set()
+
+
+def _kill_others() -> None:
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:  # nobody else: the usual case
+        pass
+    for pid in list(_UNREAPED):  # all dead now: collect them
+        os.waitpid(pid, 0)
+    _UNREAPED.clear()
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:  # orphans the answer left behind
+            pass
+    except ChildProcessError:
+        pass
 
 
 def _reap(block: bool) -> None:
