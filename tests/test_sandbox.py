@@ -7,7 +7,6 @@ globals the hook reads), so that the OS layers alone must stop them. A canary fi
 appear. Verifiers and the rogue worker are defined at module level: worker processes import them.
 """
 
-import json
 import os
 import pickle
 import resource
@@ -21,10 +20,10 @@ from dataclasses import dataclass
 import pytest
 
 from rollwise.pool import PoolItem, json_safe
-from rollwise.tasks import protocol, seccomp, supervisor
+from rollwise.tasks import seccomp, supervisor
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks.guard import GuardedVerifier
-from rollwise.tasks.protocol import ProtocolError, encode_ready, encode_result, parse_ready, parse_result, read_job
+from rollwise.tasks.protocol import encode_ready, encode_result, read_job
 from rollwise.tasks.sandbox import SandboxPolicy, protections
 from rollwise.tasks.verifiers import build_verifier
 
@@ -347,50 +346,7 @@ def test_without_seccomp_nothing_an_answer_starts_outlives_it(report):
     assert [s.acc for s in scores[1:]] == [True] * 4
 
 
-# ---------------------------------------------------------------------------- protocol and filter units
-
-
-@pytest.mark.parametrize("line", [
-    b"", b"[]", b"null", b"\xff", b'{"index":0,"acc":true,"reward":1.0}', b'{"index":0,"acc":1,"reward":1.0,"error":""}',
-    b'{"index":0,"acc":true,"reward":-0.5,"error":""}', b'{"index":0,"acc":true,"reward":Infinity,"error":""}',
-    b'{"index":0,"index":0,"acc":true,"reward":1.0,"error":""}', b'{"index":true,"acc":true,"reward":1.0,"error":""}',
-    b'{"index":0,"acc":false,"reward":0.0,"error":"rm -rf"}', b'{"index":0,"acc":false,"reward":0.0,"error":"budget"}',
-    b'{"index":0,"acc":false,"reward":true,"error":""}', b"[" * 5000 + b"]" * 5000,
-])
-def test_parse_result_refuses(line):
-    with pytest.raises(ProtocolError):
-        parse_result(line, expected=0)
-
-
-def test_parse_result_accepts_exactly_the_expected_answer():
-    line = encode_result(4, Score(False, 0.25)).rstrip(b"\n")
-    assert parse_result(line, 4) == Score(False, 0.25)
-    assert parse_result(b'{"error":"","reward":1,"acc":true,"index":2}', 2) == Score(True, 1.0)
-    with pytest.raises(ProtocolError):
-        parse_result(line, 5)
-    assert json.loads(encode_result(1, Score(False, 0.0, "weird"))) ["error"] == "error"  # unknown errors coarsen
-
-
-def test_line_reader_bounds_what_it_buffers():
-    reader = protocol.LineReader(limit=16)
-    assert list(reader.feed(b"ab\ncd")) == [b"ab"] and reader.pending
-    assert list(reader.feed(b"e\n")) == [b"cde"]
-    with pytest.raises(ProtocolError):
-        list(reader.feed(b"x" * 17))
-    lines = protocol.LineReader(limit=16).feed(b"ok\n" + b"y" * 20 + b"\n")
-    assert next(lines) == b"ok"  # what came before the violation is still delivered, in order
-    with pytest.raises(ProtocolError):
-        next(lines)
-
-
-def test_parse_ready():
-    assert parse_ready(encode_ready({"seccomp": True, "uid": 65534, "degraded": ""}).rstrip()) == {
-        "seccomp": True, "uid": 65534, "degraded": ""}
-    for bad in ({"x": 1.5}, {"x": [1]}, {"x": "y" * 501}, {"": True}, {f"k{i}": True for i in range(65)}):
-        with pytest.raises(ProtocolError):
-            parse_ready(json.dumps({"ready": bad}).encode())
-    with pytest.raises(ProtocolError):
-        parse_ready(b'{"ready": {}, "extra": 1}')
+# ---------------------------------------------------------------------------- the filter program
 
 
 def test_seccomp_program_shape():

@@ -43,7 +43,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from rollwise.tasks import linux, seccomp
+from rollwise.tasks import linux
 from rollwise.tasks.base import WRONG
 
 NOBODY = 65534

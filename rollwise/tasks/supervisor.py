@@ -21,8 +21,8 @@ import time
 from collections import deque
 
 from rollwise.tasks.base import Score
-from rollwise.tasks.protocol import (CRASH, TIMEOUT, LineReader, ProtocolError, encode_job, failed, parse_ready,
-                                     parse_result)
+from rollwise.tasks.protocol import (BREAKER, BUDGET, CRASH, TIMEOUT, LineReader, ProtocolError, encode_job,
+                                     failed, parse_ready, parse_result)
 from rollwise.tasks.sandbox import SandboxPolicy
 from rollwise.tasks.worker import worker_main
 
@@ -122,15 +122,14 @@ class WorkerPool:
 
     def run(self, tasks: list, deadline: float = math.inf, breaker: Breaker | None = None) -> dict[int, Score]:
         """Score the tasks; answers still unscored at `deadline` or once `breaker` trips are charged."""
-        from rollwise.tasks.protocol import BREAKER, BUDGET
-
         self._results, self._breaker = {}, breaker
         size = max(1, min(CHUNK, math.ceil(len(tasks) / (2 * self.size))))
         queue = deque(tasks[i:i + size] for i in range(0, len(tasks), size))
         try:
             while queue or any(w is not None and w.job for w in self.slots):
-                if time.monotonic() >= deadline or (breaker is not None and breaker.tripped):
-                    self._give_up(queue, BUDGET if time.monotonic() >= deadline else BREAKER)
+                over = time.monotonic() >= deadline
+                if over or (breaker is not None and breaker.tripped):
+                    self._give_up(queue, BUDGET if over else BREAKER)
                     break
                 self._assign(queue)
                 self._step(queue, deadline)

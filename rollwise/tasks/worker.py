@@ -28,9 +28,8 @@ from functools import partial
 from rollwise.pool import PoolItem
 from rollwise.tasks import seccomp
 from rollwise.tasks.base import Score
-from rollwise.tasks.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MAX_LINE, MEMORY,  # noqa: F401
-                                     REJECTED, TIMEOUT, ProtocolError, checked, encode_ready, encode_result,
-                                     failed, parse_result, read_job)
+from rollwise.tasks.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,
+                                     encode_ready, encode_result, failed, parse_result, read_job)
 from rollwise.tasks.sandbox import SandboxPolicy, run_confined
 
 
