@@ -36,8 +36,9 @@ def test_prompt_slots_and_running_sums():
     assert shown(CODEC.prompt_ids(it)) == "740+540+990+____="
     assert shown(CODEC.supervised_target(it)) == "740,290,191$"
     # Term i and sum s_i are exactly one prompt length apart, whatever the number of terms.
-    seq = CODEC.prompt_ids(it) + CODEC.supervised_target(it)
-    assert [seq[4 * i] for i in range(3)] == [seq[17 + 4 * i] for i in range(1)] + [seq[4], seq[8]]
+    seq = shown(CODEC.prompt_ids(it) + CODEC.supervised_target(it))
+    assert [seq[4 * i: 4 * i + 3] for i in range(3)] == ["740", "540", "990"]  # terms 47, 45, 99
+    assert [seq[17 + 4 * i: 17 + 4 * i + 3] for i in range(3)] == ["740", "290", "191"]  # sums 47, 92, 191
     assert len(CODEC.prompt_ids(item("1 + 2", "3"))) == 17
 
 
