@@ -31,7 +31,7 @@ def confine(active: set, notes: list, memory_mb: int, policy: SandboxPolicy, ids
             _private_proc(notes)
     os.chdir("/")
     _scrub_environment()
-    _drop_identity(active, ids, notes)
+    _drop_identity(active, ids, notes, origin)
     own_count = "user" in active or (os.getuid() == ids[0] and ids[0] != origin[1])
     limits = _limits(memory_mb, own_count)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)  # no ptrace by same-uid processes, no core files
@@ -125,7 +125,7 @@ def _scrub_environment() -> None:
     os.environ.update(kept)
 
 
-def _drop_identity(active: set, ids: tuple, notes: list) -> None:
+def _drop_identity(active: set, ids: tuple, notes: list, origin: tuple) -> None:
     """No capabilities (but reading, where ids[2] says the uid cannot read Python's files);
     as root without a user namespace, become uid/gid 65534 with no groups."""
     keep = 1 << linux.CAP_DAC_READ_SEARCH if ids[2] else 0
@@ -133,15 +133,18 @@ def _drop_identity(active: set, ids: tuple, notes: list) -> None:
         notes.append(f"uid {ids[0]} cannot read {ids[2]}: keeps CAP_DAC_READ_SEARCH (reads any file of the "
                      "trainer's user; writes stay impossible)")
     if "user" not in active and os.geteuid() == 0:
-        os.setgroups([])
+        try:
+            os.setgroups([])
+        except PermissionError:  # a user namespace that denies setgroups has none to drop
+            pass
         linux.drop_bounding_set(keep)  # while still allowed to
         linux.prctl(linux.PR_SET_KEEPCAPS, 1 if keep else 0)
         os.setresgid(ids[1], ids[1], ids[1])
         os.setresuid(ids[0], ids[0], ids[0])
-    elif "user" not in active:
-        notes.append("same uid as the trainer (no user namespace, not root)")
+    elif "user" not in active or ids[0] == origin[1]:
+        notes.append("same uid as the trainer (not root, or no uid 65534 in its user namespace)")
     linux.drop_capabilities(keep)
-    if outside_uid() == 0:
+    if outside_uid() == 0 and origin[0].get("initial_user_namespace"):
         raise SystemExit("rollwise verifier sandbox: still root after dropping privileges; refusing to score")
 
 

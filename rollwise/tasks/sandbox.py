@@ -111,6 +111,7 @@ def run_confined(body, keep_fds: tuple[int, ...], memory_mb: int, policy: Sandbo
     if not sys.platform.startswith("linux"):
         return body({"linux": False, "degraded": f"{sys.platform}: no OS sandbox, audit hook only"})
     origin, trainer_uid, ids = _namespace_ids(), os.getuid(), _sandbox_ids(policy)
+    origin["initial_user_namespace"] = "yes" if _initial_user_namespace() else ""
     up_r, up_w = os.pipe()
     down_r, down_w = os.pipe()
     worker = os.getpid()
@@ -120,8 +121,9 @@ def run_confined(body, keep_fds: tuple[int, ...], memory_mb: int, policy: Sandbo
                       (origin, trainer_uid))
     for fd in (up_w, down_r, *keep_fds):
         os.close(fd)
-    request = os.read(up_r, 1)
-    os.write(down_w, (b"1" if _write_id_maps(pid, ids) else b"0") if request == b"U" else b"-")
+    request = os.read(up_r, 1)  # empty: the creator died (its traceback is on stderr)
+    if request:
+        os.write(down_w, (b"1" if _write_id_maps(pid, ids) else b"0") if request == b"U" else b"-")
     os.close(up_r)
     os.close(down_w)
     return _wait(pid)
@@ -134,9 +136,20 @@ def _sandbox_ids(policy: SandboxPolicy) -> tuple[int, int, str]:
     Python installed under /root): the sandbox then keeps CAP_DAC_READ_SEARCH, reading only, or
     lazy imports inside scorers would fail and turn right answers into errors.
     """
-    if os.geteuid() != 0:
-        return os.getuid(), os.getgid(), ""
-    return policy.uid, policy.uid, unreadable_path() or ""
+    if os.geteuid() == 0 and _mapped("uid_map", policy.uid) and _mapped("gid_map", policy.uid):
+        return policy.uid, policy.uid, unreadable_path() or ""
+    return os.geteuid(), os.getegid(), ""  # not root, or root of a user namespace without that uid
+
+
+def _mapped(table: str, value: int) -> bool:
+    """Whether an id exists in this process's user namespace (a rootless container may lack 65534)."""
+    with open(f"/proc/self/{table}") as f:
+        return any(int(a) <= value < int(a) + int(n) for a, _, n in (line.split() for line in f))
+
+
+def _initial_user_namespace() -> bool:
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() == ["0", "0", "4294967295"]
 
 
 def unreadable_path() -> str | None:
@@ -186,7 +199,10 @@ def _creator(body, keep_fds, pipes, worker, ids, memory_mb, policy, origin) -> i
     _close_fds_except({0, 1, 2, up_w, down_r, *keep_fds})
     root = os.geteuid() == 0
     if root:
-        os.setgroups([])  # root's supplementary groups would otherwise follow into the sandbox
+        try:
+            os.setgroups([])  # root's supplementary groups would otherwise follow into the sandbox
+        except PermissionError:  # root of a user namespace where setgroups is denied: none to drop
+            pass
     active, notes = _unshare(policy, root)
     os.write(up_w, b"U" if "user" in active else b"-")
     reply = os.read(down_r, 1)
