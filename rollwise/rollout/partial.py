@@ -1,0 +1,267 @@
+"""RPO partial rollouts (METHODS.md section 4): cut a cached path, sample suffixes, shape, refresh.
+
+    cache path p (EOS last when finished) --cut m ~ U{1..L}--> prefix p[:len-m]
+        --engine--> G suffixes from prompt + prefix (budget: setting) --verify prefix + suffix as one answer
+        --> length-aware reward (correct answers) + soft overlong penalty --> GRPO
+        --> refresh: the best-reward path with probability epsilon, else a random one
+
+Choices (docs/rpo.md says why):
+- One cut per group: a group has one cached path, and its G suffixes share one prefix, so that GRPO
+  compares completions of the same partial answer. m is drawn in [1, min(L, max(1, len - 1))]: m >= 1
+  always removes the EOS of a finished path (a prefix never holds EOS), and at least one token of the
+  path stays as prefix when the path has two or more; a one-token path is cut whole (the group is then
+  a full rollout). L = "half_min" is half the shortest cached path of the group, which with one path per
+  group is max(1, len // 2) of that path.
+- Suffix budget: "limit" (default) gives each suffix what the full-path limit leaves,
+  max_new_tokens - len(prefix) (at least m, since the cached path itself fit the limit), so a suffix
+  may be longer than the part it replaces and prefix + suffix never exceeds max_new_tokens; "exact" is
+  m (the public code); "<k>m" (e.g. "2m") is min(limit, ceil(k m)).
+- Length is the whole answer: prefix + suffix tokens.
+- Groups whose prompt has no cached path yet are ordinary full rollouts (empty prefix, cut 0); the
+  refresh after the step fills their cache entry from them (lazy fill, no extra rollouts).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from rollwise.rollout.cache import ExperienceCache
+from rollwise.rollout.engine import GenRequest, Sample
+
+_FACTOR = re.compile(r"^(\d+(?:\.\d+)?)m$")
+
+
+# ----------------------------------------------------------------------------------------- cutting
+
+
+def cut_lengths(path_lengths, L: int | str, rng: np.random.Generator) -> np.ndarray:
+    """One cut m per group, uniform on {1, ..., min(L_g, max(1, len_g - 1))}, from the group's cached path.
+
+    L_g is L when L is an int, and max(1, len_g // 2) for L = "half_min". One rng.integers call for all
+    groups (vectorised), so the draws depend only on the path lengths and the stream.
+
+    >>> cut_lengths([1, 2, 3], 100, np.random.default_rng(0)).tolist()   # upper bounds 1, 1, 2
+    [1, 1, 2]
+    """
+    lengths = np.asarray(path_lengths, dtype=np.int64)
+    if lengths.size and lengths.min() < 1:
+        raise ValueError(f"cut_lengths: cached paths must have at least one token, got lengths {lengths.tolist()}")
+    if L == "half_min":
+        limit = np.maximum(1, lengths // 2)
+    elif isinstance(L, (int, np.integer)) and not isinstance(L, bool) and L >= 1:
+        limit = np.full_like(lengths, int(L))
+    else:
+        raise ValueError(f"cut_lengths: L must be a positive integer or 'half_min', got {L!r}")
+    upper = np.minimum(limit, np.maximum(1, lengths - 1))
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return rng.integers(1, upper + 1).astype(np.int64)
+
+
+def check_suffix_budget(setting: str) -> str:
+    """Validate a suffix-budget setting ("limit", "exact" or "<k>m" with k >= 1); returns it."""
+    match = _FACTOR.match(setting) if isinstance(setting, str) else None
+    if setting in ("limit", "exact") or (match and float(match.group(1)) >= 1.0):
+        return setting
+    raise ValueError(f"suffix budget {setting!r}: use 'limit' (max_new_tokens - prefix, the default), 'exact' "
+                     "(m tokens, the public code) or '<k>m' with k >= 1 (e.g. '2m': min(limit, ceil(2 m)))")
+
+
+def suffix_budget(m, prefix_lengths, max_new_tokens: int, setting: str = "limit") -> np.ndarray:
+    """Most tokens each suffix may generate; prefix + suffix never exceeds max_new_tokens.
+
+    >>> suffix_budget([3, 3, 3], [5, 5, 5], 20, "limit").tolist(), suffix_budget([3], [5], 20, "2m").tolist()
+    ([15, 15, 15], [6])
+    """
+    m = np.asarray(m, dtype=np.int64)
+    prefix = np.asarray(prefix_lengths, dtype=np.int64)
+    limit = max_new_tokens - prefix
+    if (limit < m).any():
+        raise ValueError(f"suffix_budget: a cached path (prefix + cut) is longer than max_new_tokens={max_new_tokens}"
+                         "; the cache must be filled and refreshed with the run's own max_new_tokens")
+    setting = check_suffix_budget(setting)
+    if setting == "limit":
+        return limit
+    if setting == "exact":
+        return m.copy()
+    factor = float(_FACTOR.match(setting).group(1))
+    # The tolerance keeps float products such as 1.1 * 10 = 11.000000000000002 from rounding up to 12.
+    return np.minimum(limit, np.ceil(factor * m - 1e-9).astype(np.int64))
+
+
+def clip_to_budget(sample: Sample, budget: int) -> Sample:
+    """The sample as if generated with max_new_tokens = budget (exact: sampling is token by token).
+
+    Lets an engine without per-request limits generate a batch at its largest budget and cut each row.
+    """
+    if len(sample.completion_ids) <= budget:
+        return sample
+    return replace(sample, completion_ids=list(sample.completion_ids[:budget]), finished=False)
+
+
+def answer_ids(sample: Sample) -> list[int]:
+    """The whole answer of a sample: cached prefix + generated suffix (what is scored and cached)."""
+    return list(sample.prefix_ids) + list(sample.completion_ids)
+
+
+def answer_lengths(samples) -> np.ndarray:
+    """Length of each whole answer, prefix + suffix tokens."""
+    return np.array([len(s.prefix_ids) + len(s.completion_ids) for s in samples], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------ rewards
+
+
+def length_aware_rewards(rewards, acc, lengths, groups, alpha: float = 0.01, reference: str = "all") -> np.ndarray:
+    """RPO's group length-aware reward: correct answers get clip(r / (1 + exp(-alpha (l_ref - len))), 0.5, 1).
+
+    l_ref is the mean length of the group: over all its samples (reference="all", METHODS.md) or over its
+    correct samples ("correct", the public code). Wrong answers keep their reward. Pure; returns a copy.
+
+    >>> length_aware_rewards([1., 1., 0.], [1, 1, 0], [100, 300, 500], [0, 0, 0]).round(4).tolist()  # l_ref 300
+    [0.8808, 0.5, 0.0]
+    """
+    out = np.asarray(rewards, dtype=np.float64).copy()
+    correct = np.asarray(acc, dtype=np.float64) > 0
+    lengths = np.asarray(lengths, dtype=np.float64)
+    groups = np.asarray(groups)
+    if not (out.shape == correct.shape == lengths.shape == groups.shape):
+        raise ValueError("length_aware_rewards: rewards, acc, lengths and groups must have one entry per sample")
+    if reference not in ("all", "correct"):
+        raise ValueError(f"length_aware_rewards: reference must be 'all' or 'correct', got {reference!r}")
+    for g in np.unique(groups[correct]):
+        members = groups == g
+        pool = members if reference == "all" else members & correct
+        l_ref = lengths[pool].mean()
+        shaped = members & correct
+        out[shaped] = np.clip(out[shaped] / (1.0 + np.exp(-alpha * (l_ref - lengths[shaped]))), 0.5, 1.0)
+    return out
+
+
+def overlong_penalty(lengths, max_len: int, cache_len: int) -> np.ndarray:
+    """DAPO's soft overlong punishment, to add to the reward: 0 up to max_len - cache_len, then a linear
+    ramp (max_len - cache_len - len) / cache_len down to -1 at max_len, and -1 beyond. cache_len 0: off.
+
+    >>> overlong_penalty([10, 12, 14, 16, 17], max_len=16, cache_len=4).tolist()
+    [0.0, 0.0, -0.5, -1.0, -1.0]
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if cache_len == 0:
+        return np.zeros_like(lengths)
+    if not 0 < cache_len <= max_len:
+        raise ValueError(f"overlong_penalty: cache_len={cache_len} must be in [0, max_len={max_len}] (0 = off)")
+    start = max_len - cache_len
+    ramp = (start - lengths) / cache_len
+    return np.where(lengths <= start, 0.0, np.where(lengths <= max_len, ramp, -1.0))
+
+
+# ------------------------------------------------------------------------------------------ refresh
+
+
+def choose_refresh(rewards, rng: np.random.Generator, epsilon: float = 0.5) -> int:
+    """Which new path replaces the cached one: with probability epsilon the best reward (ties at random),
+    else a uniformly random one. Always draws one uniform, then one integer (resume-exact streams)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.size == 0:
+        raise ValueError("choose_refresh: the group has no samples to refresh the cache from")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"choose_refresh: epsilon={epsilon} must be a probability in [0, 1]")
+    greedy = rng.random() < epsilon
+    choices = np.flatnonzero(rewards == rewards.max()) if greedy else np.arange(rewards.size)
+    return int(choices[rng.integers(choices.size)])
+
+
+def refresh_cache(cache: ExperienceCache, groups, rng: np.random.Generator, step: int, epsilon: float = 0.5) -> int:
+    """After the step, store one new whole answer (prefix + suffix) per non-empty group; returns how many.
+
+    `groups` are rollout groups (index, samples, rewards: the final, shaped rewards).
+    """
+    ids, paths = [], []
+    for g in groups:
+        if len(g.samples) == 0:
+            continue
+        chosen = g.samples[choose_refresh(g.rewards, rng, epsilon)]
+        ids.append(g.index)
+        paths.append(answer_ids(chosen))
+    cache.put_many(np.asarray(ids, dtype=np.int64), paths, step)
+    return len(ids)
+
+
+# -------------------------------------------------------------------------------------------- plans
+
+
+@dataclass
+class PartialPlan:
+    """The requests of one generation batch, with what each cut and allowed (one entry per index)."""
+
+    requests: list[GenRequest]
+    cuts: np.ndarray  # m per group (0: no cached path, a full rollout)
+    budgets: np.ndarray  # most suffix tokens per group
+    cached: np.ndarray  # bool: the group continues a cached prefix
+    ages: np.ndarray  # steps since its path was stored (-1 when uncached)
+
+    def clip(self, samples: list[list[Sample]]) -> tuple[list[list[Sample]], int]:
+        """Cut every sample to its group's budget; returns the samples and the tokens cut off (generated
+        all the same: book them as generation cost)."""
+        clipped = [[clip_to_budget(s, int(b)) for s in group] for group, b in zip(samples, self.budgets)]
+        dropped = sum(len(s.completion_ids) for g in samples for s in g) - \
+            sum(len(s.completion_ids) for g in clipped for s in g)
+        return clipped, dropped
+
+
+def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[int], list[int]], n_per_prompt,
+                     L: int | str, rng: np.random.Generator, *, step: int, max_new_tokens: int,
+                     budget: str = "limit", eos_token_id: int | None = None) -> PartialPlan:
+    """Requests for one generation batch: GenRequest(prompt, n, prefix = path[:len - m]) for cached prompts,
+    a full rollout (empty prefix, budget max_new_tokens) for the others.
+
+    Cuts are drawn for the cached prompts only, in the order of `indices`. With `eos_token_id`, a prefix
+    holding EOS (a path with EOS before its end: not one the engine made) is refused.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    counts = np.broadcast_to(np.asarray(n_per_prompt, dtype=np.int64), indices.shape)
+    cached = cache.has(indices)
+    ages = cache.age(indices, step)
+    paths = [cache.get(int(i)) for i in indices[cached]]
+    cuts = np.zeros(indices.size, dtype=np.int64)
+    cuts[cached] = cut_lengths([p.size for p in paths], L, rng)
+    prefixes: list[tuple[int, ...]] = [()] * indices.size
+    for pos, path in zip(np.flatnonzero(cached), paths):
+        prefix = tuple(int(t) for t in path[: path.size - cuts[pos]])
+        if eos_token_id is not None and eos_token_id in prefix:
+            raise ValueError(f"partial_requests: the cached path of prompt {indices[pos]} has EOS before its last "
+                             "token; cache only engine completions (cut after their first EOS)")
+        prefixes[pos] = prefix
+    prefix_lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
+    budgets = np.full(indices.size, max_new_tokens, dtype=np.int64)
+    budgets[cached] = suffix_budget(cuts[cached], prefix_lengths[cached], max_new_tokens, budget)
+    requests = [GenRequest(tuple(prompt_ids_of(int(i))), int(n), prefix) for i, n, prefix in
+                zip(indices, counts, prefixes)]
+    return PartialPlan(requests, cuts, budgets, cached, ages)
+
+
+def rpo_metrics(plan: PartialPlan, samples: list[list[Sample]], cache: ExperienceCache) -> dict:
+    """Per-step RPO metrics: mean cut, prefix and suffix lengths of the partial groups, cache age and size."""
+    partial = [s for group, c in zip(samples, plan.cached) if c for s in group]
+    row = {"rpo_partial_groups": int(plan.cached.sum()), "rpo_full_groups": int((~plan.cached).sum()),
+           "rpo_cut_mean": _mean(plan.cuts[plan.cached]), "rpo_cache_age_mean": _mean(plan.ages[plan.cached]),
+           "rpo_prefix_tokens": sum(len(s.prefix_ids) for s in partial),
+           "rpo_suffix_tokens": sum(len(s.completion_ids) for s in partial),
+           "rpo_suffix_mean": _mean([len(s.completion_ids) for s in partial]),
+           "rpo_cache_paths": len(cache), "rpo_cache_tokens": cache.live_tokens,
+           "rpo_cache_bytes": cache.memory_bytes(), "rpo_cache_evictions": cache.evictions}
+    return row
+
+
+def _mean(values) -> float | None:
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if values.size else None
+
+
+__all__ = ["PartialPlan", "answer_ids", "answer_lengths", "check_suffix_budget", "choose_refresh", "clip_to_budget",
+           "cut_lengths", "length_aware_rewards", "overlong_penalty", "partial_requests", "refresh_cache",
+           "rpo_metrics", "suffix_budget"]
