@@ -24,7 +24,7 @@ from rollwise.tasks import seccomp, supervisor
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks.guard import GuardedVerifier
 from rollwise.tasks.protocol import encode_ready, encode_result, read_job
-from rollwise.tasks.sandbox import SandboxPolicy, protections
+from rollwise.tasks.sandbox import KEEP_ENVIRONMENT, SandboxPolicy, protections
 from rollwise.tasks.verifiers import build_verifier
 
 TIMEOUT = 2.0
@@ -161,6 +161,10 @@ def attacks(canary, trainer_pid: int) -> dict[str, tuple[str, tuple[str, ...]]]:
         "os_open_tmp_dir": (f"import os\nos.open({c!r}, os.O_CREAT | os.O_WRONLY)\nok = True",
                             ("readonly_filesystem",)),
         "mkdir_tmp_dir": (f"import os\nos.mkdir({c!r})\nok = True", ("readonly_filesystem",)),
+        "environment": ("import os\n"
+                        "ok = any(open(f'/proc/self/{n}', 'rb').read().strip(b'\\0') for n in ('environ', 'cmdline'))"
+                        f" or bool(set(os.environ) - set({list(KEEP_ENVIRONMENT)!r}))",
+                        ("linux",)),  # needs no kernel feature
         "write_pipes": ("import os\n" f"payload = {pickle_frame(c)!r}\n"
                         "for fd in range(64):\n    try:\n        os.write(fd, payload)\n    except OSError:\n"
                         "        pass\n", ()),

@@ -110,16 +110,16 @@ def _private_proc(notes: list) -> None:
 
 
 def _scrub_environment() -> None:
-    """Drop the trainer's environment (API tokens) and arguments; blank the original block too."""
+    """Drop the trainer's environment (API tokens) and arguments, and blank the blocks they came in."""
     kept = {k: os.environ[k] for k in KEEP_ENVIRONMENT if k in os.environ}
     os.environ.clear()
     sys.argv[:] = sys.argv[:1]
-    try:  # /proc/self/environ reads the block the process started with: zero it
+    try:  # /proc/self/environ and cmdline read the memory the process started with: zero it
         with open("/proc/self/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        start, end = int(fields[47]), int(fields[48])
-        if 0 < start < end and end - start < 2**20:
-            linux.memset(start, end - start)
+        for start, end in ((int(fields[45]), int(fields[46])), (int(fields[47]), int(fields[48]))):
+            if 0 < start < end and end - start < 2**20:
+                linux.memset(start, end - start)
     except (OSError, IndexError, ValueError):
         pass
     os.environ.update(kept)
@@ -149,7 +149,7 @@ def _drop_identity(active: set, ids: tuple, notes: list, origin: tuple) -> None:
 
 
 def outside_uid() -> int:
-    """This process's uid as the initial user namespace sees it (-1 when unmapped)."""
+    """This process's uid as the trainer's user namespace sees it (-1 when unmapped)."""
     uid = os.getuid()
     with open("/proc/self/uid_map") as f:
         for line in f:
@@ -164,10 +164,12 @@ def _limits(memory_mb: int, own_count: bool) -> dict:
     with open("/proc/self/statm") as f:  # address space already mapped by the imports
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     memory = set_hard_limit(resource.RLIMIT_AS, max(memory_mb * 2**20, mapped + 128 * 2**20))
-    for which in (resource.RLIMIT_CORE, resource.RLIMIT_FSIZE, resource.RLIMIT_MSGQUEUE, resource.RLIMIT_MEMLOCK):
+    for which in (resource.RLIMIT_CORE, resource.RLIMIT_MSGQUEUE, resource.RLIMIT_MEMLOCK):
         set_hard_limit(which, 0)
     set_hard_limit(resource.RLIMIT_NOFILE, 256)
-    limits = {"memory_limit_mb": memory // 2**20, "file_size_limit": 0}
+    # RLIMIT_FSIZE is set to 0 in each answer's process (rollwise.tasks.worker), not here: the
+    # template must still be able to write a traceback to a stderr that is a log file.
+    limits = {"memory_limit_mb": memory // 2**20}
     # NPROC counts every process of the uid (per user namespace): only a count of the sandbox's own
     # can be held to a few; the trainer's own uid in the trainer's namespace cannot.
     limits["process_limit"] = set_hard_limit(resource.RLIMIT_NPROC, PROCESS_LIMIT) if own_count else -1

@@ -84,7 +84,7 @@ def _serve(job_fd: int, result_fd: int, verifier, timeout: float, protections: d
     # kill(-1) would reach every process of the uid.
     sweep = not filtered and bool(protections.get("pid_namespace")) and os.getpid() == 1
     _write_all(result_fd, encode_ready({**protections, "fork_per_answer": True, "audit_hook": True,
-                                        "answer_cpu_limit_s": cpu}))
+                                        "answer_cpu_limit_s": cpu, "file_size_limit": 0}))
     gc.freeze()  # children inherit these objects: no collection there touches (and copies) them
     while True:
         job = read_job(job_fd)
@@ -180,6 +180,7 @@ def _answer_process(verifier, index, answer, item, write_fd, close_fds, cpu: int
         import resource
 
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
         if filtered:
             seccomp.install(seccomp.answer_filter(os.getpid(), seccomp.architecture()))
         sys.addaudithook(_audit)
