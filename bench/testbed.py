@@ -11,13 +11,18 @@ Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 s
 - RL moves the frontier: held-out accuracy by number of terms at the start and at the end.
 
     .venv/bin/python -m bench.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
+    .venv/bin/python -m bench.testbed --warmups      # the warm-up family only
 
-Writes bench/results/testbed.json and the report in bench/results/testbed/.
+Writes bench/results/testbed.json and the report in bench/results/testbed/; `--warmups` builds the
+tiny model for every member of the warm-up family (WARMUP_FAMILY x data seeds 1234, 777, 42, each in
+a throwaway cache) and writes bench/results/testbed_warmups.json: the step where each reached its
+target, or the clear stop it ended with.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +175,46 @@ def print_summary(r: dict) -> None:
     print(f"claims: {r['claims']}")
 
 
+PLUS = {"min_digits": 2, "max_digits": 2, "operators": ["+"], "allow_parentheses": False, "allow_negation": False}
+WARMUP_FAMILY = {  # name -> (preset, overrides); the warm-up family the README documents
+    "sums (2 terms)": ("sums", {}),
+    "sums, warm-up on 2-4 terms": ("sums", {"task_options": {"min_terms": 2, "max_terms": 4, **PLUS},
+                                            "warmup_task_options": {"max_terms": 4}}),
+    "scratchpad (2-3 terms)": ("scratchpad", {}),
+}
+WARMUP_SEEDS = (1234, 777, 42)
+
+
+def warmup_family(family: dict = WARMUP_FAMILY, seeds=WARMUP_SEEDS) -> list[dict]:
+    """Build every member in a throwaway cache; record where it reached its target or how it stopped."""
+    import tempfile
+
+    from rollwise.models import ensure_tiny
+    from rollwise.warmup import WarmupMissedTarget
+
+    torch.set_num_threads(1)
+    results = []
+    for name, (preset, overrides) in family.items():
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as cache:
+                cfg = RunConfig.from_sources(preset=preset, overrides={**overrides, "data_seed": seed, "cache_dir": cache})
+                row = {"family": name, "data_seed": seed, "warmup_lr": cfg.warmup_lr,
+                       "copy_fraction": cfg.warmup_copy_fraction, "max_steps": cfg.warmup_steps}
+                try:
+                    info = warmup_info(str(ensure_tiny(cfg, log=lambda m: None)))
+                    row.update(reached=True, step=info["best_step"], greedy_acc=info["best_greedy_acc"],
+                               seconds=info["seconds"])
+                except WarmupMissedTarget as exc:
+                    row.update(reached=False, stopped_with=str(exc))
+            print(row)
+            results.append(row)
+    return results
+
+
 def main() -> None:
+    if "--warmups" in sys.argv:  # bench.common's shared flags do not include this script's own
+        print(f"written to {write_results('testbed_warmups', {'runs': warmup_family()})}")
+        return
     args = parse_args(__doc__.split("\n\n")[0])
     base = preset_values(PRESET)
     steps = args.steps or base["steps"]

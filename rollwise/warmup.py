@@ -136,6 +136,7 @@ def require_target(report: WarmupReport, target: float, cfg) -> None:
         f"would give almost only zero-variance groups. Task options {cfg.task_options}, warm-up options "
         f"{cfg.warmup_task_options}, data_seed {cfg.data_seed}. Change one of: more steps (--warmup-steps, now "
         f"{cfg.warmup_steps}), more one-term copy items (--warmup-copy-fraction, now {cfg.warmup_copy_fraction}), "
-        f"another learning rate (--warmup-lr, now {cfg.warmup_lr}), easier warm-up items (--warmup-task-options, "
+        f"another learning rate (--warmup-lr, now {cfg.warmup_lr}; 1e-3 with copy items left the plateau on every seed "
+        f"measured), easier warm-up items (--warmup-task-options, "
         f"e.g. fewer terms), or accept a weaker start with a lower --warmup-target-acc (0 accepts any)."
     )
