@@ -14,7 +14,7 @@ Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 s
     .venv/bin/python -m bench.testbed --warmups      # the warm-up family only
 
 Writes bench/results/testbed.json and the report in bench/results/testbed/; `--warmups` builds the
-tiny model for every member of the warm-up family (WARMUP_FAMILY x data seeds 1234, 777, 42, each in
+tiny model for every member of the warm-up family (WARMUP_FAMILY, data seeds 1234, 777, 42, each in
 a throwaway cache) and writes bench/results/testbed_warmups.json: the step where each reached its
 target, or the clear stop it ended with.
 """
@@ -176,16 +176,17 @@ def print_summary(r: dict) -> None:
 
 
 PLUS = {"min_digits": 2, "max_digits": 2, "operators": ["+"], "allow_parentheses": False, "allow_negation": False}
-WARMUP_FAMILY = {  # name -> (preset, overrides); the warm-up family the README documents
-    "sums (2 terms)": ("sums", {}),
-    "sums, warm-up on 2-4 terms": ("sums", {"task_options": {"min_terms": 2, "max_terms": 4, **PLUS},
-                                            "warmup_task_options": {"max_terms": 4}}),
-    "scratchpad (2-3 terms)": ("scratchpad", {}),
+FOUR_TERMS = {"task_options": {"min_terms": 2, "max_terms": 4, **PLUS}, "warmup_task_options": {"max_terms": 4}}
+SEEDS = (1234, 777, 42)
+WARMUP_FAMILY = {  # name -> (preset, overrides, data seeds); the warm-up family the README documents
+    "sums (warm-up on 2 terms)": ("sums", {}, SEEDS),
+    "sums, warm-up on 2-4 terms, lr 1e-3": ("sums", {**FOUR_TERMS, "warmup_lr": 1e-3}, SEEDS),
+    "sums, warm-up on 2-4 terms, default lr": ("sums", FOUR_TERMS, (777,)),  # the clear stop
+    "scratchpad (warm-up on 2-3 terms)": ("scratchpad", {}, SEEDS),
 }
-WARMUP_SEEDS = (1234, 777, 42)
 
 
-def warmup_family(family: dict = WARMUP_FAMILY, seeds=WARMUP_SEEDS) -> list[dict]:
+def warmup_family(family: dict = WARMUP_FAMILY) -> list[dict]:
     """Build every member in a throwaway cache; record where it reached its target or how it stopped."""
     import tempfile
 
@@ -194,7 +195,7 @@ def warmup_family(family: dict = WARMUP_FAMILY, seeds=WARMUP_SEEDS) -> list[dict
 
     torch.set_num_threads(1)
     results = []
-    for name, (preset, overrides) in family.items():
+    for name, (preset, overrides, seeds) in family.items():
         for seed in seeds:
             with tempfile.TemporaryDirectory() as cache:
                 cfg = RunConfig.from_sources(preset=preset, overrides={**overrides, "data_seed": seed, "cache_dir": cache})

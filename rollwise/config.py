@@ -108,8 +108,8 @@ class RunConfig:
     tiny_heads: int = _f(4, "Built-in tiny model: attention heads.")
     warmup_steps: int = _f(2000, "Built-in tiny model: most supervised warm-up steps before RL (it stops at its target).")
     warmup_batch: int = _f(64, "Built-in tiny model: warm-up batch size.")
-    warmup_lr: float = _f(1e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps; "
-                          "with copy items, 1e-3 left the plateau on every seed tried, 3e-3 not with 4 terms).")
+    warmup_lr: float = _f(3e-3, "Built-in tiny model: warm-up learning rate (AdamW, constant after 100 warm-up steps; "
+                          "warm-ups on 2-4 terms needed 1e-3: README, the scratchpad testbed).")
     warmup_target_acc: float = _f(0.5, "Built-in tiny model: stop the warm-up at the first validation greedy accuracy "
                                   "(on warm-up items) at least this; a warm-up that never reaches it stops the run "
                                   "with what to change (RL would see almost only zero-variance groups); 0 = run every "
