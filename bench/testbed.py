@@ -99,6 +99,19 @@ def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
     return {"start": start, "end": accuracy_by_terms(model, codec, held_out.items)}
 
 
+def steps_at_common_target(rows: dict[str, list[list[dict]]], ds_budget: int) -> dict:
+    """When dynamic sampling misses uniform's final accuracy, a target both reach: the lower of the two
+    mean-curve accuracies at dynamic sampling's last step; steps each needs to get there, and the ratio."""
+    from rollwise.summary import curve_crossing, mean_curve
+
+    curves = {name: mean_curve(runs) for name, runs in rows.items()}
+    at = {name: float(np.interp(ds_budget, c["step"], c["acc"])) for name, c in curves.items()}
+    target = min(at.values())
+    steps = {name: curve_crossing(c, target)["steps"] for name, c in curves.items()}
+    ratio = steps[DYNAMIC] / steps[UNIFORM] if steps[UNIFORM] and steps[DYNAMIC] else None
+    return {"target": target, "acc_at_ds_last_step": at, "steps": steps, "ds_over_uniform": ratio}
+
+
 def warmup_info(model_dir: str) -> dict:
     return json.loads((Path(model_dir) / "rollwise.json").read_text())["warmup"]
 
@@ -136,6 +149,7 @@ def measure(args, summary: dict, model_dir: str, steps: int) -> dict:
             "capped_fraction": mean_se([np.mean([bool(r.get("ds_capped")) for r in run]) for run in ds_rows]),
             "gen_batches_per_step": mean_se([np.mean([r.get("gen_batches", 1) for r in run]) for run in ds_rows]),
             "wall_seconds": mean_se([run[-1]["wall_seconds"] for run in rows[DYNAMIC]]),
+            "common_target": steps_at_common_target(rows, steps // 2),
         },
         "run_wall_seconds": mean_se(run_wall),
         "first_run_minutes_incl_warmup": float((warm["seconds"] + run_wall.mean()) / 60),
@@ -167,6 +181,9 @@ def print_summary(r: dict) -> None:
     print(f"dynamic sampling: uniform's final {d['target']:.3f} reached at step {d['steps_to_target_mean_curve']} "
           f"(budget {d['steps_budget']}); batches {d['batch_fill']['mean']:.0%} full, cap {d['cap_gen_batches']} "
           f"generation batches hit on {d['capped_fraction']['mean']:.0%} of steps")
+    common = d["common_target"]
+    print(f"  at a target both reach ({common['target']:.3f}, accuracy at step {d['steps_budget']}): dynamic "
+          f"{common['steps'][DYNAMIC]} steps, uniform {common['steps'][UNIFORM]} (ratio {common['ds_over_uniform']})")
     front = r["frontier_seed0"]
     print("accuracy by terms (seed 0), start -> end: " + ", ".join(
         f"{k}: {front['start'][k]:.2f} -> {front['end'][k]:.2f}" for k in front["start"]))
