@@ -195,10 +195,11 @@ def print_summary(r: dict) -> None:
 PLUS = {"min_digits": 2, "max_digits": 2, "operators": ["+"], "allow_parentheses": False, "allow_negation": False}
 FOUR_TERMS = {"task_options": {"min_terms": 2, "max_terms": 4, **PLUS}, "warmup_task_options": {"max_terms": 4}}
 SEEDS = (1234, 777, 42)
+COPY = {"warmup_copy_fraction": 0.1}  # the scratchpad preset's; the default run warms up without them
 WARMUP_FAMILY = {  # name -> (preset, overrides, data seeds); the warm-up family the README documents
-    "sums (warm-up on 2 terms)": ("sums", {}, SEEDS),
-    "sums, warm-up on 2-4 terms, lr 1e-3": ("sums", {**FOUR_TERMS, "warmup_lr": 1e-3}, SEEDS),
-    "sums, warm-up on 2-4 terms, default lr": ("sums", FOUR_TERMS, (777,)),  # the clear stop
+    "sums (warm-up on 2 terms), copy items": ("sums", COPY, SEEDS),
+    "sums, warm-up on 2-4 terms, copy items, lr 1e-3": ("sums", {**FOUR_TERMS, **COPY, "warmup_lr": 1e-3}, SEEDS),
+    "sums, warm-up on 2-4 terms, copy items, lr 3e-3": ("sums", {**FOUR_TERMS, **COPY}, (777,)),  # the clear stop
     "scratchpad (warm-up on 2-3 terms)": ("scratchpad", {}, SEEDS),
 }
 

@@ -118,9 +118,10 @@ class RunConfig:
     warmup_task_options: dict = _f({}, "Built-in tiny model: task options overriding task_options for the warm-up "
                                    "data; empty: the task's default (basic_arithmetic: 2 terms only, so that RL has "
                                    "something to learn).")
-    warmup_copy_fraction: float = _f(0.1, "Built-in tiny model: share of each warm-up batch that is one-term copy "
+    warmup_copy_fraction: float = _f(0.0, "Built-in tiny model: share of each warm-up batch that is one-term copy "
                                      "items (`17` -> 17); they give the warm-up a first signal, so it leaves its "
-                                     "plateau early on every seed (rollwise.warmup).")
+                                     "plateau on every seed measured (rollwise.warmup). 0 for the default run: its "
+                                     "seed reaches the target without them and RL then gains more (README).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
     cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
