@@ -61,7 +61,7 @@ def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
 def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
     from rollwise.config import SECTIONS, flatten_sections, load_yaml
 
-    assert list(SECTIONS)[:5] == ["run", "data", "policy", "select", "rollout"]
+    assert list(SECTIONS)[:6] == ["run", "data", "policy", "select", "allocate", "rollout"]
     sections = RunConfig.sections()
     assert "lr" in sections["algorithm"] and "selector" in sections["select"] and "task" in sections["data"]
     assert sum(len(v) for v in sections.values()) == len(dataclasses.fields(RunConfig))
