@@ -118,3 +118,41 @@ def test_sampling_config_leaves_only_temperature_and_top_p():
     assert (sampled.max_new_tokens, sampled.eos_token_id, sampled.pad_token_id) == (9, 1, 0)
     assert sampled.suppress_tokens is None and sampled.min_p is None and sampled.bad_words_ids is None
     assert sampling_config(SamplingParams(greedy=True), 1, 0).do_sample is False
+
+
+# ------------------------------------------------------------------ per-request limits (RPO suffix budgets)
+
+
+def test_request_limits_cut_rows_exactly_and_leave_other_rows_alone(model):
+    """A row with its own limit gets the first tokens of what it would have drawn without one (same seed),
+    and rows without a limit come out exactly as in a batch without limits (the random stream is shared)."""
+    params = SamplingParams(max_new_tokens=8)
+    plain = [GenRequest(PROMPT, 4, (), None), GenRequest(PROMPT, 4, (7,), None)]
+    limited = [GenRequest(PROMPT, 4, (), 3), GenRequest(PROMPT, 4, (7,), None)]
+    torch.manual_seed(0)
+    a = HFEngine(model, 1, 0).generate(plain, params)
+    torch.manual_seed(0)
+    b = HFEngine(model, 1, 0).generate(limited, params)
+    assert any(len(s.completion_ids) > 3 for s in a[0])  # the limit binds
+    for s, t in zip(a[0], b[0]):
+        assert len(t.completion_ids) <= 3 and t.completion_ids == s.completion_ids[:3]
+        assert t.finished == (s.finished and len(s.completion_ids) <= 3)
+    assert [s.completion_ids for s in a[1]] == [t.completion_ids for t in b[1]]
+
+
+def test_short_limits_end_the_batch_early(model):
+    """Rows stop at their own limit: a batch whose rows all have small limits runs only that many steps."""
+    calls = []
+    handle = model.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    try:
+        out = HFEngine(model, eos_token_id=99, pad_token_id=0).generate(
+            [GenRequest(PROMPT, 3, (), 2), GenRequest(PROMPT, 3, (5,), 3)], SamplingParams(max_new_tokens=20))
+    finally:
+        handle.remove()
+    assert [len(s.completion_ids) for g in out for s in g] == [2, 2, 2, 3, 3, 3]
+    assert len(calls) <= 3  # not 20
+
+
+def test_request_limit_must_be_positive():
+    with pytest.raises(ValueError, match="max_new_tokens=0"):
+        GenRequest(PROMPT, 2, (), 0)

@@ -1,9 +1,10 @@
 """Generation engines: turn prompts into sampled completions.
 
 The interface is deliberately small so that a vLLM engine can replace the transformers one:
-a request is a prompt (token ids), an optional prefix to continue from (partial rollouts, RPO) and
-its own sample count n (groups of different sizes, GVM). `HFEngine` batches all samples of all
-requests through `model.generate`, left-padded, and cuts each completion after its first EOS.
+a request is a prompt (token ids), an optional prefix to continue from (partial rollouts, RPO), its
+own sample count n (groups of different sizes, GVM) and optionally its own token limit (RPO's suffix
+budgets). `HFEngine` batches all samples of all requests through `model.generate`, left-padded, and
+cuts each completion after its first EOS and at its own limit.
 
 Sampling is on-policy by construction: `generate` runs with a GenerationConfig that rollwise builds
 from `SamplingParams` alone (`sampling_config`), and the model's own `generation_config` (a
@@ -14,7 +15,7 @@ for the call, because the loss models none of those processors. docs/sampling.md
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -40,11 +41,20 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenRequest:
-    """Sample n continuations of prompt_ids + prefix_ids."""
+    """Sample n continuations of prompt_ids + prefix_ids, each at most max_new_tokens long (None: the
+    sampling parameters' limit). Engines must honour a request's limit exactly."""
 
     prompt_ids: tuple[int, ...]
     n: int
     prefix_ids: tuple[int, ...] = ()
+    max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"GenRequest: max_new_tokens={self.max_new_tokens} must be at least 1 (or None)")
+
+    def limit(self, params: "SamplingParams") -> int:
+        return params.max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
 
 
 @dataclass
@@ -90,9 +100,10 @@ class HFEngine:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             inputs = [list(flat[i][1].prompt_ids) + list(flat[i][1].prefix_ids) for i in chunk]
-            for i, ids in zip(chunk, self._generate_batch(inputs, params)):
+            limits = [flat[i][1].limit(params) for i in chunk]
+            for i, ids, limit in zip(chunk, self._generate_batch(inputs, params, limits), limits):
                 r, req = flat[i]
-                completion, finished = self._cut_at_eos(ids)
+                completion, finished = self._cut_at_eos(ids[:limit])
                 out[i] = Sample(r, req.prompt_ids, req.prefix_ids, completion, finished)
         grouped: list[list[Sample]] = [[] for _ in requests]
         for s in out:
@@ -105,7 +116,11 @@ class HFEngine:
         return ids, False
 
     @torch.no_grad()
-    def _generate_batch(self, inputs: list[list[int]], params: SamplingParams) -> list[list[int]]:
+    def _generate_batch(self, inputs: list[list[int]], params: SamplingParams, limits: list[int]) -> list[list[int]]:
+        """Sample continuations of left-padded inputs; the batch runs to its largest limit, and rows with a
+        smaller one stop (pad) at theirs, so that a batch ends once every row has its tokens or EOS."""
+        from transformers import StoppingCriteriaList
+
         width = max(map(len, inputs))
         device = next(self.model.parameters()).device
         ids = torch.full((len(inputs), width), self.pad, dtype=torch.long)
@@ -113,15 +128,34 @@ class HFEngine:
         for i, seq in enumerate(inputs):
             ids[i, width - len(seq):] = torch.tensor(seq)
             attn[i, width - len(seq):] = 1
+        longest = max(limits)
+        # Only with mixed limits: a batch with one limit samples exactly as before (same random stream).
+        stop = StoppingCriteriaList([_RowLimits(width, limits, device)] if min(limits) < longest else [])
+        config = sampling_config(replace(params, max_new_tokens=longest), self.eos, self.pad)
         was_training = self.model.training
         self.model.eval()  # no dropout: the sampling policy is the one the loss evaluates (also in eval mode)
         try:
             with model_defaults_set_aside(self.model):
                 generated = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
-                                                generation_config=sampling_config(params, self.eos, self.pad))
+                                                generation_config=config, stopping_criteria=stop)
         finally:
             self.model.train(was_training)
         return generated[:, width:].tolist()
+
+
+class _RowLimits:
+    """A stopping criterion per row: row i is done once it has generated limits[i] tokens.
+
+    transformers pads a done row from then on (the pad is cut off with the limit), and ends the batch
+    when every row is done, so short budgets save generation steps instead of running to the largest.
+    """
+
+    def __init__(self, width: int, limits: list[int], device) -> None:
+        self.width = width
+        self.limits = torch.tensor(limits, dtype=torch.long, device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.width) >= self.limits
 
 
 def sampling_config(params: SamplingParams, eos_token_id: int, pad_token_id: int):
