@@ -166,6 +166,25 @@ class RunConfig:
     temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     top_p: float = _f(1.0, "Nucleus sampling threshold of rollouts.")
     max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: answer width + 2 for tiny, 256 others).")
+    rollout: str = _f("full", "Training rollouts: full (whole completions) or partial (RPO, METHODS.md section 4: "
+                      "continue a cached path of each prompt cut by m tokens; docs/rpo.md). Probe, prefilter "
+                      "and evaluation always sample whole completions.", choices=("full", "partial"))
+    rpo_cut: str = _f("half_min", "RPO: L, the largest cut m ~ U{1..L}: half_min (half the group's cached path, "
+                      "published) or a positive integer.")
+    rpo_suffix_budget: str = _f("limit", "RPO: most tokens per suffix: limit (max_new_tokens - prefix), exact (m, the "
+                                "public code) or <k>m (e.g. 2m: min(limit, ceil(k m))).")
+    rpo_length_reward: str = _f("auto", "RPO's group length-aware reward on correct answers: auto (on with partial "
+                                "rollouts), on, off.", choices=("auto", "on", "off"))
+    rpo_length_alpha: float = _f(0.01, "RPO: alpha of the length-aware reward (per token).")
+    rpo_length_reference: str = _f("all", "RPO: l_ref of the length-aware reward: the group's mean length over all "
+                                   "samples (METHODS.md) or over the correct ones (public code).",
+                                   choices=("all", "correct"))
+    rpo_refresh_epsilon: float = _f(0.5, "RPO: the refresh stores the best-reward new path with this probability, "
+                                    "else a random one.")
+    rpo_fill: str = _f("lazy", "RPO: fill the cache lazily (a prompt's first visit is a full group) or upfront (one "
+                       "full sample per prompt before step 1, booked as training cost).", choices=("lazy", "upfront"))
+    rpo_cache_tokens: int = _f(0, "RPO: most tokens the cache holds (least recently used paths are evicted; "
+                               "0 = unbounded).")
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
 
@@ -173,6 +192,12 @@ class RunConfig:
     verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")
     verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
     verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
+    verify_batch_budget: float = _f(60.0, "Seconds one batch of answers may spend in verifier workers; answers "
+                                    "still unscored then count as wrong (verify_budget_exceeded). 0: no budget.")
+    verify_breaker_timeouts: int = _f(8, "Circuit breaker: after this many timeouts in a batch, if they are at least "
+                                      "verify_breaker_rate of the answers finished, the rest of the batch counts as "
+                                      "wrong at once (verify_breaker_tripped). 0: no breaker.")
+    verify_breaker_rate: float = _f(0.25, "Timeout rate (of the answers finished) that trips the breaker.")
 
     _section("algorithm", "how verified rewards become a policy update")
     algo: str = _f("grpo", "Advantage estimator and loss: grpo (group-normalised), raft (fine-tune on correct "
@@ -195,6 +220,9 @@ class RunConfig:
     ppo_value_clip: float = _f(0.2, "PPO: clip of the value change per update.")
     ppo_critic_detach: bool = _f(True, "PPO: the value head reads detached policy features (a linear critic that "
                                  "does not pull on the policy); false trains the trunk with the value loss too.")
+    overlong_buffer: int = _f(0, "DAPO's soft overlong punishment: the last this many tokens before max_new_tokens "
+                              "ramp the reward down linearly, beyond it -1 (0 = off). Length is the whole answer.")
+    overlong_penalty: float = _f(1.0, "Factor of the soft overlong punishment (DAPO: 1).")
     nonfinite: str = _f("skip", "On NaN/inf in loss, rewards or gradients: skip the update or stop the run.",
                         choices=("skip", "stop"))
 
@@ -232,6 +260,10 @@ class RunConfig:
                      "max_new_tokens", "lora_r", "lr_warmup_steps", "probe_size"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must not be negative")
+        if self.verify_batch_budget < 0 or self.verify_breaker_timeouts < 0 or not 0 < self.verify_breaker_rate <= 1:
+            raise ValueError(f"verify_batch_budget={self.verify_batch_budget}, verify_breaker_timeouts="
+                             f"{self.verify_breaker_timeouts}, verify_breaker_rate={self.verify_breaker_rate}: need a "
+                             "budget >= 0 and timeouts >= 0 (0 switches each off) and a rate in (0, 1]")
         if not 0 < self.mopps_decay <= 1:
             raise ValueError(f"mopps_decay={self.mopps_decay}: must be in (0, 1]")
         if not 0 <= self.warmup_copy_fraction < 1:
@@ -255,6 +287,7 @@ class RunConfig:
                 not 0 < self.gvm_presamples < self.samples_per_prompt:
             raise ValueError(f"gvm_presamples={self.gvm_presamples}: must be at least 1 and below samples_per_prompt="
                              f"{self.samples_per_prompt} (pre-samples are part of each prompt's budget)")
+        self._validate_rpo()
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
         if not 0 < self.top_p <= 1:
@@ -263,6 +296,26 @@ class RunConfig:
             raise ValueError("task=file needs train_file (JSONL, Parquet or a saved datasets directory)")
         if self.batch_prompts > self.train_size and self.task != "file":
             raise ValueError(f"batch_prompts={self.batch_prompts} exceeds train_size={self.train_size}")
+
+    def _validate_rpo(self) -> None:
+        from rollwise.rollout.partial import check_suffix_budget
+
+        if self.rpo_cut != "half_min" and not (self.rpo_cut.isdigit() and int(self.rpo_cut) >= 1):
+            raise ValueError(f"rpo_cut={self.rpo_cut!r}: expected half_min or a positive integer")
+        check_suffix_budget(self.rpo_suffix_budget)
+        if not 0 <= self.rpo_refresh_epsilon <= 1:
+            raise ValueError(f"rpo_refresh_epsilon={self.rpo_refresh_epsilon}: must be in [0, 1]")
+        if self.rpo_length_alpha <= 0:
+            raise ValueError(f"rpo_length_alpha={self.rpo_length_alpha}: must be positive")
+        if self.rpo_cache_tokens < 0 or self.overlong_buffer < 0 or self.overlong_penalty < 0:
+            raise ValueError("rpo_cache_tokens, overlong_buffer and overlong_penalty must not be negative")
+        if self.max_new_tokens and self.overlong_buffer > self.max_new_tokens:
+            raise ValueError(f"overlong_buffer={self.overlong_buffer} exceeds max_new_tokens={self.max_new_tokens}")
+
+    @property
+    def length_reward(self) -> bool:
+        """Whether RPO's length-aware reward shapes this run's rewards (auto: with partial rollouts)."""
+        return self.rpo_length_reward == "on" or (self.rpo_length_reward == "auto" and self.rollout == "partial")
 
     @classmethod
     def field_types(cls) -> dict[str, Any]:

@@ -92,7 +92,10 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     engine = HFEngine(policy.model, policy.codec.eos_token_id, policy.codec.pad_token_id, cfg.gen_batch_size)
     params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
     verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
-                               cfg.verify_timeout, cfg.verify_memory_mb)
+                               cfg.verify_timeout, cfg.verify_memory_mb,
+                               batch_budget=cfg.verify_batch_budget or None,
+                               breaker_timeouts=cfg.verify_breaker_timeouts or None,
+                               breaker_rate=cfg.verify_breaker_rate)
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
                          grad_norms=_grad_norm_measure(cfg, policy))
     selector = build_selector(cfg, train_pool)

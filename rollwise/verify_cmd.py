@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="Seconds per answer. [default: 5.0]")
     p.add_argument("--workers", type=int, default=2, help="Worker processes for worker-only verifiers. [default: 2]")
     p.add_argument("--memory-mb", type=int, default=1024, help="Memory limit of a worker. [default: 1024]")
+    p.add_argument("--batch-budget", type=float, default=0.0,
+                   help="Seconds the whole file may spend in workers before the rest counts as wrong; 0: no budget "
+                        "(scoring a file is not a training step). [default: 0]")
+    p.add_argument("--breaker-timeouts", type=int, default=0,
+                   help="Count the rest as wrong after this many timeouts (at least a quarter of the answers "
+                        "finished); 0: no breaker. [default: 0]")
     p.add_argument("--extract", action="store_true",
                    help="Answers are whole completions: score the last <answer> tag (else the last number).")
     p.set_defaults(func=run)
@@ -52,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     verifier = build_verifier(task, args.verifier, options)
     records = read_answers(args.answers)
     answers = [extracted(a) if args.extract else a for a, _ in records]
-    with GuardedVerifier(verifier, workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb) as guard:
+    if args.batch_budget < 0 or args.breaker_timeouts < 0:
+        raise ValueError("--batch-budget and --breaker-timeouts must not be negative (0 switches each off)")
+    with GuardedVerifier(verifier, workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb,
+                         batch_budget=args.batch_budget or None, breaker_timeouts=args.breaker_timeouts or None) as guard:
         # Which item the answers are scored against, on stderr so that stdout stays pure JSONL.
         print(f"rollwise verify: {verifier.name} verifier, item {item.prompt[:200]!r} with reference answer "
               f"{item.answer[:200]!r}", file=sys.stderr)

@@ -80,3 +80,19 @@ def test_the_trained_policy_is_exported_and_loads_as_a_model_directory(tmp_path)
     assert all(torch.equal(trained[k], loaded[k]) for k in trained if k in loaded)
     again = train(tiny_config(tmp_path, "from-export", steps=1, model=str(model_dir)))  # --model DIR
     assert again["model"] == str(model_dir)
+
+
+def test_the_verifier_budget_and_breaker_come_from_the_config(tmp_path):
+    from rollwise.run import build_run
+
+    cfg = tiny_config(tmp_path, "guard", verify_batch_budget=12.5, verify_breaker_timeouts=0, verify_breaker_rate=0.5)
+    run = build_run(cfg, tmp_path / "guard", lambda *a, **k: None)
+    try:
+        guard = run.ctx.verifier
+        assert (guard.batch_budget, guard.breaker_timeouts, guard.breaker_rate) == (12.5, None, 0.5)
+    finally:
+        run.ctx.verifier.close()
+    with pytest.raises(ValueError, match="verify_breaker_rate=0"):
+        RunConfig(verify_breaker_rate=0.0)
+    with pytest.raises(ValueError, match="verify_batch_budget=-1"):
+        RunConfig(verify_batch_budget=-1.0)
