@@ -42,6 +42,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                            help=f"{f.metadata['help']}{extra} [default: {default}]")
 
 
+def add_preset_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
+                   help="Start from a named preset; --config and flags override it. "
+                        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()) + ".")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
                  if getattr(args, f.name, None) is not None}
@@ -53,9 +59,7 @@ def _add_train(subparsers) -> None:
                               description="Train a policy with verifiable rewards; writes OUT_DIR/metrics.jsonl, "
                                           "checkpoints and summary.json.")
     p.add_argument("--config", default=None, help="YAML file of config keys; flags given here override it.")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
-                   help="Start from a named preset; --config and flags override it. "
-                        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()) + ".")
+    add_preset_flag(p)
     p.add_argument("--resume", action="store_true",
                    help="Continue OUT_DIR from its last checkpoint (exactly as if never interrupted).")
     p.add_argument("--overwrite", action="store_true",

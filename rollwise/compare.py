@@ -2,7 +2,8 @@
 
     rollwise compare --out-dir runs/cmp --steps 50 --seeds 0 1 2 --parallel 2 \\
         --variant uniform: --variant mopps:selector=mopps --variant dynamic:filter=dynamic
-    rollwise compare --config compare.yaml          # base:, variants:, seeds: (target:, parallel:, out_dir:)
+    rollwise compare --config compare.yaml          # base:, variants:, seeds: (preset:, target:, parallel:, out_dir:)
+    rollwise compare --preset scratchpad --variant uniform: --variant mopps:selector=mopps
 
 Every run starts from the same initial policy (built once, before any run is launched) and lives in
 OUT/VARIANT/seed-N/, one process per run. Rerunning the same command finishes only what is missing:
@@ -39,7 +40,7 @@ VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 PER_RUN_KEYS = ("seed", "out_dir")  # set by compare for every run
 # Settings that change how a run executes, not what it computes: a rerun may differ in them.
 EXECUTION_KEYS = {"out_dir", "progress", "threads"}
-SPEC_KEYS = {"base", "variants", "seeds", "target", "parallel", "out_dir", "metric"}
+SPEC_KEYS = {"base", "variants", "seeds", "target", "parallel", "out_dir", "metric", "preset"}
 
 
 @dataclasses.dataclass
@@ -268,15 +269,16 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def add_parser(subparsers) -> None:
-    from rollwise.cli import add_config_flags
+    from rollwise.cli import add_config_flags, add_preset_flag
 
-    usage = ("rollwise compare [--config FILE] [--variant NAME:KEY=VALUE,...]... [--seeds N [N ...]] "
+    usage = ("rollwise compare [--preset NAME] [--config FILE] [--variant NAME:KEY=VALUE,...]... [--seeds N [N ...]] "
              "[--parallel K] [--target ACC] [--metric M] [--dry-run] [--out-dir OUT] [--FIELD VALUE ...]")
     p = subparsers.add_parser("compare", help="run variants x seeds side by side and summarise", usage=usage,
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None,
                    help="YAML of base config keys, or a compare spec with base:, variants:, seeds: (target:, "
-                        "parallel:, out_dir:); flags given here override it")
+                        "parallel:, out_dir:, preset:); flags given here override it")
+    add_preset_flag(p)
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                    help="a variant: a name and its overrides of the base (repeat; the first is the baseline)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds [default: 0]")
@@ -296,7 +298,10 @@ def add_parser(subparsers) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> dict:
-    """The comparison the flags describe: the --config file (spec or base config), then the flags."""
+    """The comparison the flags describe: the preset (--preset or the spec's preset:), then the --config file
+    (spec or base config), then the flags; the base is saved resolved, so a rerun does not depend on the preset."""
+    from rollwise.presets import preset_values
+
     loaded = load_yaml(args.config) if args.config else {}
     spec = dict(loaded) if "variants" in loaded else {"base": loaded}
     unknown = sorted(set(spec) - SPEC_KEYS)
@@ -311,7 +316,9 @@ def spec_from_args(args: argparse.Namespace) -> dict:
     for text in args.variant:
         name, overrides = parse_variant(text)
         variants[name] = overrides
-    return {"base": {**(spec.get("base") or {}), **flags}, "variants": variants,
+    preset = getattr(args, "preset", None) or spec.get("preset")
+    base = {**(preset_values(preset) if preset else {}), **(spec.get("base") or {}), **flags}
+    return {"base": base, "variants": variants,
             "seeds": args.seeds or spec.get("seeds") or [0],
             "out_dir": args.out_dir or spec.get("out_dir") or "runs/compare",
             "parallel": args.parallel or spec.get("parallel") or 1,

@@ -120,6 +120,21 @@ def test_spec_from_yaml_file_and_flags(tmp_path):
         spec_from_args(build_parser().parse_args(["compare", "--seed", "1", "--variant", "a:"]))
 
 
+def test_a_preset_is_the_base_that_the_config_and_flags_override(tmp_path):
+    from rollwise.presets import preset_values
+
+    scratchpad = preset_values("scratchpad")
+    args = build_parser().parse_args(["compare", "--preset", "scratchpad", "--steps", "3", "--variant", "u:"])
+    spec = spec_from_args(args)
+    assert spec["base"] == {**scratchpad, "steps": "3"}
+    spec_file = tmp_path / "cmp.yaml"
+    spec_file.write_text("preset: scratchpad\nbase: {lr: 0.5}\nvariants: {u: {}}\n")
+    spec = spec_from_args(build_parser().parse_args(["compare", "--config", str(spec_file)]))
+    assert spec["base"] == {**scratchpad, "lr": 0.5}
+    with pytest.raises(SystemExit):  # argparse refuses an unknown preset name
+        build_parser().parse_args(["compare", "--preset", "nope"])
+
+
 @pytest.mark.slow
 def test_real_tiny_comparison(tmp_path):
     pytest.importorskip("rollwise.train")
