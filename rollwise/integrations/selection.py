@@ -1,0 +1,193 @@
+"""Late-bound prompt selection for trainers that own their generation loop (TRL, verl).
+
+A trainer plug-in asks `LateSelection.choose()` for the prompts of a generation batch right before
+it generates, and hands the verified outcomes of that batch to `observe()` as soon as they exist,
+so the next `choose()` already sees them: no generation is chosen from stale posteriors.
+
+Every process of a data-parallel job holds its own `LateSelection` built with the same seed, and
+observes the same gathered outcomes, so all processes choose the same prompts without sending the
+choice around (the plug-in checks that they agree). Framework-free: numpy and rollwise selectors
+only, so the logic is unit-tested without a trainer.
+
+    sel = LateSelection(MoPPSSelector(len(dataset)), seed=0)
+    ids = sel.choose(8)                          # 8 row indices of the dataset
+    sel.observe(ids, successes, trials)          # counts per chosen prompt, gathered over processes
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rollwise.select.quality import group_stats, mae, spearman
+
+
+class _Sized:
+    """Stands in for a pool where a selector builder only needs the pool's length."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def build_named_selector(name: str, pool_size: int):
+    """A rollwise selector by its command-line name, with rollwise's defaults (METHODS.md published settings)."""
+    from rollwise.config import RunConfig
+    from rollwise.select import SELECTORS
+
+    if name == "offline":
+        raise ValueError("selector 'offline' needs pass rates measured before training: build "
+                         "rollwise.select.offline.OfflineFilterSelector, call .fit(successes, trials) and pass the object")
+    if name not in SELECTORS:
+        raise ValueError(f"unknown selector {name!r}: expected one of {', '.join(s for s in SELECTORS if s != 'offline')}"
+                         " or a selector object")
+    return SELECTORS[name](RunConfig(selector=name), _Sized(pool_size))
+
+
+def selector_pool_size(selector) -> int | None:
+    """The pool length a selector was built for (its first 1-D state array), or None when it keeps none."""
+    for value in selector.state_dict().values():
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            return len(value)
+    return None
+
+
+class LateSelection:
+    """A selector, its random stream and the record of what it chose and saw.
+
+    `record` (one dict per generation: ids, predicted success before the outcomes, successes,
+    trials) is kept for the last `keep_records` generations; plug-ins write it to a log as it grows.
+    """
+
+    def __init__(self, selector, seed: int, pool_size: int | None = None, keep_records: int = 1000) -> None:
+        for method in ("select", "observe", "predict", "state_dict", "load_state_dict"):
+            if not callable(getattr(selector, method, None)):
+                raise TypeError(f"selector {selector!r} has no {method}() (rollwise.select.base.Selector)")
+        built_for = selector_pool_size(selector)
+        if pool_size is not None and built_for is not None and built_for != pool_size:
+            raise ValueError(f"the selector was built for {built_for} prompts but the dataset has {pool_size} rows: "
+                             "build it with the training dataset's length")
+        if pool_size is None and built_for is None:
+            raise ValueError("pass pool_size: the selector keeps no per-prompt state to read it from")
+        self.selector = selector
+        self.pool_size = pool_size if pool_size is not None else built_for
+        self.rng = np.random.default_rng(seed)
+        self.generation = 0  # generations chosen so far
+        self.seen = np.zeros(self.pool_size, dtype=bool)
+        self.pending: np.ndarray | None = None  # ids chosen and not yet observed
+        self.pending_predicted: np.ndarray | None = None
+        self.records: list[dict] = []
+        self.keep_records = keep_records
+
+    def choose(self, k: int) -> np.ndarray:
+        """k distinct row indices for the next generation, from the freshest posteriors."""
+        if k > self.pool_size:
+            raise ValueError(f"a generation needs {k} distinct prompts but the dataset has {self.pool_size}: "
+                             "use a larger dataset or fewer prompts per generation")
+        if self.pending is not None:
+            # A generation whose outcomes never arrived (an exception inside the trainer's step): choose
+            # afresh rather than observe later outcomes under the wrong ids.
+            self.pending = None
+        ids = np.asarray(self.selector.select(np.arange(self.pool_size), k, self.rng), dtype=np.int64)
+        if ids.size != k or np.unique(ids).size != k:
+            raise RuntimeError(f"selector {getattr(self.selector, 'name', self.selector)} returned {ids.size} ids "
+                               f"({np.unique(ids).size} distinct) for {k} prompts")
+        # Predictions are read before the outcomes exist, so prediction quality never peeks.
+        predicted = self.selector.predict(ids)
+        self.pending_predicted = None if predicted is None else np.asarray(predicted, dtype=np.float64)
+        self.pending = ids
+        self.generation += 1
+        return ids
+
+    def observe(self, successes, trials) -> dict:
+        """Outcomes of the pending generation (counts per chosen prompt, in `choose` order); returns metrics."""
+        if self.pending is None:
+            raise RuntimeError("observe() without a pending choose(): outcomes would have no prompts to go to")
+        ids, predicted = self.pending, self.pending_predicted
+        successes = np.asarray(successes, dtype=np.float64)
+        trials = np.asarray(trials, dtype=np.float64)
+        if successes.shape != ids.shape or trials.shape != ids.shape:
+            raise ValueError(f"observe got {successes.shape} successes and {trials.shape} trials for {ids.size} prompts")
+        if (trials < 0).any() or (successes < 0).any() or (successes > trials).any():
+            raise ValueError("observe: need 0 <= successes <= trials for every prompt")
+        scored = trials > 0  # a prompt whose every completion was unscorable teaches the selector nothing
+        self.selector.observe(ids[scored], successes[scored], trials[scored])
+        self.pending = self.pending_predicted = None
+        self.seen[ids] = True
+        rates = np.divide(successes, trials, out=np.zeros_like(successes), where=scored)
+        self.records.append({"generation": self.generation, "ids": ids.tolist(),
+                             "predicted": None if predicted is None else predicted.tolist(),
+                             "successes": successes.tolist(), "trials": trials.tolist()})
+        del self.records[:-self.keep_records]
+        return self.metrics(ids[scored], rates[scored], successes[scored], trials[scored],
+                            None if predicted is None else predicted[scored])
+
+    def metrics(self, ids, rates, successes, trials, predicted) -> dict:
+        """rollwise's metric names (docs/metrics.md) for one generation's selected groups."""
+        row = {"acc_mean": float(successes.sum() / max(trials.sum(), 1)), "selected_distinct": int(self.seen.sum())}
+        if len(ids):
+            stats = group_stats(successes, trials)
+            row.update(stats, effective_ratio=1.0 - stats["zero_var_ratio"])
+        if predicted is not None and len(ids):
+            row.update(pred_spearman=spearman(predicted, rates), pred_mae=mae(predicted, rates),
+                       selected_predicted=float(predicted.mean()))
+        return {k: v for k, v in row.items() if v is not None}
+
+    def state_dict(self) -> dict:
+        return {"selector": self.selector.state_dict(), "rng": self.rng.bit_generator.state,
+                "generation": self.generation, "seen": self.seen.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.selector.load_state_dict(state["selector"])
+        self.rng.bit_generator.state = state["rng"]
+        self.generation = int(state["generation"])
+        self.seen = np.asarray(state["seen"], dtype=bool).copy()
+        self.pending = self.pending_predicted = None
+
+
+def save_state(state: dict, path) -> None:
+    """Write a nested state dict without pickle: numpy arrays into an .npz, everything else as JSON in it.
+
+    Written to a temporary name and renamed, so a reader sees the old file or the whole new one.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    arrays, plain = {}, {}
+
+    def split(value, key):
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+            return {"__array__": key}
+        if isinstance(value, dict):
+            return {k: split(v, f"{key}/{k}") for k, v in value.items()}
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    plain = split(state, "state")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, __json__=np.array(json.dumps(plain)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_state(path) -> dict:
+    """Read what `save_state` wrote (no pickle is ever loaded)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "__json__"}
+        plain = json.loads(str(data["__json__"]))
+
+    def join(value):
+        if isinstance(value, dict):
+            if set(value) == {"__array__"}:
+                return arrays[value["__array__"]]
+            return {k: join(v) for k, v in value.items()}
+        return value
+
+    return join(plain)
