@@ -160,7 +160,9 @@ class RunConfig:
     gvm_min_samples: int = _f(0, "GVM: fewest samples per prompt of the main rollout (pre-samples come on top).")
     gvm_max_samples: int = _f(0, "GVM: most samples per prompt of the main rollout (0 = no cap).")
 
-    _section("rollout", "how many prompts and samples a step draws, and how they are sampled")
+    # Named "sampling", not "rollout": a section may not share its name with a field (`rollout` is one), or
+    # a nested config.yaml could not be read back.
+    _section("sampling", "how many prompts and samples a step draws, and how they are sampled")
     batch_prompts: int = _f(64, "B: prompts per training step.")
     samples_per_prompt: int = _f(8, "n: completions sampled per prompt (the group size).")
     temperature: float = _f(1.0, "Sampling temperature of rollouts.")

@@ -61,7 +61,8 @@ def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
 def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
     from rollwise.config import SECTIONS, flatten_sections, load_yaml
 
-    assert list(SECTIONS)[:6] == ["run", "data", "policy", "select", "allocate", "rollout"]
+    assert list(SECTIONS)[:6] == ["run", "data", "policy", "select", "allocate", "sampling"]
+    assert not set(SECTIONS) & {f.name for f in dataclasses.fields(RunConfig)}, "a section named like a field"
     sections = RunConfig.sections()
     assert "lr" in sections["algorithm"] and "selector" in sections["select"] and "task" in sections["data"]
     assert sum(len(v) for v in sections.values()) == len(dataclasses.fields(RunConfig))
@@ -72,5 +73,5 @@ def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
     assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
     (tmp_path / "mixed.yaml").write_text("algorithm:\n  lr: 0.002\nsteps: 3\n")
     assert load_yaml(tmp_path / "mixed.yaml") == {"lr": 0.002, "steps": 3}
-    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'rollout'"):
-        flatten_sections({"rollout": {"lr": 0.1}})
+    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'sampling'"):
+        flatten_sections({"sampling": {"lr": 0.1}})
