@@ -111,7 +111,8 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     return Run(cfg, out, policy, ctx, eval_pool, selector, build_allocator(cfg, len(train_pool), selector),
                build_filter(cfg), optimizer,
                scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
-               RandomStreams(cfg.seed), Evaluations(), MetricsLog(out / "metrics.jsonl", out / "tb"), log)
+               RandomStreams(cfg.seed), Evaluations(),
+               MetricsLog(out / "metrics.jsonl", out / "tb", cfg.report_to, cfg.to_sections()), log)
 
 
 def _grad_norm_measure(cfg: RunConfig, policy: Policy):

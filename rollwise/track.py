@@ -3,7 +3,8 @@
 `Accounting` keeps cumulative counts (prompts, rollouts, generated tokens, seconds) as plain numbers
 so they checkpoint and resume exactly. `MetricsLog` appends one JSON object per step to
 `metrics.jsonl`; on resume it cuts the file back to the byte offset recorded in the checkpoint, so
-rows written after the checkpoint are written again exactly once.
+rows written after the checkpoint are written again exactly once. Its numeric values also go to
+TensorBoard (`report_to="tensorboard"`, when installed) or Weights & Biases (`report_to="wandb"`).
 """
 
 from __future__ import annotations
@@ -68,11 +69,56 @@ def _clean(value):
     return value
 
 
+REPORT_TO = ("tensorboard", "wandb", "none")
+
+
+def numeric_items(row: dict) -> dict:
+    """The plotted part of a row: numbers (not booleans), without the step itself."""
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+
+
+class WandbBackend:
+    """Mirrors metric rows to a Weights & Biases run (`pip install 'rollwise[wandb]'`).
+
+    The run lives under `directory` (OUT_DIR/wandb) and keeps its id in OUT_DIR/wandb_id, so a resumed
+    rollwise run continues the same W&B run. W&B's own variables apply: WANDB_PROJECT (default
+    `rollwise`), WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_MODE=offline (then `wandb sync` uploads). W&B steps
+    only go forward: after a resume, rows of steps it already has are not replaced.
+    """
+
+    def __init__(self, out_dir: str | Path, config: dict | None = None) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise RuntimeError("report_to=wandb needs the wandb package: pip install 'rollwise[wandb]' "
+                               "(or report_to=tensorboard / none)") from None
+        import os
+        import secrets
+
+        out_dir = Path(out_dir)
+        id_file = out_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+        id_file.write_text(run_id + "\n")
+        (out_dir / "wandb").mkdir(exist_ok=True)
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "rollwise"), name=out_dir.name, id=run_id,
+                              resume="allow", dir=str(out_dir), config=config or {}, reinit="create_new")
+
+    def write(self, row: dict) -> None:
+        self.run.log(numeric_items(row), step=int(row["step"]))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class MetricsLog:
-    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None):
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None, report_to: str = "tensorboard",
+                 run_config: dict | None = None):
+        if report_to not in REPORT_TO:
+            raise ValueError(f"report_to={report_to!r}: expected one of {', '.join(REPORT_TO)}")
         self.path = Path(path)
         self.writer = None
-        if tensorboard_dir is not None:
+        self.wandb = WandbBackend(self.path.parent, run_config) if report_to == "wandb" else None
+        if tensorboard_dir is not None and report_to == "tensorboard":
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -98,13 +144,16 @@ class MetricsLog:
         with open(self.path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
         if self.writer is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                    self.writer.add_scalar(key, value, row["step"])
+            for key, value in numeric_items(row).items():
+                self.writer.add_scalar(key, value, row["step"])
+        if self.wandb is not None:
+            self.wandb.write(row)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -149,6 +149,45 @@ def test_a_resumed_run_restores_the_selector_and_continues_exactly(straight_run,
     np.testing.assert_array_equal(resumed.selection.selector.b, tr.selection.selector.b)
 
 
+class DrawRecorder:
+    """A train sampler (TRL's RepeatSampler layout) noting how many generations had been scored when the
+    dataloader drew each generation batch: what a sampler-only selector would have known."""
+
+    def __init__(self, rows: int, reward: RecordingReward) -> None:
+        self.rows, self.reward, self.observed_at_draw = rows, reward, []
+
+    def __len__(self) -> int:
+        return 10_000
+
+    def __iter__(self):
+        rng = np.random.default_rng(0)
+        while True:
+            self.observed_at_draw.append(len(self.reward.calls))
+            yield from np.repeat(rng.choice(POOL, self.rows // GROUP, replace=False), GROUP).tolist()
+
+
+def test_a_sampler_would_choose_a_generation_late(tmp_path):
+    """Why the mixin chooses in _generate_and_score_completions: TRL draws batch g + 1 before batch g is scored."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    reward = RecordingReward()
+
+    class SamplerTrainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset=None):
+            self.recorder = DrawRecorder(self.args.generation_batch_size, reward)
+            return self.recorder
+
+    model, tokenizer = tiny_policy()
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=GROUP,
+                      max_completion_length=4, max_steps=4, report_to="none", use_cpu=True, seed=0,
+                      disable_tqdm=True, save_strategy="no")
+    tr = SamplerTrainer(model=model, processing_class=tokenizer, reward_funcs=reward, args=args,
+                        train_dataset=dataset())
+    tr.train()
+    lag = [generation - observed for generation, observed in enumerate(tr.recorder.observed_at_draw[:4])]
+    assert lag == [0, 1, 1, 1]  # generation g was drawn knowing g - 2 outcomes; the mixin knows g - 1
+
+
 def test_evaluation_is_not_observed(tmp_path):
     reward = RecordingReward()
     tr = trainer(tmp_path, 1, reward)
