@@ -12,9 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rollwise.compare import run_compare
-from rollwise.report import write_report
-from rollwise.summary import load_run
+from rollwise.evidence.compare import run_compare
+from rollwise.evidence.report import write_report
+from rollwise.evidence.summary import load_run
 
 RESULTS = Path("bench/results")
 RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
@@ -54,7 +54,7 @@ def run_dirs(variants, args) -> dict[str, list[Path]]:
 
 
 def load_variants(variants, args) -> dict[str, list[dict]]:
-    """The runs of each variant loaded for rollwise.summary.summarize (to recompute at other targets)."""
+    """The runs of each variant loaded for rollwise.evidence.summary.summarize (to recompute at other targets)."""
     return {name: [load_run(path) for path in paths] for name, paths in run_dirs(variants, args).items()}
 
 

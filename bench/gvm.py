@@ -16,8 +16,8 @@ Writes bench/results/gvm[-PRESET].json and the report in bench/results/gvm[-PRES
 from __future__ import annotations
 
 from bench.common import RESULTS, parse_args, preset_variants, run_dirs, write_results
-from rollwise.compare import run_compare
-from rollwise.report import write_report
+from rollwise.evidence.compare import run_compare
+from rollwise.evidence.report import write_report
 
 GVM = {"allocator": "gvm", "gvm_p_source": "presample", "gvm_presamples": 4}
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}

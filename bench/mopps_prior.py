@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from bench.common import mean_curve_cost, parse_args, run_variants, write_results
-from rollwise.compare import run_compare
+from rollwise.evidence.compare import run_compare
 
 
 def main() -> None:

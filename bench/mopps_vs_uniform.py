@@ -15,7 +15,7 @@ Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps
 from __future__ import annotations
 
 from bench.common import load_variants, mean_curve_cost, parse_args, run_variants, write_results
-from rollwise.summary import summarize
+from rollwise.evidence.summary import summarize
 
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 

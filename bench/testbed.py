@@ -30,12 +30,12 @@ import torch
 
 from bench.common import RESULTS, mean_curve_cost, parse_args, run_dirs, write_results
 from rollwise.checkpoint import list_checkpoints
-from rollwise.compare import run_compare
+from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
 from rollwise.evaluate import standard_error
 from rollwise.models import load_model_dir_or_file, prepare_policy
 from rollwise.presets import preset_values
-from rollwise.report import write_report
+from rollwise.evidence.report import write_report
 from rollwise.track import read_metrics
 
 PRESET = "scratchpad"
@@ -102,7 +102,7 @@ def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
 def steps_at_common_target(rows: dict[str, list[list[dict]]], ds_budget: int) -> dict:
     """When dynamic sampling misses uniform's final accuracy, a target both reach: the lower of the two
     mean-curve accuracies at dynamic sampling's last step; steps each needs to get there, and the ratio."""
-    from rollwise.summary import curve_crossing, mean_curve
+    from rollwise.evidence.summary import curve_crossing, mean_curve
 
     curves = {name: mean_curve(runs) for name, runs in rows.items()}
     at = {name: float(np.interp(ds_budget, c["step"], c["acc"])) for name, c in curves.items()}

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from rollwise.cli import main
-from rollwise.report import discover, write_report
-from rollwise.summary import first_crossing, format_tables, load_run, mean_se, summarize
+from rollwise.evidence.report import discover, write_report
+from rollwise.evidence.summary import first_crossing, format_tables, load_run, mean_se, summarize
 
 
 def write_run(run_dir, accs, *, every=10, rollouts=16, tokens=80, seconds=1.0, seed=0, extra=None):

@@ -4,7 +4,7 @@
     rollwise report a/seed-0 a/seed-1 b/seed-0     # run dirs, grouped by parent directory name
     rollwise report r1 r2 --label base --label new # or by an explicit label per run dir
 
-Writes into the output directory: summary.json (the numbers, see rollwise.summary), report.md (the
+Writes into the output directory: summary.json (the numbers, see rollwise.evidence.summary), report.md (the
 tables), accuracy.png, effective.png, prediction.png (when a selector predicts) and report.html, a
 single self-contained file with the tables and the figures embedded as base64 PNGs.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from rollwise.summary import format_tables, load_run, summarize
+from rollwise.evidence.summary import format_tables, load_run, summarize
 
 SPEC_FILE = "compare.yaml"  # written by `rollwise compare`: variant order, seeds and target
 
@@ -31,7 +31,7 @@ def write_report(out_dir: str | Path, runs: dict[str, list[Path]], target: float
     Example:
         >>> write_report("report", {"uniform": [Path("runs/u0")], "mopps": [Path("runs/m0")]})  # doctest: +SKIP
     """
-    from rollwise import plots  # matplotlib: imported only when drawing, not for every `rollwise` command
+    from rollwise.evidence import plots  # matplotlib: imported only when drawing, not for every `rollwise` command
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from rollwise.summary import eval_rows, mean_curve, se_over_runs  # noqa: E402
+from rollwise.evidence.summary import eval_rows, mean_curve, se_over_runs  # noqa: E402
 
 ACC_AXES = (  # (summary cost name, metrics key, axis label)
     ("steps", "step", "training step"),

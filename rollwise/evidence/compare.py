@@ -9,7 +9,7 @@ Every run starts from the same initial policy (built once, before any run is lau
 OUT/VARIANT/seed-N/, one process per run. Rerunning the same command finishes only what is missing:
 a run is done when its summary.json exists and is not interrupted; a started one is resumed from its
 last checkpoint. At the end OUT holds summary.json, report.md, report.html and the figures (see
-rollwise.report); the first variant is the baseline of the ratios.
+rollwise.evidence.report); the first variant is the baseline of the ratios.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import yaml
 import rollwise
 from rollwise.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
-from rollwise.report import SPEC_FILE, write_report
+from rollwise.evidence.report import SPEC_FILE, write_report
 from rollwise.rundir import holds_a_run
-from rollwise.summary import format_tables
+from rollwise.evidence.summary import format_tables
 
 Launcher = Callable[[RunConfig, bool], Path]  # (config, resume) -> run dir
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
