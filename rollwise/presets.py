@@ -5,7 +5,7 @@ flags (`RunConfig.from_sources`). A run saves its resolved configuration, so `co
 value the preset set and a run never depends on this table staying the same.
 
     >>> sorted(PRESETS)
-    ['scratchpad', 'sums']
+    ['dapo', 'scratchpad', 'sums']
     >>> preset_values("scratchpad")["tiny_codec"]
     'scratchpad'
 """
@@ -42,6 +42,20 @@ PRESETS: dict[str, Preset] = {
          "warmup_copy_fraction": 0.1, "warmup_target_acc": 0.5, "steps": 400},
     ),
 }
+
+# DAPO (METHODS.md section 5) on the scratchpad testbed, all four pieces switched on explicitly:
+# clip-higher (clip_high 0.28 > clip_low 0.2), the token-level loss (rollwise's only loss: every token
+# of the batch weighs the same, `learn.update_policy`), dynamic sampling (filter=dynamic) and the soft
+# overlong punishment. The punishment's buffer sits beyond the longest correct scratchpad answer (24
+# tokens for 6 terms): max_new_tokens 28 with a 4-token buffer, so only answers that run past any
+# correct length are punished (DAPO: 4,096 of 20,480 tokens, beyond its typical answers too).
+# `--rollout partial` on top is RPO with DAPO, the paper's second pairing.
+PRESETS["dapo"] = Preset(
+    "DAPO on the scratchpad testbed: clip-higher 0.2/0.28, token-level loss, dynamic sampling, soft overlong "
+    "punishment over the last 4 of 28 tokens (past the longest correct answer)",
+    {**PRESETS["scratchpad"].values, "algo": "grpo", "clip_low": 0.2, "clip_high": 0.28, "filter": "dynamic",
+     "max_new_tokens": 28, "overlong_buffer": 4, "overlong_penalty": 1.0},
+)
 
 
 def preset_values(name: str) -> dict:

@@ -27,6 +27,8 @@ from rollwise.pool import build_pools
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
 from rollwise.rollout.engine import HFEngine, SamplingParams
+from rollwise.rollout.rpo import PartialRollouts
+from rollwise.rollout.shaping import RewardShaping
 from rollwise.select import build_selector
 from rollwise.tasks.guard import GuardedVerifier
 from rollwise.tasks.verifiers import build_verifier
@@ -77,6 +79,8 @@ class Run:
                  "random": self.streams, "evals": self.evals}
         if self.critic is not None:
             parts["critic"] = self.critic
+        if self.ctx.partial is not None:  # RPO's experience cache (rollout=partial)
+            parts["rpo_cache"] = self.ctx.partial
         return parts
 
     def identity(self) -> dict:
@@ -96,8 +100,11 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                                batch_budget=cfg.verify_batch_budget or None,
                                breaker_timeouts=cfg.verify_breaker_timeouts or None,
                                breaker_rate=cfg.verify_breaker_rate)
+    partial = PartialRollouts.from_config(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id) \
+        if cfg.rollout == "partial" else None
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
-                         grad_norms=_grad_norm_measure(cfg, policy))
+                         grad_norms=_grad_norm_measure(cfg, policy), partial=partial,
+                         shaping=RewardShaping.from_config(cfg, policy.max_new_tokens))
     selector = build_selector(cfg, train_pool)
     critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]

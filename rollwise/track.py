@@ -21,16 +21,18 @@ from pathlib import Path
 class Accounting:
     total_prompts: int = 0
     total_rollouts: int = 0
-    total_tokens: int = 0
+    total_tokens: int = 0  # generated tokens (partial rollouts: suffixes only)
+    total_prefix_tokens: int = 0  # cached prefix tokens trained on but not generated (RPO)
     eval_rollouts_total: int = 0
     eval_tokens_total: int = 0
     seconds: float = 0.0
     wall_seconds: float = 0.0
 
-    def add_training(self, prompts: int, rollouts: int, tokens: int) -> None:
+    def add_training(self, prompts: int, rollouts: int, tokens: int, prefix_tokens: int = 0) -> None:
         self.total_prompts += prompts
         self.total_rollouts += rollouts
         self.total_tokens += tokens
+        self.total_prefix_tokens += prefix_tokens
 
     def add_evaluation(self, rollouts: int, tokens: int) -> None:
         self.eval_rollouts_total += rollouts

@@ -31,7 +31,7 @@ from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
 from rollwise.learn import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
-from rollwise.rollout.collect import collect, roll_out
+from rollwise.rollout.collect import collect, fill_cache, roll_out
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.rundir import check_same_run, open_run_dir
@@ -100,7 +100,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
 def _start(run: Run) -> dict:
     """A new run: the selector's up-front estimate (if any) and the step-0 evaluation; returns row 0."""
     run.metrics.truncate_to(0)
-    row = {"step": 0, **_prefilter(run)}
+    row = {"step": 0, **_prefilter(run), **_fill_cache(run)}
     run.evals.initial = run.evals.last = _evaluate(run, 0)
     return {**row, **run.evals.initial}
 
@@ -134,7 +134,7 @@ def _train_step(run: Run, step: int) -> dict:
     timer = Timer()
     got = collect(ctx, run.selector, run.group_filter, run.allocator, cfg.batch_prompts, cfg.samples_per_prompt, step,
                   run.streams.train, timer)
-    run.acct.add_training(len(got.rolled_out), got.rollouts, got.tokens)
+    run.acct.add_training(len(got.rolled_out), got.rollouts, got.tokens, got.prefix_tokens)
     row = {"step": step, "prompts": len(got.rolled_out), "rollouts": got.rollouts, "tokens": got.tokens,
            "gen_batches": got.gen_batches, "ds_capped": got.capped,
            "discarded_groups": len(got.rolled_out) - len(got.kept)}
@@ -152,6 +152,8 @@ def _train_step(run: Run, step: int) -> dict:
                acc_mean=float(acc.mean()) if acc.size else None)
     with timer("update"):
         row.update(_update(run, got.kept, rewards))
+    if ctx.partial is not None:  # RPO: refresh the cache from every group paid for; rpo_* metrics
+        row.update(ctx.partial.finish_step(got.rolled_out, run.streams.train, step))
     if cfg.probe_every and step % cfg.probe_every == 0:
         row.update(_probe(run))
     for phase in ("select", "gen", "verify", "gradnorm", "update"):
@@ -240,6 +242,15 @@ def _prefilter(run: Run) -> dict:
     counts = run.ctx.verifier.pop_counts()
     return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,
             **{f"prefilter_verify_{k}": v for k, v in counts.items()}}
+
+
+def _fill_cache(run: Run) -> dict:
+    """RPO's up-front fill (rpo_fill=upfront): one whole completion per prompt, booked as training cost."""
+    if run.ctx.partial is None or run.cfg.rpo_fill != "upfront":
+        return {}
+    rollouts, tokens = fill_cache(run.ctx, 0, Timer())
+    run.acct.add_training(0, rollouts, tokens)
+    return {"rpo_fill_rollouts": rollouts, "rpo_fill_tokens": tokens}
 
 
 def _progress(cfg, start_step):

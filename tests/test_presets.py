@@ -39,7 +39,7 @@ def test_a_run_saves_the_preset_resolved(tmp_path):
 
 
 def test_unknown_presets_are_an_error_listing_the_known_ones(capsys):
-    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of scratchpad, sums"):
+    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of dapo, scratchpad, sums"):
         RunConfig.from_sources(preset="fast")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--preset", "fast"])

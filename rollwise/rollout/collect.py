@@ -10,16 +10,23 @@ Allocation (METHODS.md section 3): the step's budget is n x (prompts). An alloca
 (GVM with pre-samples) first rolls out `presamples` completions of the prompts it marks; those
 pre-samples are part of their prompt's group and of the budget, so every allocator spends exactly
 the same rollouts per generation batch. A prompt allotted no sample drops out of the step.
+
+Partial rollouts (RPO, `ctx.partial`): each generation batch gets one plan, one cut per prompt, built
+before GVM's estimation pass, so a prompt's pre-samples and main samples continue the same cached
+prefix and form one group. Probe, prefilter and evaluation call `roll_out` without a plan: whole
+completions. Reward shaping (`ctx.shaping`) runs on the merged groups, before the filter, and changes
+rewards only (the selector, the allocator and the filter read acc).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from rollwise.rollout.engine import GenRequest, SamplingParams
+from rollwise.rollout.partial import PartialPlan
 from rollwise.track import Timer
 
 
@@ -31,10 +38,16 @@ class Group:
     samples: list
     acc: np.ndarray
     rewards: np.ndarray
+    clipped_tokens: int = 0  # generated past a request's limit by an engine that ignores it, then cut off
 
     @property
     def tokens(self) -> int:
-        return sum(s.generated_tokens for s in self.samples)
+        """Generated tokens (a partial rollout's prefix was not generated: see `prefix_tokens`)."""
+        return sum(s.generated_tokens for s in self.samples) + self.clipped_tokens
+
+    @property
+    def prefix_tokens(self) -> int:
+        return sum(len(s.prefix_ids) for s in self.samples)
 
 
 @dataclass
@@ -56,6 +69,10 @@ class Collected:
     def tokens(self) -> int:
         return sum(g.tokens for g in self.rolled_out)
 
+    @property
+    def prefix_tokens(self) -> int:
+        return sum(g.prefix_tokens for g in self.rolled_out)
+
 
 @dataclass
 class RolloutContext:
@@ -68,6 +85,8 @@ class RolloutContext:
     params: SamplingParams
     reward: str  # "acc" or "score"
     grad_norms: Callable[[list], np.ndarray] | None = None  # per-sample G for allocators that need it
+    partial: object | None = None  # rollwise.rollout.rpo.PartialRollouts with rollout=partial
+    shaping: object | None = None  # rollwise.rollout.shaping.RewardShaping (training rollouts only)
 
 
 def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:
@@ -85,13 +104,21 @@ def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[li
     return grouped
 
 
-def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, timer: Timer) -> list[Group]:
-    """Sample n[i] completions for each pool index and verify them."""
+def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, timer: Timer,
+             plan: PartialPlan | None = None) -> list[Group]:
+    """Sample n[i] completions for each pool index and verify them; with a plan (aligned with indices),
+    continue each prompt's cached prefix within its suffix budget (partial rollouts)."""
     counts = np.broadcast_to(np.asarray(n), indices.shape)
     items = [ctx.pool[i] for i in indices]
-    requests = [GenRequest(tuple(ctx.codec.prompt_ids(it)), int(k)) for it, k in zip(items, counts)]
+    if plan is None:
+        requests = [GenRequest(tuple(ctx.codec.prompt_ids(it)), int(k)) for it, k in zip(items, counts)]
+    else:
+        requests = plan.with_counts(counts)
     with timer("gen"):
         samples = ctx.engine.generate(requests, ctx.params)
+    clipped = [0] * len(samples)
+    if plan is not None:  # a no-op for engines that honour request limits (HFEngine does)
+        samples, clipped = _clip_groups(plan, samples)
     with timer("verify"):
         scores = verify_samples(ctx.codec, ctx.verifier, items, samples)
     groups = []
@@ -99,31 +126,53 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
         rewards = acc.copy() if ctx.reward == "acc" else np.array([sc.reward for sc in part], dtype=np.float64)
         groups.append(Group(int(index), group, acc, rewards))
+    for g, extra in zip(groups, clipped):
+        g.clipped_tokens = extra
     return groups
 
 
+def _clip_groups(plan: PartialPlan, samples: list[list]) -> tuple[list[list], list[int]]:
+    """Each group cut to its budget, and the tokens cut off per group (generated all the same)."""
+    out, dropped = [], []
+    for i, group in enumerate(samples):
+        kept, extra = plan.take([i]).clip([group])
+        out.append(kept[0])
+        dropped.append(extra)
+    return out, dropped
+
+
 def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_avg: int, step: int,
-                       timer: Timer) -> tuple[list[Group], int]:
+                       timer: Timer, rng: np.random.Generator | None = None) -> tuple[list[Group], int]:
     """Roll out `indices` with the allocator's n_i (budget n_avg per prompt on average, pre-samples included).
 
-    Returns one group per index (possibly empty) and the number of prompts that were pre-sampled.
+    Returns one group per index (possibly empty) and the number of prompts that were pre-sampled. With
+    partial rollouts the batch's plan (cuts drawn from `rng`) serves the pre-samples and the main rollout.
     """
+    plan = None
+    if ctx.partial is not None:
+        plan = ctx.partial.plan(indices, lambda i: ctx.codec.prompt_ids(ctx.pool[i]), rng, step)
     budget = n_avg * len(indices)
     estimate = np.asarray(allocator.needs_estimate(indices, step), dtype=bool) & (allocator.presamples > 0)
     pre: dict[int, Group] = {}
     if estimate.any():
         marked = indices[estimate]
-        pre_groups = roll_out(ctx, marked, allocator.presamples, timer)
+        pre_groups = roll_out(ctx, marked, allocator.presamples, timer,
+                              plan.take(np.flatnonzero(estimate)) if plan is not None else None)
         allocator.observe(marked, *_outcomes(pre_groups), _group_grad_norms(ctx, pre_groups, timer))
         pre = {g.index: g for g in pre_groups}
         budget -= allocator.presamples * len(marked)
     counts = allocator.allocate(indices, budget)
-    main = roll_out(ctx, indices, counts, timer)
+    main = roll_out(ctx, indices, counts, timer, plan)
     # G from the main rollout only when nothing else measures it (no estimation pass this step).
     norms = _group_grad_norms(ctx, main, timer) if not estimate.any() and allocator.needs_grad_norms else \
         np.full(len(main), np.nan)
     allocator.observe(indices, *_outcomes(main), norms)
-    return [_merge(pre.get(g.index), g) for g in main], int(estimate.sum())
+    groups = [_merge(pre.get(g.index), g) for g in main]
+    if ctx.partial is not None:
+        ctx.partial.record(plan, [g.samples for g in groups])
+    if ctx.shaping is not None:
+        groups = [replace(g, rewards=ctx.shaping.rewards(g)) for g in groups]
+    return groups, int(estimate.sum())
 
 
 def _outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +183,7 @@ def _merge(first: Group | None, second: Group) -> Group:
     if first is None:
         return second
     return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
-                 np.concatenate([first.rewards, second.rewards]))
+                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens)
 
 
 def _group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) -> np.ndarray:
@@ -171,7 +220,7 @@ def collect(ctx: RolloutContext, selector, group_filter, allocator, batch_prompt
             indices = np.asarray(selector.select(candidates, min(batch_prompts, candidates.size), rng))
         used[indices] = True
         prediction = selector.predict(indices)
-        groups, estimated = roll_out_allocated(ctx, indices, allocator, n, step, timer)
+        groups, estimated = roll_out_allocated(ctx, indices, allocator, n, step, timer, rng)
         presampled += estimated
         sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
         unallocated += int((~sampled).sum())
@@ -189,3 +238,14 @@ def collect(ctx: RolloutContext, selector, group_filter, allocator, batch_prompt
     predicted = np.concatenate(predictions) if predictions and len(predictions) == gen_batches else None
     return Collected(kept[:batch_prompts], rolled, gen_batches, capped, predicted, presampled=presampled,
                      unallocated=unallocated)
+
+
+def fill_cache(ctx: RolloutContext, step: int, timer: Timer) -> tuple[int, int]:
+    """RPO's up-front fill: one whole completion per pool prompt, cached unverified; returns (rollouts,
+    tokens), which the recipe books as training cost."""
+    indices = np.arange(len(ctx.pool))
+    requests = [GenRequest(tuple(ctx.codec.prompt_ids(ctx.pool[i])), 1) for i in indices]
+    with timer("gen"):
+        samples = ctx.engine.generate(requests, ctx.params)
+    ctx.partial.fill(indices, samples, step)
+    return len(indices), sum(s.generated_tokens for group in samples for s in group)

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from rollwise.rollout.cache import ExperienceCache
-from rollwise.rollout.engine import GenRequest, Sample
+
+if TYPE_CHECKING:  # the engine imports torch; the config validates suffix budgets without it
+    from rollwise.rollout.engine import GenRequest, Sample
 
 _FACTOR = re.compile(r"^(\d+(?:\.\d+)?)m$")
 
@@ -204,6 +206,25 @@ class PartialPlan:
     cached: np.ndarray  # bool: the group continues a cached prefix
     ages: np.ndarray  # steps since its path was stored (-1 when uncached)
 
+    def take(self, positions) -> "PartialPlan":
+        """The plan of some of its groups (e.g. the prompts GVM pre-samples), same prefixes and budgets."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return PartialPlan([self.requests[int(p)] for p in positions], self.cuts[positions], self.budgets[positions],
+                           self.cached[positions], self.ages[positions])
+
+    def with_counts(self, counts) -> list[GenRequest]:
+        """The plan's requests with n samples each (counts broadcast over the groups)."""
+        counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), (len(self.requests),))
+        return [replace(r, n=int(k)) for r, k in zip(self.requests, counts)]
+
+    @staticmethod
+    def concat(plans: list["PartialPlan"]) -> "PartialPlan":
+        """One plan for several generation batches (a step's metrics)."""
+        join = lambda name, dtype: np.concatenate([getattr(p, name) for p in plans]) if plans \
+            else np.zeros(0, dtype=dtype)  # noqa: E731
+        return PartialPlan([r for p in plans for r in p.requests], join("cuts", np.int64), join("budgets", np.int64),
+                           join("cached", bool), join("ages", np.int64))
+
     def clip(self, samples: list[list[Sample]]) -> tuple[list[list[Sample]], int]:
         """Cut every sample to its group's budget; returns the samples and the tokens cut off (generated
         all the same: book them as generation cost)."""
@@ -222,6 +243,8 @@ def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[i
     Cuts are drawn for the cached prompts only, in the order of `indices`. With `eos_token_id`, a prefix
     holding EOS (a path with EOS before its end: not one the engine made) is refused.
     """
+    from rollwise.rollout.engine import GenRequest
+
     indices = np.asarray(indices, dtype=np.int64)
     counts = np.broadcast_to(np.asarray(n_per_prompt, dtype=np.int64), indices.shape)
     cached = cache.has(indices)
@@ -239,8 +262,9 @@ def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[i
     prefix_lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
     budgets = np.full(indices.size, max_new_tokens, dtype=np.int64)
     budgets[cached] = suffix_budget(cuts[cached], prefix_lengths[cached], max_new_tokens, budget)
-    requests = [GenRequest(tuple(prompt_ids_of(int(i))), int(n), prefix) for i, n, prefix in
-                zip(indices, counts, prefixes)]
+    # Full groups keep the sampling limit (None); a cached group's budget travels with its request.
+    requests = [GenRequest(tuple(prompt_ids_of(int(i))), int(n), prefix, int(b) if c else None)
+                for i, n, prefix, b, c in zip(indices, counts, prefixes, budgets, cached)]
     return PartialPlan(requests, cuts, budgets, cached, ages)
 
 

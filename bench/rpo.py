@@ -1,0 +1,127 @@
+"""RPO partial rollouts against full-path GRPO: generated tokens, seconds per step, held-out accuracy.
+
+METHODS.md section 4, rollwise issue 12. Three variants from the same initial policy (the preset's
+warmed-up tiny model), three seeds, the preset's budget:
+- full: GRPO on whole completions;
+- rpo: partial rollouts (half_min cuts, `limit` suffix budgets, lazy fill, refresh epsilon 0.5) with the
+  group length-aware reward (its default with partial rollouts);
+- rpo-nolen: the same without the length-aware reward.
+Claims (issue 12): at least 80% fewer generated tokens per rollout than full-path GRPO (published 95%),
+a shorter wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published:
+without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
+
+    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 2] [--preset scratchpad] [--steps N]
+
+Writes bench/results/rpo[-PRESET].json and the report in bench/results/rpo[-PRESET]/. Ratios are
+within this one run of the script (same machine, same load): tokens per rollout over all training
+rollouts (first visits of the lazy fill included) and over the second half of the run (nearly every
+prompt cached); seconds per step from the run's own timers (select + generate + verify + update, no
+evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bench.common import load_variants, parse_args, preset_variants, run_variants, write_results
+from rollwise.evaluate import standard_error
+
+VARIANTS = {"rpo-full": {"rollout": "full"},
+            "rpo-partial": {"rollout": "partial", "rpo_length_reward": "auto"},
+            "rpo-partial-nolen": {"rollout": "partial", "rpo_length_reward": "off"}}
+PUBLISHED = {"generated_tokens_fewer": 0.95, "tokens_per_sample": "146 vs 2,690 at L = 300",
+             "training_time": "-89% (1.5B), -72% (7B) at L = 800",
+             "accuracy_points_without_length_reward": [-2.0, -0.3], "accuracy_points_with_length_reward": [2.5, 4.2]}
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0])
+    variants = preset_variants(VARIANTS, args)
+    names = dict(zip(VARIANTS, variants))  # short name -> run name (prefixed with the preset)
+    claim = "rpo" + (f"-{args.preset}" if args.preset else "")
+    summary = run_variants(claim, variants, args)
+    runs = load_variants(variants, args)
+    per_variant = {short: _measures([r["rows"] for r in runs[name]], summary["metric"]) for short, name in names.items()}
+    full = per_variant["rpo-full"]
+    comparisons = {short: _against(full, per_variant[short]) for short in ("rpo-partial", "rpo-partial-nolen")}
+    results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": summary["metric"],
+               "variants": {names[k]: v for k, v in VARIANTS.items()}, "measures": per_variant,
+               "against_full": comparisons, "published": PUBLISHED,
+               "claims": {short: {"tokens_80pc_fewer": c["tokens_per_rollout_ratio"] <= 0.2,
+                                  "shorter_step": c["seconds_per_step_ratio"] < 1.0,
+                                  "accuracy_within_2_points": c["final_acc_diff_points"] >= -2.0}
+                          for short, c in comparisons.items()}}
+    path = write_results(claim, results)
+    _print(per_variant, comparisons, results["claims"], path)
+
+
+def _measures(runs: list[list[dict]], metric: str) -> dict:
+    """Per-seed figures of one variant, with their mean and standard error."""
+    figures = {"tokens_per_rollout": [], "tokens_per_rollout_second_half": [], "seconds_per_step": [],
+               "gen_seconds_per_step": [], "final_acc": [], "initial_acc": [], "cut_mean": [], "suffix_mean": [],
+               "prefix_tokens_per_rollout": [], "cache_age_mean": [], "cache_mb": []}
+    for rows in runs:
+        steps = [r for r in rows if r["step"] > 0 and "rollouts" in r]
+        half = steps[len(steps) // 2:]
+        evals = [r for r in rows if metric in r]
+        figures["tokens_per_rollout"].append(_ratio(steps, "tokens", "rollouts"))
+        figures["tokens_per_rollout_second_half"].append(_ratio(half, "tokens", "rollouts"))
+        figures["prefix_tokens_per_rollout"].append(sum(r.get("rpo_prefix_tokens") or 0 for r in steps)
+                                                    / max(sum(r["rollouts"] for r in steps), 1))
+        figures["seconds_per_step"].append(float(np.mean([_step_seconds(r) for r in steps])))
+        figures["gen_seconds_per_step"].append(float(np.mean([r.get("time_gen", 0.0) for r in steps])))
+        figures["final_acc"].append(evals[-1][metric])
+        figures["initial_acc"].append(evals[0][metric])
+        for key, name in (("cut_mean", "rpo_cut_mean"), ("suffix_mean", "rpo_suffix_mean"),
+                          ("cache_age_mean", "rpo_cache_age_mean")):
+            values = [r[name] for r in half if r.get(name) is not None]
+            figures[key].append(float(np.mean(values)) if values else None)
+        figures["cache_mb"].append((steps[-1].get("rpo_cache_bytes") or 0) / 1e6)
+    return {key: _stat(values) for key, values in figures.items()}
+
+
+def _against(full: dict, other: dict) -> dict:
+    """Ratios of means (tokens, seconds) and the accuracy difference in points with its standard error."""
+    diff = 100 * (other["final_acc"]["mean"] - full["final_acc"]["mean"])
+    se = 100 * math.hypot(other["final_acc"]["se"], full["final_acc"]["se"])
+    return {"tokens_per_rollout_ratio": other["tokens_per_rollout"]["mean"] / full["tokens_per_rollout"]["mean"],
+            "tokens_per_rollout_ratio_second_half": other["tokens_per_rollout_second_half"]["mean"]
+            / full["tokens_per_rollout_second_half"]["mean"],
+            "seconds_per_step_ratio": other["seconds_per_step"]["mean"] / full["seconds_per_step"]["mean"],
+            "gen_seconds_per_step_ratio": other["gen_seconds_per_step"]["mean"] / full["gen_seconds_per_step"]["mean"],
+            "final_acc_diff_points": diff, "final_acc_diff_se_points": se}
+
+
+def _ratio(rows: list[dict], num: str, den: str) -> float:
+    return sum(r[num] for r in rows) / max(sum(r[den] for r in rows), 1)
+
+
+def _step_seconds(row: dict) -> float:
+    return sum(v for k, v in row.items() if k.startswith("time_") and isinstance(v, (int, float)))
+
+
+def _stat(values: list) -> dict:
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "se": None, "per_seed": values}
+    return {"mean": float(np.mean(present)), "se": standard_error(present), "per_seed": values}
+
+
+def _print(per_variant: dict, comparisons: dict, claims: dict, path) -> None:
+    for short, m in per_variant.items():
+        print(f"{short:>18}: tokens/rollout {m['tokens_per_rollout']['mean']:.2f} (2nd half "
+              f"{m['tokens_per_rollout_second_half']['mean']:.2f}), s/step {m['seconds_per_step']['mean']:.3f} "
+              f"+- {m['seconds_per_step']['se']:.3f}, final acc {m['final_acc']['mean']:.4f} +- {m['final_acc']['se']:.4f}"
+              f" (from {m['initial_acc']['mean']:.4f})")
+    for short, c in comparisons.items():
+        print(f"{short:>18} / full: tokens per rollout x{c['tokens_per_rollout_ratio']:.3f} (2nd half "
+              f"x{c['tokens_per_rollout_ratio_second_half']:.3f}), seconds per step x{c['seconds_per_step_ratio']:.3f} "
+              f"(generation x{c['gen_seconds_per_step_ratio']:.3f}), final accuracy {c['final_acc_diff_points']:+.2f} "
+              f"+- {c['final_acc_diff_se_points']:.2f} points")
+    print(f"claims: {claims}; written to {path}")
+
+
+if __name__ == "__main__":
+    main()
