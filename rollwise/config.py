@@ -189,6 +189,9 @@ class RunConfig:
                                "0 = unbounded).")
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
+    engine: str = _f("hf", "Rollout engine: hf (transformers generate on the training model), vllm (vLLM in this "
+                     "process, weights synced in place after each update; `scripts/setup.sh vllm`; docs/vllm.md) or "
+                     "auto (vllm when installed, else hf).", choices=("hf", "vllm", "auto"))
 
     _section("verify", "the verifier guard: workers, limits")
     verify_workers: int = _f(2, "Worker processes for verifiers that parse or compute.")

@@ -31,6 +31,7 @@ class Batch:
     advantages: torch.Tensor  # (N,) per sample, or (N, T-1) per token (PPO after GAE)
     returns: torch.Tensor | None = None  # (N, T-1) value targets (PPO)
     old_values: torch.Tensor | None = None  # (N, T-1) values before the update (PPO)
+    sampler_logp: torch.Tensor | None = None  # (N, T-1) the engine's log-prob of each sampled token (NaN: none)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -38,7 +39,7 @@ class Batch:
     def select(self, rows: torch.Tensor) -> "Batch":
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Batch(self.input_ids[rows], self.attention_mask[rows], self.loss_mask[rows], self.advantages[rows],
-                     pick(self.returns), pick(self.old_values))
+                     pick(self.returns), pick(self.old_values), pick(self.sampler_logp))
 
 
 def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
@@ -54,7 +55,38 @@ def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
         ids[i, : len(seq)] = torch.tensor(seq)
         attn[i, : len(seq)] = 1
         loss_mask[i, start - 1 : len(seq) - 1] = 1.0  # position t predicts token t+1
-    return Batch(ids, attn, loss_mask, torch.as_tensor(advantages, dtype=torch.float32))
+    return Batch(ids, attn, loss_mask, torch.as_tensor(advantages, dtype=torch.float32),
+                 sampler_logp=_sampler_logprobs(samples, width))
+
+
+def _sampler_logprobs(samples, width: int) -> torch.Tensor | None:
+    """The engine's log-probabilities aligned with the loss positions (NaN where the engine reported none,
+    e.g. an RPO prefix from the cache); None when no sample carries any."""
+    if not any(getattr(s, "logprobs", None) for s in samples):
+        return None
+    out = torch.full((len(samples), width - 1), float("nan"))
+    for i, s in enumerate(samples):
+        if getattr(s, "logprobs", None):
+            first = len(s.prompt_ids) + len(s.prefix_ids) - 1  # position predicting the first completion token
+            out[i, first : first + len(s.logprobs)] = torch.tensor(s.logprobs, dtype=torch.float32)
+    return out
+
+
+def sampler_drift(policy_logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sums over the loss tokens the sampler reported: [sum |log pi - log mu|, sum pi / mu, max |.|, count].
+
+    pi is the policy being trained, before this step's first optimiser step; mu the engine that sampled.
+    Both agree exactly when sampling is on-policy; the mean ratio is the importance ratio the clipped
+    loss would need (off-policy drift: another engine's numerics, top-p truncation, stale weights).
+
+    >>> sampler_drift(torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.0, float("nan")]]), torch.ones(1, 2)).tolist()
+    [0.0, 1.0, 0.0, 1.0]
+    """
+    use = (mask > 0) & torch.isfinite(sampler_logp)
+    diff = (policy_logp.detach().float() - sampler_logp.to(policy_logp.device))[use]
+    if diff.numel() == 0:
+        return torch.zeros(4)
+    return torch.stack([diff.abs().sum(), diff.exp().sum(), diff.abs().max(), torch.tensor(float(diff.numel()))]).cpu()
 
 
 def token_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
@@ -164,8 +196,9 @@ def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, 
                 _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats)
                 scheduler.step()
     out = {k: (float(np.mean(v)) if v else None) for k, v in stats.items()
-           if k not in ("skipped_updates", "update_rows")}
+           if k not in ("skipped_updates", "update_rows", "drift")}
     out["skipped_updates"] = stats["skipped_updates"]
+    out.update(_drift_metrics(stats.get("drift")))
     out["update_rows"] = stats["update_rows"]
     out["lr"] = optimizer.param_groups[0]["lr"]
     return out
@@ -179,7 +212,8 @@ def _with_gae(model, critic, batch: Batch, s: UpdateSettings) -> Batch:
     token_rewards = ppo.outcome_rewards(batch.advantages, batch.loss_mask)
     advantages, returns = ppo.gae(token_rewards, values, batch.loss_mask, s.gamma, s.lam)
     advantages = ppo.whiten(advantages, batch.loss_mask)
-    return Batch(batch.input_ids, batch.attention_mask, batch.loss_mask, advantages, returns, values)
+    return Batch(batch.input_ids, batch.attention_mask, batch.loss_mask, advantages, returns, values,
+                 batch.sampler_logp)
 
 
 def _live_rows(batch: Batch, s: UpdateSettings) -> torch.Tensor:
@@ -188,6 +222,15 @@ def _live_rows(batch: Batch, s: UpdateSettings) -> torch.Tensor:
         return torch.arange(len(batch))
     nonzero = batch.advantages != 0
     return torch.nonzero(nonzero if nonzero.dim() == 1 else nonzero.any(dim=1)).flatten()
+
+
+def _drift_metrics(sums: torch.Tensor | None) -> dict:
+    """Per-token means of `sampler_drift` sums (metrics named in docs/metrics.md); {} without engine log-probs."""
+    if sums is None or sums[3] == 0:
+        return {}
+    total_abs, total_ratio, largest, count = sums.tolist()
+    return {"sampler_logp_absdiff": total_abs / count, "sampler_logp_maxdiff": largest,
+            "sampler_ratio_mean": total_ratio / count, "sampler_tokens": int(count)}
 
 
 def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats) -> None:
@@ -199,12 +242,19 @@ def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, st
     stats["update_rows"] += len(rows)
     optimizer.zero_grad(set_to_none=True)
     losses, clips, kls, value_losses = 0.0, [], [], []
+    # Drift is measured at the step's first optimiser step, where the policy is still the one that sampled.
+    measure_drift = batch.sampler_logp is not None and "drift" not in stats
+    drift = torch.zeros(4)
     for start in range(0, len(rows), s.micro_batch):
         part = rows[start : start + s.micro_batch]
         micro = batch.select(part)
         logp, values = forward(model, micro, s.temperature, critic)
         old_logp = logp.detach() if old is None else old[position[part]].to(logp.device)
         mask = micro.loss_mask.to(logp.device)
+        if measure_drift:
+            part = sampler_drift(logp, micro.sampler_logp, mask)
+            drift = torch.stack([drift[0] + part[0], drift[1] + part[1], torch.maximum(drift[2], part[2]),
+                                 drift[3] + part[3]])
         loss, info = s.algorithm.policy_loss(logp, old_logp, micro.advantages.to(logp.device), mask, s.clip_low,
                                              s.clip_high)
         if values is not None:
@@ -220,6 +270,8 @@ def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, st
         (loss * weight).backward()
         losses += float(loss.detach()) * float(weight)
         clips.append(info["clip_frac"])
+    if measure_drift:
+        stats["drift"] = drift
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for p in params:  # skipped rows have zero gradient: the step is the one the full batch would take
         if p.grad is None:

@@ -26,7 +26,8 @@ from rollwise.models import Policy, load_policy
 from rollwise.pool import build_pools
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
-from rollwise.rollout.engine import HFEngine, SamplingParams
+from rollwise.rollout.engine import SamplingParams
+from rollwise.rollout.engines import build_engine
 from rollwise.rollout.rpo import PartialRollouts
 from rollwise.rollout.shaping import RewardShaping
 from rollwise.select import build_selector
@@ -93,7 +94,7 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     """Build every part of a run from its config (nothing here computes a rollout)."""
     train_pool, eval_pool = build_pools(cfg)
     policy = load_policy(cfg, log)
-    engine = HFEngine(policy.model, policy.codec.eos_token_id, policy.codec.pad_token_id, cfg.gen_batch_size)
+    engine = build_engine(cfg, policy, log)
     params = SamplingParams(cfg.temperature, cfg.top_p, policy.max_new_tokens)
     verifier = GuardedVerifier(build_verifier(cfg.task, cfg.verifier, cfg.task_options), cfg.verify_workers,
                                cfg.verify_timeout, cfg.verify_memory_mb,

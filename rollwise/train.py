@@ -78,6 +78,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     wall_start = time.perf_counter()
     if state is not None:
         start_step = restore(run, state)
+        run.ctx.engine.sync_weights(run.policy.model)  # an engine with its own weights (vLLM) samples the restored policy
         wall_start -= run.acct.wall_seconds
         log(f"resumed {out} at step {start_step}")
     else:
@@ -88,6 +89,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     interrupted = _loop(run, start_step, wall_start, identity)
     run.metrics.close()
     run.ctx.verifier.close()
+    getattr(run.ctx.engine, "close", lambda: None)()
     result = summary(run, interrupted)
     if not interrupted:
         save_selector(run)
@@ -152,12 +154,15 @@ def _train_step(run: Run, step: int) -> dict:
                acc_mean=float(acc.mean()) if acc.size else None)
     with timer("update"):
         row.update(_update(run, got.kept, rewards))
+    with timer("sync"):  # an engine with its own copy of the weights (vLLM) samples the updated policy from now on
+        ctx.engine.sync_weights(run.policy.model)
     if ctx.partial is not None:  # RPO: refresh the cache from every group paid for; rpo_* metrics
         row.update(ctx.partial.finish_step(got.rolled_out, run.streams.train, step))
     if cfg.probe_every and step % cfg.probe_every == 0:
         row.update(_probe(run))
     for phase in ("select", "gen", "verify", "gradnorm", "update"):
         row[f"time_{phase}"] = timer.get(phase)
+    row["time_weight_sync"] = timer.get("sync")
     run.acct.seconds += sum(timer.seconds.values())
     return row
 

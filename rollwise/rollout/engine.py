@@ -66,6 +66,9 @@ class Sample:
     prefix_ids: tuple[int, ...]
     completion_ids: list[int] = field(default_factory=list)
     finished: bool = False
+    # The sampler's log-probability of each completion token, where the engine reports it (vLLM); the
+    # update compares it with the policy's own (off-policy drift). None: not reported (HFEngine).
+    logprobs: list[float] | None = None
 
     @property
     def generated_tokens(self) -> int:
