@@ -225,6 +225,52 @@ def test_bad_settings_are_refused_before_training(tmp_path):
         trainer(tmp_path, 1, RecordingReward(), per_device=GROUP * (POOL + 1))
 
 
+def documented_snippet(path: Path) -> str:
+    """The Python block between the trl-snippet markers of a Markdown file."""
+    text = path.read_text()
+    block = text.split("<!-- trl-snippet")[1].split("<!-- /trl-snippet -->")[0]
+    return block.split("```python\n")[1].split("```")[0]
+
+
+def test_the_documented_snippet_runs(tmp_path):
+    """README.md and docs/trl.md show the same few lines; run them as written on the tiny model."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    root = Path(__file__).resolve().parents[1]
+    snippet = documented_snippet(root / "docs" / "trl.md")
+    assert documented_snippet(root / "README.md") == snippet
+    model, tokenizer = tiny_policy()
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=GROUP,
+                      max_completion_length=4, max_steps=2, report_to="none", use_cpu=True, disable_tqdm=True,
+                      save_strategy="no")
+    scope = {"GRPOTrainer": GRPOTrainer, "model": model, "tokenizer": tokenizer, "args": args, "dataset": dataset()}
+    exec(compile(snippet, "docs/trl.md", "exec"), scope)
+    trained = scope["trainer"]
+    assert trained.selection.generation == 2 and len(read_metrics(tmp_path / LOG_FILE)) == 2
+    # The verifier's reward is the success signal, and exactly the chosen prompts' posteriors moved.
+    first = trained.state.log_history[0]
+    assert first["rollwise/acc_mean"] == first["rewards/rollwise_basic_arithmetic/mean"]
+    chosen = sorted({i for r in trained.selection.records for i in r["ids"]})
+    total = trained.selection.selector.a + trained.selection.selector.b
+    assert np.flatnonzero(total != 2).tolist() == chosen
+
+
+def test_rloo_trainer_selects_the_same_way(tmp_path):
+    from trl import RLOOConfig, RLOOTrainer
+
+    model, tokenizer = tiny_policy()
+    reward = RecordingReward()
+    args = RLOOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=GROUP, beta=0.0,
+                      max_completion_length=4, max_steps=3, report_to="none", use_cpu=True, seed=0,
+                      disable_tqdm=True, save_strategy="no")
+    tr = with_selection(RLOOTrainer)(model=model, processing_class=tokenizer, reward_funcs=reward, args=args,
+                                     train_dataset=dataset(), selector="mopps")
+    tr.train()
+    choices, expected = replay(tr.selection.records, reward.calls)
+    assert choices == [r["ids"] for r in tr.selection.records]
+    np.testing.assert_array_equal(tr.selection.selector.a, expected.a)
+
+
 def test_late_selection_moves_to_prompts_of_middling_success():
     """MoPPS through LateSelection: with true rates 0, 0.5 and 1, later choices favour the 0.5 third."""
     rates = np.repeat([0.0, 0.5, 1.0], 20)
@@ -246,6 +292,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_choose_identical_prompts(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
