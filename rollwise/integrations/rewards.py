@@ -50,6 +50,14 @@ def message_text(value, role: str | None = None) -> str:
     raise TypeError(f"expected text or a list of chat messages, got {type(value).__name__}")
 
 
+def _as_id(value) -> int:
+    """The row's `id` for the guard's messages; -1 where the dataset's ids are not integers."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
 class VerifierReward:
     """A TRL reward function scoring completions with a rollwise verifier behind the guard.
 
@@ -85,7 +93,7 @@ class VerifierReward:
         references = columns[self.answer_column]
         ids = columns.get("id") or [-1] * len(completions)
         metadata = columns.get("metadata") or [None] * len(completions)
-        items = [PoolItem(int(pid), message_text(p, "user"), str(ref), meta if isinstance(meta, dict) else {})
+        items = [PoolItem(_as_id(pid), message_text(p, "user"), str(ref), meta if isinstance(meta, dict) else {})
                  for pid, p, ref, meta in zip(ids, prompts, references, metadata, strict=True)]
         scores = self.guard.score_batch([self.answer(c) for c in completions], items)
         log_metric = columns.get("log_metric")

@@ -53,14 +53,32 @@ def selector_pool_size(selector) -> int | None:
     return None
 
 
+def group_counts(rewards, prompts: int, group: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Successes and trials per prompt from rewards laid out prompt-major (prompt 0's `group` rows first).
+
+    A reward >= threshold is a success; NaN (no reward function scored the row) is not a trial.
+
+    >>> group_counts([1.0, 0.0, float("nan"), 1.0], prompts=2, group=2, threshold=1.0)
+    (array([1, 1]), array([2, 1]))
+    """
+    values = np.asarray(rewards, dtype=np.float64)
+    if values.size != prompts * group:
+        raise ValueError(f"got {values.size} rewards for {prompts} prompts x {group} samples")
+    values = values.reshape(prompts, group)
+    scored = ~np.isnan(values)
+    successes = (scored & (np.nan_to_num(values, nan=-np.inf) >= threshold)).sum(axis=1)
+    return successes, scored.sum(axis=1)
+
+
 class LateSelection:
-    """A selector, its random stream and the record of what it chose and saw.
+    """A selector, its random stream (seeded with `seed`: an int or a sequence of ints, as numpy takes)
+    and the record of what it chose and saw.
 
     `record` (one dict per generation: ids, predicted success before the outcomes, successes,
     trials) is kept for the last `keep_records` generations; plug-ins write it to a log as it grows.
     """
 
-    def __init__(self, selector, seed: int, pool_size: int | None = None, keep_records: int = 1000) -> None:
+    def __init__(self, selector, seed, pool_size: int | None = None, keep_records: int = 1000) -> None:
         for method in ("select", "observe", "predict", "state_dict", "load_state_dict"):
             if not callable(getattr(selector, method, None)):
                 raise TypeError(f"selector {selector!r} has no {method}() (rollwise.select.base.Selector)")

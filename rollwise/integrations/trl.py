@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from rollwise.integrations.rewards import VerifierReward, reward_function
-from rollwise.integrations.selection import LateSelection, build_named_selector, load_state, save_state
+from rollwise.integrations.selection import (LateSelection, build_named_selector, group_counts, load_state,
+                                             save_state)
 from rollwise.track import MetricsLog
 
 __all__ = ["SelectionMixin", "with_selection", "reward_function", "STATE_FILE", "LOG_FILE"]
@@ -161,13 +162,9 @@ class SelectionMixin:
     def _observe(self, rewards) -> None:
         """Count successes per chosen prompt in the gathered rewards (global batch, prompt-major)."""
         values = rewards[:, self._rollwise_success].detach().float().cpu().numpy()
-        if values.size != self._rollwise_prompts * self.num_generations:
-            raise RuntimeError(f"got {values.size} gathered rewards for {self._rollwise_prompts} prompts x "
-                               f"{self.num_generations} generations")
-        values = values.reshape(self._rollwise_prompts, self.num_generations)
-        scored = ~np.isnan(values)
-        successes = (scored & (np.nan_to_num(values, nan=-np.inf) >= self._rollwise_threshold)).sum(axis=1)
-        metrics = self.selection.observe(successes, scored.sum(axis=1))
+        successes, trials = group_counts(values, self._rollwise_prompts, self.num_generations,
+                                         self._rollwise_threshold)
+        metrics = self.selection.observe(successes, trials)
         for name, value in metrics.items():
             self._metrics["train"][f"rollwise/{name}"].append(float(value))
         if self._rollwise_log is not None:
