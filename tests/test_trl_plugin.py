@@ -188,6 +188,42 @@ def test_a_sampler_would_choose_a_generation_late(tmp_path):
     assert lag == [0, 1, 1, 1]  # generation g was drawn knowing g - 2 outcomes; the mixin knows g - 1
 
 
+def test_a_checkpoint_without_selector_state_starts_from_the_prior(straight_run, tmp_path, caplog):
+    _, _, out = straight_run
+    work = tmp_path / "run"
+    shutil.copytree(out / "checkpoint-2", work / "checkpoint-2")
+    (work / "checkpoint-2" / STATE_FILE).unlink()  # as if written by a plain GRPOTrainer
+    resumed = trainer(work, 3, RecordingReward())
+    with caplog.at_level("WARNING", logger="rollwise.integrations.trl"):
+        resumed.train(resume_from_checkpoint=str(work / "checkpoint-2"))
+    assert "starts from its prior" in caplog.text
+    assert resumed.selection.generation == 1 and [r["step"] for r in read_metrics(work / LOG_FILE)] == [3]
+
+
+def test_processes_that_disagree_stop_training():
+    """The per-generation agreement check, with an accelerator whose other process chose otherwise."""
+    import torch
+
+    from rollwise.integrations.trl import SelectionMixin
+
+    class Accelerator:
+        num_processes, device = 2, "cpu"
+
+        def __init__(self, other):
+            self.other = other
+
+        def gather(self, tensor):
+            return torch.cat([tensor, torch.as_tensor([self.other])])
+
+    class Fake:
+        def __init__(self, other):
+            self.accelerator = Accelerator(other)
+
+    SelectionMixin._check_same_choice(Fake([3, 5]), np.array([3, 5]))
+    with pytest.raises(RuntimeError, match="different prompts"):
+        SelectionMixin._check_same_choice(Fake([3, 6]), np.array([3, 5]))
+
+
 def test_evaluation_is_not_observed(tmp_path):
     reward = RecordingReward()
     tr = trainer(tmp_path, 1, reward)
