@@ -6,7 +6,9 @@ from rollwise.allocate import FixedAllocator, GVMAllocator
 from rollwise.filters import DynamicSampling, NoFilter
 from rollwise.pool import PoolItem, PromptPool
 from rollwise.rollout.collect import RolloutContext, collect
-from rollwise.rollout.engine import Sample, SamplingParams
+from rollwise.rollout.engine import GenRequest, Sample, SamplingParams
+from rollwise.rollout.rpo import PartialRollouts
+from rollwise.rollout.shaping import RewardShaping
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.select.uniform import UniformSelector
 from rollwise.tasks.base import Score
@@ -119,3 +121,90 @@ def test_a_prompt_allotted_nothing_drops_out_of_the_step():
     assert got.predicted is not None and len(got.predicted) == len(got.rolled_out)
     unvisited = [i for i in range(9) if i % 3 == 0]
     assert (selector.a[unvisited] + selector.b[unvisited] == 2).all()  # never observed: still the prior
+
+
+# ------------------------------------------------------------------------------- partial rollouts (RPO)
+
+
+class ContinuingEngine(PatternEngine):
+    """PatternEngine's verdicts, continuing each request's prefix within its own limit; records requests.
+
+    A full rollout writes [answer, 5, 5, EOS=99]; a continuation writes the rest of that path after the
+    prefix (the answer token first when the prefix is empty), cut to the request's limit."""
+
+    def __init__(self):
+        self.seen = []
+
+    def generate(self, requests, params):
+        self.seen.extend(requests)
+        out = super().generate([GenRequest(r.prompt_ids, r.n) for r in requests], params)
+        for req, group in zip(requests, out):
+            for s in group:
+                path = [s.completion_ids[0], 5, 5, 99]  # 99: EOS here (answer tokens are the ids, 1 among them)
+                s.prefix_ids = req.prefix_ids
+                s.completion_ids = path[len(req.prefix_ids):][: req.limit(params)]
+                s.finished = s.completion_ids[-1:] == [99]
+        return out
+
+
+def partial_context(n_prompts, cached=True, **shaping):
+    ctx = context(n_prompts)
+    ctx.engine = ContinuingEngine()
+    ctx.partial = PartialRollouts(n_prompts, "half_min", "limit", 0.5, max_new_tokens=6, eos_token_id=99)
+    if cached:  # every prompt's cached path answers right: [id, 5, 5, EOS]
+        ctx.partial.cache.put_many(np.arange(n_prompts), [[i, 5, 5, 99] for i in range(n_prompts)], step=0)
+    if shaping:
+        ctx.shaping = RewardShaping(**{"length_aware": False, "alpha": 0.01, "reference": "all", "max_len": 6,
+                                       **shaping})
+    return ctx
+
+
+def test_partial_groups_continue_one_prefix_within_their_budget():
+    ctx = partial_context(6)
+    got = collect(ctx, UniformSelector(6), NoFilter(), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
+    for g in got.rolled_out:
+        prefixes = {s.prefix_ids for s in g.samples}
+        assert len(prefixes) == 1  # one cut per group
+        (prefix,) = prefixes
+        assert 1 <= 4 - len(prefix) <= 2 and prefix == (g.index, 5, 5)[: len(prefix)]  # m in 1..half of 4
+    budgets = {r.prefix_ids: r.max_new_tokens for r in ctx.engine.seen}
+    assert all(b == 6 - len(p) for p, b in budgets.items())  # 'limit': the full-path limit minus the prefix
+    assert got.tokens == sum(len(s.completion_ids) for g in got.rolled_out for s in g.samples)
+    assert got.prefix_tokens == sum(len(s.prefix_ids) for g in got.rolled_out for s in g.samples) > 0
+    row = ctx.partial.finish_step(got.rolled_out, np.random.default_rng(1), step=1)
+    assert row["rpo_partial_groups"] == 6 and row["rpo_refreshed"] == 6 and row["rpo_cache_age_mean"] == 1
+
+
+def test_gvm_pre_samples_and_main_samples_share_the_prefix_of_their_group():
+    ctx = partial_context(12)
+    ctx.grad_norms = lambda samples: np.ones(len(samples))
+    got = collect(ctx, UniformSelector(12), NoFilter(), GVMAllocator(12, presamples=2), 6, 4, 1,
+                  np.random.default_rng(0), Timer())
+    assert got.presampled == 6 and got.rollouts == 24
+    for g in got.rolled_out:
+        assert len({s.prefix_ids for s in g.samples}) == 1 and len(g.samples) >= 2
+    row = ctx.partial.finish_step(got.rolled_out, np.random.default_rng(1), step=1)
+    assert row["rpo_partial_groups"] == 6  # one plan per generation batch: pre-samples add no groups
+
+
+def test_shaping_changes_rewards_and_leaves_acc_to_the_filter_and_selector():
+    # Whole groups (nothing cached) keep PatternEngine's mixed verdicts; a 6-token buffer under a 6-token
+    # limit puts every length inside the ramp, so every reward drops.
+    ctx = partial_context(6, cached=False, overlong_buffer=6)
+    selector = MoPPSSelector(6, decay=1.0)
+    got = collect(ctx, selector, DynamicSampling(2), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
+    for g in got.rolled_out:
+        lengths = np.array([len(s.prefix_ids) + len(s.completion_ids) for s in g.samples])
+        assert np.allclose(g.rewards, g.acc - lengths / 6)
+    assert got.kept and all(g.index % 3 == 2 for g in got.kept)  # dynamic sampling filters on acc, not rewards
+    observed = [g.index for g in got.rolled_out]
+    assert (selector.a[observed] + selector.b[observed] == 6).all()  # the selector counted 4 trials each
+
+
+def test_uncached_prompts_roll_out_whole_groups_and_fill_the_cache():
+    ctx = partial_context(6, cached=False)
+    got = collect(ctx, UniformSelector(6), NoFilter(), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
+    assert all(s.prefix_ids == () for g in got.rolled_out for s in g.samples)
+    assert all(r.max_new_tokens is None for r in ctx.engine.seen)  # the sampling limit
+    ctx.partial.finish_step(got.rolled_out, np.random.default_rng(1), step=1)
+    assert len(ctx.partial.cache) == 6
