@@ -10,7 +10,7 @@ Claims (issue 12): at least 80% fewer generated tokens per rollout than full-pat
 a shorter wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published:
 without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
 
-    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 2] [--preset scratchpad] [--steps N]
+    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N]
 
 Writes bench/results/rpo[-PRESET].json and the report in bench/results/rpo[-PRESET]/. Ratios are
 within this one run of the script (same machine, same load): tokens per rollout over all training
@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from bench.common import load_variants, parse_args, preset_variants, run_variants, write_results
+from rollwise.evidence.compare import run_compare
 from rollwise.evaluate import standard_error
 
 VARIANTS = {"rpo-full": {"rollout": "full"},
@@ -41,6 +42,11 @@ def main() -> None:
     variants = preset_variants(VARIANTS, args)
     names = dict(zip(VARIANTS, variants))  # short name -> run name (prefixed with the preset)
     claim = "rpo" + (f"-{args.preset}" if args.preset else "")
+    # Seed by seed, the variants of one seed side by side: they share the machine's load (a fair seconds-per-
+    # step ratio), and a cut-short bench leaves whole seeds of every variant, not one variant's seeds.
+    for seed in args.seeds:
+        run_compare({} if args.steps is None else {"steps": args.steps}, variants, [seed], args.runs_dir,
+                    parallel=args.parallel)
     summary = run_variants(claim, variants, args)
     runs = load_variants(variants, args)
     per_variant = {short: _measures([r["rows"] for r in runs[name]], summary["metric"]) for short, name in names.items()}
