@@ -253,9 +253,11 @@ def _fill_cache(run: Run) -> dict:
     """RPO's up-front fill (rpo_fill=upfront): one whole completion per prompt, booked as training cost."""
     if run.ctx.partial is None or run.cfg.rpo_fill != "upfront":
         return {}
-    rollouts, tokens = fill_cache(run.ctx, 0, Timer())
+    timer = Timer()
+    rollouts, tokens = fill_cache(run.ctx, 0, timer)
     run.acct.add_training(0, rollouts, tokens)
-    return {"rpo_fill_rollouts": rollouts, "rpo_fill_tokens": tokens}
+    run.acct.seconds += timer.get("gen")  # training seconds too, as a step's generation would be
+    return {"rpo_fill_rollouts": rollouts, "rpo_fill_tokens": tokens, "rpo_fill_seconds": timer.get("gen")}
 
 
 def _progress(cfg, start_step):
