@@ -43,8 +43,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_preset_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
-                   help="Start from a named preset; --config and flags override it. "
+    p.add_argument("--preset", default=None, metavar="NAME[+NAME...]",
+                   help="Start from a named preset (several joined by + apply in order); --config and flags override "
+                        "it. "
                         + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()) + ".")
 
 

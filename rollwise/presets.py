@@ -4,8 +4,8 @@ A preset sits between the built-in defaults and everything the user gives: defau
 flags (`RunConfig.from_sources`). A run saves its resolved configuration, so `config.yaml` holds every
 value the preset set and a run never depends on this table staying the same.
 
-    >>> sorted(PRESETS)
-    ['dapo', 'scratchpad', 'sums']
+    >>> sorted(PRESETS)[:4]
+    ['dapo', 'gvm', 'mopps', 'mopps-gvm']
     >>> preset_values("scratchpad")["tiny_codec"]
     'scratchpad'
 """
@@ -58,12 +58,36 @@ PRESETS["dapo"] = Preset(
 )
 
 
+# The methods and their composition (rollwise issue 14), as presets that set only the method's keys, so
+# that they combine with a testbed or with the user's own data: `--preset scratchpad+mopps-gvm-rpo`.
+MOPPS = {"selector": "mopps"}
+GVM = {"allocator": "gvm", "gvm_p_source": "presample", "gvm_presamples": 4}
+RPO = {"rollout": "partial"}
+for _name, _values, _text in (
+        ("mopps", MOPPS, "MoPPS prompt selection (Top-B Thompson sampling of Beta posteriors)"),
+        ("gvm", GVM, "GVM samples per prompt, p and G from 4 pre-samples per prompt (part of the budget)"),
+        ("rpo", RPO, "RPO partial rollouts from the experience cache, with the length-aware reward"),
+        ("mopps-gvm", {**MOPPS, **GVM}, "MoPPS selection and GVM allocation"),
+        ("mopps-rpo", {**MOPPS, **RPO}, "MoPPS selection and RPO partial rollouts"),
+        ("mopps-gvm-rpo", {**MOPPS, **GVM, **RPO}, "all three cost factors at once: which prompts (MoPPS), how "
+                                                   "many samples (GVM), how many tokens (RPO)")):
+    PRESETS[_name] = Preset(f"{_text}; method keys only, combine with a testbed: scratchpad+{_name}", _values)
+
+
 def preset_values(name: str) -> dict:
-    """A copy of the preset's values; an unknown name is a ValueError listing the known ones."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(sorted(PRESETS))} "
-                         "(`rollwise presets` lists them)")
-    return json.loads(json.dumps(PRESETS[name].values))
+    """A copy of the preset's values; `a+b` applies preset a, then b (later keys win); an unknown name is a
+    ValueError listing the known ones.
+
+        >>> preset_values("scratchpad+rpo")["rollout"], preset_values("scratchpad+rpo")["tiny_codec"]
+        ('partial', 'scratchpad')
+    """
+    values: dict = {}
+    for part in name.split("+"):
+        if part not in PRESETS:
+            raise ValueError(f"unknown preset {part!r}: expected one of {', '.join(sorted(PRESETS))}, or several "
+                             "joined by + (`rollwise presets` lists them)")
+        values.update(json.loads(json.dumps(PRESETS[part].values)))
+    return values
 
 
 def describe_presets() -> str:

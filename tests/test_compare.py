@@ -131,8 +131,8 @@ def test_a_preset_is_the_base_that_the_config_and_flags_override(tmp_path):
     spec_file.write_text("preset: scratchpad\nbase: {lr: 0.5}\nvariants: {u: {}}\n")
     spec = spec_from_args(build_parser().parse_args(["compare", "--config", str(spec_file)]))
     assert spec["base"] == {**scratchpad, "lr": 0.5}
-    with pytest.raises(SystemExit):  # argparse refuses an unknown preset name
-        build_parser().parse_args(["compare", "--preset", "nope"])
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        spec_from_args(build_parser().parse_args(["compare", "--preset", "nope"]))
 
 
 @pytest.mark.slow

@@ -39,11 +39,24 @@ def test_a_run_saves_the_preset_resolved(tmp_path):
 
 
 def test_unknown_presets_are_an_error_listing_the_known_ones(capsys):
-    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of dapo, scratchpad, sums"):
+    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of dapo, gvm, mopps, .*scratchpad, sums"):
         RunConfig.from_sources(preset="fast")
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--preset", "fast"])
-    assert "invalid choice: 'fast'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        RunConfig.from_sources(preset="scratchpad+fast")
+    assert main(["train", "--preset", "fast", "--out-dir", "unused"]) != 0
+    assert "unknown preset 'fast'" in capsys.readouterr().err
+
+
+def test_presets_compose_in_order_and_method_presets_set_only_method_keys():
+    composed = RunConfig.from_sources(preset="scratchpad+mopps-gvm-rpo")
+    assert (composed.tiny_codec, composed.selector, composed.allocator, composed.rollout) == (
+        "scratchpad", "mopps", "gvm", "partial")
+    assert set(PRESETS["mopps-gvm-rpo"].values) == {"selector", "allocator", "gvm_p_source", "gvm_presamples",
+                                                   "rollout"}
+    assert preset_values("scratchpad+sums") == preset_values("sums") | {
+        k: v for k, v in preset_values("scratchpad").items() if k not in preset_values("sums")}
+    on_own_data = RunConfig.from_sources(preset="mopps")
+    assert on_own_data.selector == "mopps" and on_own_data.tiny_codec == RunConfig().tiny_codec
 
 
 def test_presets_are_listed_by_the_command_and_in_train_help(capsys):
@@ -54,7 +67,7 @@ def test_presets_are_listed_by_the_command_and_in_train_help(capsys):
     assert 'tiny_codec: "scratchpad"' in out
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "--preset NAME" in capsys.readouterr().out
+    assert "--preset NAME[+NAME...]" in capsys.readouterr().out
 
 
 def test_preset_values_are_copies():
