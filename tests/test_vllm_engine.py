@@ -194,6 +194,17 @@ def test_seeds_come_from_the_torch_stream(engine):
 
 
 @needs_vllm
+def test_batches_larger_than_one_scheduler_step(engine):
+    """More prompt tokens than vLLM schedules in one step (8192 here): vLLM 0.32 on CPU crashed on seeded
+    requests whose prefill it split across steps; the engine never lets it split one."""
+    prompt = PROMPT * 6  # 42 tokens: 256 running requests (max_num_seqs) hold 10,752 prompt tokens
+    requests = [GenRequest(prompt[:-1] + (i % 10 + 2,), 2) for i in range(600)]
+    torch.manual_seed(0)
+    got = engine.generate(requests, SamplingParams(temperature=1.0, max_new_tokens=2))
+    assert [len(g) for g in got] == [2] * len(requests)
+
+
+@needs_vllm
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
 def test_logprobs_agree_with_policy_recomputation(model, engine, temperature):
     requests = [GenRequest(PROMPT, 6), GenRequest(OTHER, 6, prefix_ids=(3, 4, 5))]

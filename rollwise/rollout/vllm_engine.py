@@ -170,7 +170,11 @@ class VLLMEngine:
                            dtype=dtype, enforce_eager=True, generation_config="vllm",
                            logprobs_mode="processed_logprobs", max_model_len=self.max_model_len,
                            max_num_seqs=max_num_seqs, kv_cache_memory_bytes=int(kv_cache_gib * 2**30),
-                           enable_prefix_caching=True, seed=0)
+                           enable_prefix_caching=True, seed=0,
+                           # vLLM 0.32 on CPU fails on a seeded request whose prefill is split over steps
+                           # (it rewinds the generator's offset, which CPU generators lack): never split one.
+                           enable_chunked_prefill=False,
+                           max_num_batched_tokens=max(self.max_model_len, 8192))
         self.start_seconds = time.perf_counter() - start
         self._covered = False  # whether a sync has written every vLLM parameter (checked once)
         self.sync_weights(model)  # vLLM's dummy weights are replaced by the policy's before any sample

@@ -1,0 +1,210 @@
+"""vLLM against transformers generate: generated tokens per second on the same model and batch, and
+seconds per training step end to end, side by side in one run (issue 13).
+
+    .venv/bin/python -m bench.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
+    .venv/bin/python -m bench.engines --learning        # the default run with each engine, 3 seeds
+
+Throughput: one policy, one batch of training prompts; for each seed both engines sample it (seeded,
+interleaved, so that both see the same machine load); tokens/s = generated tokens / seconds of
+`generate`. The vLLM engine samples from the policy's weights, synced in place (start and sync
+seconds are reported apart). Training steps: `rollwise train` for a few steps with each engine;
+seconds per step = the sum of the step's phases (select, generation, verification, update, weight
+sync), mean over the steps; the engine's start is a one-off and reported apart.
+
+Ratios are within one run; absolute figures depend on the machine's load (two shared cores here).
+Writes bench/results/engines.json and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path("bench/results")
+
+# The batches measured: the tiny model's is the default run's (64 prompts x 8 samples, about 5-token
+# answers); SmolLM2's is small because transformers generate makes a few tokens per second on it here.
+MODELS = {
+    "tiny": dict(config={}, prompts=64, samples=8, temperature=1.0, max_new_tokens=None),
+    "smollm2": dict(config={"model": "smollm2", "train_size": 200, "eval_size": 8}, prompts=4, samples=4,
+                    temperature=0.7, max_new_tokens=64),
+}
+# A few training steps per engine; the SmolLM2 run uses LoRA (as a user on two cores would).
+STEP_RUNS = {
+    "tiny": dict(steps=5, eval_samples=0, eval_every=0, probe_every=0),
+    "smollm2": dict(model="smollm2", steps=2, batch_prompts=4, samples_per_prompt=4, max_new_tokens=64,
+                    temperature=0.7, lora_r=8, lora_alpha=16, lr=1e-4, train_size=200, eval_size=4, eval_samples=0,
+                    eval_every=0, probe_every=0, checkpoint_every=0),
+}
+
+
+def mean_se(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+    return {"mean": float(values.mean()), "se": se, "values": values.tolist()}
+
+
+def throughput(name: str, seeds: list[int], threads: int) -> dict:
+    """Tokens/s of both engines on one batch of `name`'s training prompts, per seed."""
+    from rollwise.config import RunConfig
+    from rollwise.models import load_policy
+    from rollwise.pool import build_pools
+    from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
+    from rollwise.rollout.vllm_engine import VLLMEngine
+
+    spec = MODELS[name]
+    cfg = RunConfig(threads=threads, progress=False, **spec["config"])
+    torch.set_num_threads(threads)
+    policy = load_policy(cfg)
+    policy.model.eval()
+    pool, _ = build_pools(cfg)
+    codec = policy.codec
+    requests = [GenRequest(tuple(codec.prompt_ids(pool[i])), spec["samples"]) for i in range(spec["prompts"])]
+    params = SamplingParams(temperature=spec["temperature"], max_new_tokens=spec["max_new_tokens"] or policy.max_new_tokens)
+    engines = {"hf": HFEngine(policy.model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size),
+               "vllm": VLLMEngine(policy.model, codec.eos_token_id, codec.pad_token_id, dtype=cfg.dtype,
+                                  max_num_seqs=cfg.gen_batch_size)}
+    vllm = engines["vllm"]
+    start, first_sync = vllm.start_seconds, vllm.sync_seconds
+    timed = time.perf_counter()
+    vllm.sync_weights(policy.model)
+    sync = time.perf_counter() - timed
+    rates = {k: [] for k in engines}
+    tokens = {k: [] for k in engines}
+    for seed in seeds:
+        for key, engine in engines.items():
+            torch.manual_seed(seed)
+            began = time.perf_counter()
+            groups = engine.generate(requests, params)
+            seconds = time.perf_counter() - began
+            made = sum(s.generated_tokens for g in groups for s in g)
+            rates[key].append(made / seconds)
+            tokens[key].append(made)
+            print(f"  {name} seed {seed} {key}: {made} tokens in {seconds:.1f} s = {made / seconds:.1f} tokens/s",
+                  file=sys.stderr, flush=True)
+    vllm.close()
+    ratios = [v / h for v, h in zip(rates["vllm"], rates["hf"])]
+    return {"batch": {"prompts": spec["prompts"], "samples": spec["samples"], "temperature": spec["temperature"],
+                      "max_new_tokens": params.max_new_tokens, "threads": threads, "dtype": cfg.dtype},
+            "tokens_per_s": {k: mean_se(v) for k, v in rates.items()},
+            "tokens": {k: mean_se(v) for k, v in tokens.items()},
+            "ratio_vllm_over_hf": mean_se(ratios),
+            "vllm_start_s": start, "vllm_first_sync_s": first_sync, "vllm_sync_s": sync}
+
+
+def step_seconds(name: str, threads: int, out: Path) -> dict:
+    """Seconds per training step of each engine (a few steps of `rollwise train`)."""
+    from rollwise.config import RunConfig
+    from rollwise.track import read_metrics
+    from rollwise.train import train
+
+    result = {}
+    for engine in ("hf", "vllm"):
+        cfg = RunConfig(engine=engine, threads=threads, progress=False, out_dir=str(out / f"{name}-{engine}"),
+                        **STEP_RUNS[name])
+        began = time.perf_counter()
+        train(cfg, overwrite=True)
+        wall = time.perf_counter() - began
+        rows = [r for r in read_metrics(out / f"{name}-{engine}" / "metrics.jsonl") if r["step"] > 0]
+        phases = ("select", "gen", "verify", "gradnorm", "update", "weight_sync")
+        per_step = [sum(r.get(f"time_{p}") or 0.0 for p in phases) for r in rows]
+        result[engine] = {"seconds_per_step": mean_se(per_step),
+                          "gen_per_step": mean_se([r["time_gen"] for r in rows]),
+                          "update_per_step": mean_se([r["time_update"] for r in rows]),
+                          "sync_per_step": mean_se([r.get("time_weight_sync") or 0.0 for r in rows]),
+                          "tokens_per_step": mean_se([r["tokens"] for r in rows]),
+                          "sampler_logp_absdiff": [r.get("sampler_logp_absdiff") for r in rows],
+                          "sampler_ratio_mean": [r.get("sampler_ratio_mean") for r in rows],
+                          "run_wall_s": wall, "steps": len(rows)}
+        print(f"  {name} {engine}: {result[engine]['seconds_per_step']['mean']:.2f} s/step", file=sys.stderr, flush=True)
+    result["step_time_ratio_hf_over_vllm"] = result["hf"]["seconds_per_step"]["mean"] / \
+        result["vllm"]["seconds_per_step"]["mean"]
+    return result
+
+
+def learning(seeds: list[int], parallel: int) -> dict:
+    """The default run with each engine over seeds: final held-out accuracy within noise?"""
+    from bench.common import RUNS, run_compare
+    from rollwise.config import RunConfig
+    from rollwise.models import prepare_policy
+    from rollwise.track import read_metrics
+
+    prepare_policy(RunConfig())
+    variants = {"engine-hf": {"engine": "hf"}, "engine-vllm": {"engine": "vllm"}}
+    run_compare({}, variants, seeds, str(RUNS), parallel=parallel)
+    out = {}
+    for name in variants:
+        finals, initials, step_s = [], [], []
+        for s in seeds:
+            rows = read_metrics(RUNS / name / f"seed-{s}" / "metrics.jsonl")
+            evals = [r for r in rows if r.get("eval_temp_acc") is not None]
+            initials.append(evals[0]["eval_temp_acc"])
+            finals.append(evals[-1]["eval_temp_acc"])
+            step_s.append(float(np.mean([r["time_gen"] + r["time_update"] + (r.get("time_weight_sync") or 0)
+                                         for r in rows if r["step"] > 0])))
+        out[name] = {"initial": mean_se(initials), "final": mean_se(finals),
+                     "gain": mean_se(np.array(finals) - np.array(initials)), "gen_update_sync_s_per_step": mean_se(step_s)}
+    diff = np.array(out["engine-vllm"]["final"]["values"]) - np.array(out["engine-hf"]["final"]["values"])
+    out["final_difference_vllm_minus_hf"] = mean_se(diff)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-steps", action="store_true", help="throughput only")
+    parser.add_argument("--learning", action="store_true", help="the default run with each engine over --seeds")
+    parser.add_argument("--parallel", type=int, default=2, help="--learning: runs at once (one thread each)")
+    args = parser.parse_args()
+    path = RESULTS / "engines.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.learning:
+        results["learning"] = learning(args.seeds, args.parallel)
+    else:
+        for name in args.models:
+            entry = {"throughput": throughput(name, args.seeds, args.threads)}
+            if not args.skip_steps:
+                entry["training_step"] = step_seconds(name, args.threads, RESULTS / "runs" / "engines")
+            results[name] = entry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=1))
+    path.write_text(json.dumps(results, indent=1))
+    print(summary(results))
+
+
+def summary(results: dict) -> str:
+    lines = []
+    for name in MODELS:
+        if name not in results:
+            continue
+        t = results[name]["throughput"]
+        hf, vl, ratio = t["tokens_per_s"]["hf"], t["tokens_per_s"]["vllm"], t["ratio_vllm_over_hf"]
+        lines.append(f"{name}: generate {hf['mean']:.1f} +- {hf['se']:.1f} tokens/s (hf) vs {vl['mean']:.1f} +- "
+                     f"{vl['se']:.1f} (vllm): {ratio['mean']:.2f}x +- {ratio['se']:.2f}; vLLM start {t['vllm_start_s']:.0f} s, "
+                     f"sync {t['vllm_sync_s']:.2f} s")
+        step = results[name].get("training_step")
+        if step:
+            lines.append(f"{name}: training step {step['hf']['seconds_per_step']['mean']:.2f} s (hf) vs "
+                         f"{step['vllm']['seconds_per_step']['mean']:.2f} s (vllm, sync "
+                         f"{step['vllm']['sync_per_step']['mean']:.2f} s): {step['step_time_ratio_hf_over_vllm']:.2f}x")
+    if "learning" in results:
+        for name, r in results["learning"].items():
+            if name.startswith("engine-"):
+                lines.append(f"{name}: held-out temp-1 accuracy {r['initial']['mean']:.3f} -> {r['final']['mean']:.3f} "
+                             f"+- {r['final']['se']:.3f} (gain {r['gain']['mean']:+.3f})")
+        d = results["learning"]["final_difference_vllm_minus_hf"]
+        lines.append(f"final accuracy, vllm - hf: {d['mean']:+.3f} +- {d['se']:.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
