@@ -208,3 +208,25 @@ def test_uncached_prompts_roll_out_whole_groups_and_fill_the_cache():
     assert all(r.max_new_tokens is None for r in ctx.engine.seen)  # the sampling limit
     ctx.partial.finish_step(got.rolled_out, np.random.default_rng(1), step=1)
     assert len(ctx.partial.cache) == 6
+
+
+class LimitIgnoringEngine(ContinuingEngine):
+    """Writes 3 extra tokens past every path: an engine that does not honour request limits."""
+
+    def generate(self, requests, params):
+        out = super().generate([GenRequest(r.prompt_ids, r.n, r.prefix_ids, None) for r in requests], params)
+        for group in out:
+            for s in group:
+                s.completion_ids = s.completion_ids + [5, 5, 5]
+        return out
+
+
+def test_an_engine_past_its_limits_is_clipped_and_its_extra_tokens_booked():
+    ctx = partial_context(6)
+    ctx.engine = LimitIgnoringEngine()
+    ctx.partial.budget = "exact"  # budget m: everything past the cut is extra
+    got = collect(ctx, UniformSelector(6), NoFilter(), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
+    for g in got.rolled_out:
+        m = 4 - len(g.samples[0].prefix_ids)
+        assert all(len(s.completion_ids) == m for s in g.samples)  # cut back to the budget
+        assert g.clipped_tokens == 3 * len(g.samples) and g.tokens == (m + 3) * len(g.samples)

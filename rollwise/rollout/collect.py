@@ -122,12 +122,10 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
     with timer("verify"):
         scores = verify_samples(ctx.codec, ctx.verifier, items, samples)
     groups = []
-    for index, group, part in zip(indices, samples, scores):
+    for index, group, part, extra in zip(indices, samples, scores, clipped):
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
         rewards = acc.copy() if ctx.reward == "acc" else np.array([sc.reward for sc in part], dtype=np.float64)
-        groups.append(Group(int(index), group, acc, rewards))
-    for g, extra in zip(groups, clipped):
-        g.clipped_tokens = extra
+        groups.append(Group(int(index), group, acc, rewards, extra))
     return groups
 
 
