@@ -18,8 +18,8 @@ from __future__ import annotations
 from bench.common import RESULTS, parse_args, preset_variants, run_dirs, write_results
 from rollwise.evidence.compare import run_compare
 from rollwise.evidence.report import write_report
+from rollwise.presets import GVM  # the gvm preset: p and G from 4 pre-samples per prompt
 
-GVM = {"allocator": "gvm", "gvm_p_source": "presample", "gvm_presamples": 4}
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 
 

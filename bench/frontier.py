@@ -1,0 +1,125 @@
+"""The efficiency frontier: MoPPS, GVM and RPO alone and composed, against uniform GRPO (rollwise issue 14).
+
+Eight variants on the scratchpad preset (`--preset` to change it), each from the same initial policy,
+three seeds: uniform GRPO; MoPPS; dynamic sampling; GVM; RPO; MoPPS + GVM; MoPPS + RPO;
+MoPPS + GVM + RPO. For each: held-out accuracy against steps, rollouts, generated tokens and
+seconds (the report's four-panel figure), and its cost to reach uniform's final accuracy (mean over
+seeds). Claims measured:
+- composed: MoPPS + GVM + RPO reaches uniform's final accuracy at least 3x faster in training
+  seconds, at equal or better final accuracy (rollwise's own claim, no published anchor);
+- MoPPS (published 1.6-1.8x): at least 1.6x fewer steps than uniform to uniform's final accuracy;
+- MoPPS (published 21.5-25%): at most 25% of dynamic sampling's rollouts to the highest accuracy both
+  reach (the lower of the two final accuracies, mean over seeds);
+- MoPPS's prediction quality: Spearman of its predicted against observed success rates on the
+  unbiased probe (mean over the second half of the run).
+
+    .venv/bin/python -m bench.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+
+Writes bench/results/frontier[-PRESET].json and the report (with the figure) in
+bench/results/frontier[-PRESET]/.
+"""
+
+from __future__ import annotations
+
+from bench.common import (RESULTS, load_variants, mean_curve_cost, parse_args, preset_variants, run_dirs,
+                          write_results)
+from rollwise.evidence.compare import run_compare
+from rollwise.evidence.report import write_report
+from rollwise.evidence.summary import summarize
+from rollwise.evaluate import standard_error
+from rollwise.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
+
+VARIANTS = {
+    "uniform": {},
+    "mopps": MOPPS,
+    "dynamic": {"filter": "dynamic"},
+    "gvm": GVM,
+    "rpo": RPO,
+    "mopps-gvm": {**MOPPS, **GVM},
+    "mopps-rpo": {**MOPPS, **RPO},
+    "mopps-gvm-rpo": {**MOPPS, **GVM, **RPO},
+}
+COSTS = ("steps", "rollouts", "tokens", "seconds")
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0])
+    args.preset = args.preset or "scratchpad"
+    variants = preset_variants(VARIANTS, args)
+    name = {short: f"{args.preset}-{short}" for short in VARIANTS}
+    run_compare({} if args.steps is None else {"steps": args.steps}, variants, args.seeds, args.runs_dir,
+                parallel=args.parallel)
+    claim = f"frontier-{args.preset}"
+    summary = write_report(RESULTS / claim, run_dirs(variants, args), None)  # target: uniform's final accuracy
+    loaded = load_variants(variants, args)
+    results = {"seeds": args.seeds, "preset": args.preset, "variants": VARIANTS, "target": summary["target"],
+               "costs_to_target": {short: {c: mean_curve_cost(summary, name[short], c) for c in COSTS}
+                                   for short in VARIANTS},
+               "ratios_to_uniform": {short: summary["variants"][name[short]]["ratios"] for short in VARIANTS},
+               "final_acc": {short: summary["variants"][name[short]]["stats"]["final_acc"] for short in VARIANTS},
+               "mopps": mopps_claims(summary, loaded, name)}
+    composed = speedup(results["costs_to_target"], "uniform", "mopps-gvm-rpo", "seconds")
+    final = results["final_acc"]
+    results["claims"] = {
+        "composed_3x_faster_in_seconds": bool(composed and composed >= 3.0
+                                              and final["mopps-gvm-rpo"]["mean"] >= final["uniform"]["mean"]),
+        "mopps_1.6x_fewer_steps": bool(results["mopps"]["steps_speedup"]
+                                       and results["mopps"]["steps_speedup"] >= 1.6),
+        "mopps_at_most_25pct_of_dynamic_rollouts": bool(results["mopps"]["rollouts_vs_dynamic"] is not None
+                                                        and results["mopps"]["rollouts_vs_dynamic"] <= 0.25)}
+    results["composed_seconds_speedup"] = composed
+    path = write_results(claim, results)
+    print_summary(results)
+    print(f"written to {path} and {RESULTS / claim}/report.md")
+
+
+def speedup(costs: dict, base: str, variant: str, cost: str) -> float | None:
+    """How many times less `cost` the variant spends than the base to reach the target (None: one never did)."""
+    b, v = costs[base].get(cost), costs[variant].get(cost)
+    return b / v if b and v else None
+
+
+def mopps_claims(summary: dict, loaded: dict, name: dict) -> dict:
+    """The published MoPPS claims on this preset: steps against uniform, rollouts against dynamic sampling
+    to the highest accuracy both reach, and prediction quality on the probe."""
+    mopps, dynamic = name["mopps"], name["dynamic"]
+    steps = speedup({k: summary["variants"][name[k]]["to_target"]["mean_curve"] for k in ("uniform", "mopps")},
+                    "uniform", "mopps", "steps")
+    common = min(summary["variants"][n]["stats"]["final_acc"]["mean"] for n in (mopps, dynamic))
+    both = summarize({n: loaded[n] for n in (dynamic, mopps)}, common)
+    r_dyn, r_mopps = (mean_curve_cost(both, n, "rollouts") for n in (dynamic, mopps))
+    spearman = []
+    for run in loaded[mopps]:
+        probes = [r["probe_spearman"] for r in run["rows"] if r.get("probe_spearman") is not None]
+        if probes:
+            late = probes[len(probes) // 2:]
+            spearman.append(sum(late) / len(late))
+    return {"steps_speedup": steps, "common_target": common,
+            "rollouts_to_common": {"dynamic": r_dyn, "mopps": r_mopps},
+            "rollouts_vs_dynamic": r_mopps / r_dyn if r_dyn and r_mopps else None,
+            "probe_spearman_late": {"mean": sum(spearman) / len(spearman), "se": standard_error(spearman),
+                                    "per_seed": spearman} if spearman else None}
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "never" if value is None else format(value, spec)
+
+
+def print_summary(results: dict) -> None:
+    print(f"target (uniform's final accuracy, mean over seeds): {results['target']:.3f}")
+    print(f"{'variant':>14}  final acc        steps   rollouts    tokens   seconds  (x faster than uniform)")
+    for short, costs in results["costs_to_target"].items():
+        acc = results["final_acc"][short]
+        ratios = " ".join(_fmt(speedup(results["costs_to_target"], "uniform", short, c)) for c in COSTS)
+        print(f"{short:>14}  {acc['mean']:.3f} +- {acc['se']:.3f}  "
+              + " ".join(f"{_fmt(costs[c], '.0f'):>9}" for c in COSTS) + f"  ({ratios})")
+    m = results["mopps"]
+    print(f"MoPPS: {_fmt(m['steps_speedup'])}x fewer steps than uniform (published 1.6-1.8x); "
+          f"{_fmt(m['rollouts_vs_dynamic'], '.1%')} of dynamic sampling's rollouts to {m['common_target']:.3f} "
+          f"(published 21.5-25%); probe Spearman (late) {m['probe_spearman_late']}")
+    print(f"composed: {_fmt(results['composed_seconds_speedup'])}x faster in seconds (claim >= 3x); "
+          f"claims: {results['claims']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""How MoPPS's gain depends on the pool: its speed-up over uniform against uniform's zero-variance fraction.
+
+Prompt selection pays where many groups carry no signal (all right or all wrong). Three pools of the
+same task (sums of two-digit numbers) differ only in their largest number of terms: 2 (every prompt
+is of the warm-up's level, few hopeless ones), 3 (the default run) and 5 (most prompts out of reach).
+In each pool, uniform and MoPPS start from the same initial policy (the pool's own warm-up, with copy
+items for every pool: the tiny model's codec and cache key follow the pool), three seeds each. For each pool: uniform's mean zero-variance
+fraction over the run, and MoPPS's speed-up in steps to uniform's final accuracy (mean curve over
+seeds). The figure plots one against the other (rollwise issue 14).
+
+    .venv/bin/python -m bench.pool_dependence [--seeds 0 1 2] [--parallel 2]
+
+Writes bench/results/pool_dependence.json, pool_dependence.png and a report per pool in
+bench/results/pool_dependence-tN/.
+"""
+
+from __future__ import annotations
+
+from bench.common import RESULTS, mean_curve_cost, parse_args, run_dirs, write_results
+from rollwise.config import DEFAULT_TASK_OPTIONS
+from rollwise.evidence.compare import run_compare
+from rollwise.evidence.report import write_report
+
+MAX_TERMS = (2, 3, 5)
+
+
+# Every pool's warm-up mixes in copy items (the scratchpad preset's recipe): without them the 2-term pool's
+# warm-up stayed on its plateau (1.7% greedy after 1,300 steps) where the default's left it at step ~725.
+WARMUP = {"warmup_copy_fraction": 0.1}
+
+
+def pool_variants(max_terms: int) -> dict[str, dict]:
+    base = {"task_options": {**DEFAULT_TASK_OPTIONS, "max_terms": max_terms}, **WARMUP}
+    return {f"pool-t{max_terms}-uniform": base, f"pool-t{max_terms}-mopps": {**base, "selector": "mopps"}}
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0])
+    if args.preset:
+        raise SystemExit("bench.pool_dependence builds its own pools from the default run; --preset is not used")
+    pools = {}
+    for max_terms in MAX_TERMS:
+        variants = pool_variants(max_terms)
+        uniform, mopps = variants
+        run_compare({} if args.steps is None else {"steps": args.steps}, variants, args.seeds, args.runs_dir,
+                    parallel=args.parallel)
+        summary = write_report(RESULTS / f"pool_dependence-t{max_terms}", run_dirs(variants, args), None)
+        steps_u, steps_m = (mean_curve_cost(summary, v, "steps") for v in (uniform, mopps))
+        pools[max_terms] = {
+            "target": summary["target"],
+            "uniform_zero_var_ratio": summary["variants"][uniform]["stats"]["zero_var_ratio"],
+            "mopps_zero_var_ratio": summary["variants"][mopps]["stats"]["zero_var_ratio"],
+            "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
+            "mopps_speedup_steps": steps_u / steps_m if steps_u and steps_m else None,
+            "final_acc": {v: summary["variants"][v]["stats"]["final_acc"] for v in (uniform, mopps)}}
+    figure = plot(pools, RESULTS / "pool_dependence.png")
+    path = write_results("pool_dependence", {"seeds": args.seeds, "max_terms": list(MAX_TERMS), "pools": pools,
+                                             "figure": str(figure)})
+    for max_terms, pool in pools.items():
+        zv, speed = pool["uniform_zero_var_ratio"], pool["mopps_speedup_steps"]
+        se = f" +- {zv['se']:.2f}" if zv["se"] is not None else ""  # one seed: no standard error
+        print(f"{pool_label(max_terms)}: uniform zero-variance {zv['mean']:.2f}{se}; MoPPS "
+              + (f"{speed:.2f}x fewer steps" if speed else "never reached uniform's final accuracy")
+              + f" to {pool['target']:.3f}")
+    print(f"written to {path} and {figure}")
+
+
+def pool_label(max_terms: int) -> str:
+    return "2 terms" if max_terms == 2 else f"2-{max_terms} terms"
+
+
+def plot(pools: dict, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for max_terms, pool in pools.items():
+        zv, speed = pool["uniform_zero_var_ratio"], pool["mopps_speedup_steps"]
+        if speed is None:  # MoPPS never reached uniform's final accuracy: a cross on the axis
+            ax.plot(zv["mean"], 0.0, marker="x", color="C3", ms=9, ls="none", label="MoPPS never reached it")
+            ax.annotate(pool_label(max_terms), (zv["mean"], 0.0), textcoords="offset points", xytext=(4, 8),
+                        fontsize=8, rotation=30)
+            continue
+        ax.errorbar(zv["mean"], speed, xerr=zv["se"] or 0.0, fmt="o", capsize=3, color="C0")
+        ax.annotate(pool_label(max_terms), (zv["mean"], speed), textcoords="offset points", xytext=(6, 4))
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # one legend entry however many pools were never reached
+        ax.legend(handles[:1], labels[:1], loc="upper right", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=-0.1)
+    ax.axhline(1.0, color="0.5", lw=1, ls=":")
+    ax.set_xlabel("uniform's zero-variance fraction (mean over the run and seeds)")
+    ax.set_ylabel("MoPPS speed-up in steps to uniform's final accuracy")
+    ax.set_title("MoPPS's gain against the pool's dead weight")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main()
