@@ -156,3 +156,30 @@ def test_short_limits_end_the_batch_early(model):
 def test_request_limit_must_be_positive():
     with pytest.raises(ValueError, match="max_new_tokens=0"):
         GenRequest(PROMPT, 2, (), 0)
+
+
+@pytest.mark.parametrize("requests", [
+    REQUESTS,
+    [GenRequest(PROMPT, 4, (7, 8), 3), GenRequest((7, 8, 12, 9, 15), 3, (), None), GenRequest(PROMPT, 2, (5,), 6)],
+], ids=["whole", "prefixes-limits-sizes"])
+def test_shared_prefill_draws_the_same_samples(model, requests):
+    """Encoding a request's input once and copying its cache to its n rows changes nothing sampled."""
+    params = SamplingParams(max_new_tokens=6)
+    out = []
+    for share in (False, True):
+        torch.manual_seed(5)
+        out.append(HFEngine(model, 1, 0, share_prefill=share).generate(requests, params))
+    plain, shared = ([[(s.completion_ids, s.finished) for s in g] for g in o] for o in out)
+    assert plain == shared and any(len(c) > 1 for g in plain for c, _ in g)
+
+
+def test_shared_prefill_encodes_each_request_once(model):
+    shapes = []
+    handle = model.register_forward_pre_hook(lambda mod, args, kwargs: shapes.append(kwargs["input_ids"].shape),
+                                             with_kwargs=True)
+    try:
+        HFEngine(model, 1, 0, share_prefill=True).generate(REQUESTS, SamplingParams(max_new_tokens=2))
+    finally:
+        handle.remove()
+    assert shapes[0] == (2, len(PROMPT) - 1)  # two requests, their inputs but the last token
+    assert shapes[1][0] == 11 and shapes[1][1] == 1  # then the 6 + 5 rows, one token at a time

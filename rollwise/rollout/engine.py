@@ -86,11 +86,15 @@ class Engine(Protocol):
 class HFEngine:
     """Sampling with transformers `generate` on the training model itself (no weight copy)."""
 
-    def __init__(self, model, eos_token_id: int, pad_token_id: int, batch_size: int = 512):
+    def __init__(self, model, eos_token_id: int, pad_token_id: int, batch_size: int = 512,
+                 share_prefill: bool = False):
         self.model = model
         self.eos = eos_token_id
         self.pad = pad_token_id
         self.batch_size = batch_size
+        # The n samples of a request share their input (prompt + prefix): encode it once and copy its
+        # key/value cache n times instead of encoding it n times (same samples: tested).
+        self.share_prefill = share_prefill
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -104,7 +108,8 @@ class HFEngine:
             chunk = order[start : start + self.batch_size]
             inputs = [list(flat[i][1].prompt_ids) + list(flat[i][1].prefix_ids) for i in chunk]
             limits = [flat[i][1].limit(params) for i in chunk]
-            for i, ids, limit in zip(chunk, self._generate_batch(inputs, params, limits), limits):
+            owners = [flat[i][0] for i in chunk]
+            for i, ids, limit in zip(chunk, self._generate_batch(inputs, params, limits, owners), limits):
                 r, req = flat[i]
                 completion, finished = self._cut_at_eos(ids[:limit])
                 out[i] = Sample(r, req.prompt_ids, req.prefix_ids, completion, finished)
@@ -119,9 +124,14 @@ class HFEngine:
         return ids, False
 
     @torch.no_grad()
-    def _generate_batch(self, inputs: list[list[int]], params: SamplingParams, limits: list[int]) -> list[list[int]]:
+    def _generate_batch(self, inputs: list[list[int]], params: SamplingParams, limits: list[int],
+                        owners: list[int] | None = None) -> list[list[int]]:
         """Sample continuations of left-padded inputs; the batch runs to its largest limit, and rows with a
-        smaller one stop (pad) at theirs, so that a batch ends once every row has its tokens or EOS."""
+        smaller one stop (pad) at theirs, so that a batch ends once every row has its tokens or EOS.
+
+        owners[i] is the request of row i: rows of one request have the same input, which with
+        share_prefill is encoded once (all but its last token; generate then starts from the copied cache).
+        """
         from transformers import StoppingCriteriaList
 
         width = max(map(len, inputs))
@@ -139,11 +149,34 @@ class HFEngine:
         self.model.eval()  # no dropout: the sampling policy is the one the loss evaluates (also in eval mode)
         try:
             with model_defaults_set_aside(self.model):
+                cache = self._shared_prefill(ids, attn, owners, inputs, device)
                 generated = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device),
-                                                generation_config=config, stopping_criteria=stop)
+                                                generation_config=config, stopping_criteria=stop,
+                                                **({"past_key_values": cache} if cache is not None else {}))
         finally:
             self.model.train(was_training)
         return generated[:, width:].tolist()
+
+    def _shared_prefill(self, ids, attn, owners, inputs, device):
+        """The key/value cache of every row's input but its last token, computed once per request and copied
+        to the request's rows; None when nothing is shared (or a row has a single token to encode)."""
+        if not self.share_prefill or owners is None or min(map(len, inputs)) < 2:
+            return None
+        first: dict[int, int] = {}
+        for row, owner in enumerate(owners):
+            first.setdefault(owner, row)
+        if len(first) == len(owners):
+            return None
+        unique = torch.tensor(list(first.values()))
+        slot = {owner: k for k, owner in enumerate(first)}
+        copy_of = torch.tensor([slot[o] for o in owners])
+        mask = attn[unique]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
+        out = self.model(input_ids=ids[unique, :-1].to(device), attention_mask=mask[:, :-1].to(device),
+                         position_ids=positions[:, :-1].to(device), use_cache=True)
+        cache = out.past_key_values
+        cache.reorder_cache(copy_of.to(device))  # index_select along the batch: request -> its rows
+        return cache
 
 
 class _RowLimits:
