@@ -4,9 +4,9 @@ seconds per training step end to end, side by side in one run (issue 13).
     .venv/bin/python -m bench.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
     .venv/bin/python -m bench.engines --learning        # the default run with each engine, 3 seeds
 
-Throughput: one policy, one batch of training prompts; for each seed both engines sample it (seeded,
-interleaved, so that both see the same machine load); tokens/s = generated tokens / seconds of
-`generate`. The vLLM engine samples from the policy's weights, synced in place (start and sync
+Throughput: one policy, one batch of training prompts; after one untimed warm-up call per engine, for
+each seed both engines sample it (seeded, interleaved, so that both see the same machine load);
+tokens/s = generated tokens / seconds of `generate`. The vLLM engine samples from the policy's weights, synced in place (start and sync
 seconds are reported apart). Training steps: `rollwise train` for a few steps with each engine;
 seconds per step = the sum of the step's phases (select, generation, verification, update, weight
 sync), mean over the steps; the engine's start is a one-off and reported apart.
@@ -76,26 +76,35 @@ def throughput(name: str, seeds: list[int], threads: int) -> dict:
     timed = time.perf_counter()
     vllm.sync_weights(policy.model)
     sync = time.perf_counter() - timed
+    for engine in engines.values():  # one-off first-call costs (allocations, kernel set-up) stay out of the timings
+        torch.manual_seed(0)
+        engine.generate(requests[:1], SamplingParams(temperature=spec["temperature"], max_new_tokens=4))
     rates = {k: [] for k in engines}
+    cpu_rates = {k: [] for k in engines}
     tokens = {k: [] for k in engines}
     for seed in seeds:
         for key, engine in engines.items():
             torch.manual_seed(seed)
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             groups = engine.generate(requests, params)
-            seconds = time.perf_counter() - began
+            seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
             made = sum(s.generated_tokens for g in groups for s in g)
             rates[key].append(made / seconds)
+            cpu_rates[key].append(made / cpu)
             tokens[key].append(made)
-            print(f"  {name} seed {seed} {key}: {made} tokens in {seconds:.1f} s = {made / seconds:.1f} tokens/s",
-                  file=sys.stderr, flush=True)
+            print(f"  {name} seed {seed} {key}: {made} tokens in {seconds:.1f} s = {made / seconds:.1f} tokens/s "
+                  f"({cpu:.1f} CPU s: {made / cpu:.1f} tokens per CPU second)", file=sys.stderr, flush=True)
     vllm.close()
     ratios = [v / h for v, h in zip(rates["vllm"], rates["hf"])]
+    cpu_ratios = [v / h for v, h in zip(cpu_rates["vllm"], cpu_rates["hf"])]
     return {"batch": {"prompts": spec["prompts"], "samples": spec["samples"], "temperature": spec["temperature"],
                       "max_new_tokens": params.max_new_tokens, "threads": threads, "dtype": cfg.dtype},
             "tokens_per_s": {k: mean_se(v) for k, v in rates.items()},
             "tokens": {k: mean_se(v) for k, v in tokens.items()},
             "ratio_vllm_over_hf": mean_se(ratios),
+            # Per CPU second of this process: less sensitive to other processes' load on shared cores.
+            "tokens_per_cpu_s": {k: mean_se(v) for k, v in cpu_rates.items()},
+            "cpu_ratio_vllm_over_hf": mean_se(cpu_ratios),
             "vllm_start_s": start, "vllm_first_sync_s": first_sync, "vllm_sync_s": sync}
 
 
@@ -171,7 +180,7 @@ def main() -> None:
         results["learning"] = learning(args.seeds, args.parallel)
     else:
         for name in args.models:
-            entry = {"throughput": throughput(name, args.seeds, args.threads)}
+            entry = {**results.get(name, {}), "throughput": throughput(name, args.seeds, args.threads)}
             if not args.skip_steps:
                 entry["training_step"] = step_seconds(name, args.threads, RESULTS / "runs" / "engines")
             results[name] = entry
@@ -191,6 +200,9 @@ def summary(results: dict) -> str:
         lines.append(f"{name}: generate {hf['mean']:.1f} +- {hf['se']:.1f} tokens/s (hf) vs {vl['mean']:.1f} +- "
                      f"{vl['se']:.1f} (vllm): {ratio['mean']:.2f}x +- {ratio['se']:.2f}; vLLM start {t['vllm_start_s']:.0f} s, "
                      f"sync {t['vllm_sync_s']:.2f} s")
+        if "cpu_ratio_vllm_over_hf" in t:
+            c = t["cpu_ratio_vllm_over_hf"]
+            lines.append(f"{name}: per CPU second of the process: {c['mean']:.2f}x +- {c['se']:.2f}")
         step = results[name].get("training_step")
         if step:
             lines.append(f"{name}: training step {step['hf']['seconds_per_step']['mean']:.2f} s (hf) vs "
