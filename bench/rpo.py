@@ -12,6 +12,11 @@ without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
 
     .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N]
 
+`--steps N` stops each run at step N instead of changing its budget: the runs keep the preset's
+configuration (its steps, 400 for scratchpad), everything up to step N is what an N-step run does
+(constant learning rate, evaluation every 20 steps), and a later call with a larger N (or none)
+resumes the same runs from their checkpoints. Figures are read from the rows up to step N.
+
 Writes bench/results/rpo[-PRESET].json and the report in bench/results/rpo[-PRESET]/. Ratios are
 within this one run of the script (same machine, same load): generated tokens per rollout over all
 training cost (the up-front fill included) and over the second half of the run; seconds per step from the run's own timers (select + generate + verify + update, no
@@ -21,11 +26,20 @@ evaluation).
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
-from bench.common import load_variants, parse_args, preset_variants, run_variants, write_results
+import rollwise
+from bench.common import load_variants, parse_args, preset_variants, write_results
 from rollwise.evidence.compare import run_compare
+from rollwise.rundir import holds_a_run
+from rollwise.track import read_metrics
 from rollwise.evaluate import standard_error
 
 # Up-front fill (booked as training cost: one whole completion per pool prompt, under 1% of the budget's
@@ -48,14 +62,21 @@ def main() -> None:
     # Seed by seed, the variants of one seed side by side: they share the machine's load (a fair seconds-per-
     # step ratio), and a cut-short bench leaves whole seeds of every variant, not one variant's seeds.
     for seed in args.seeds:
-        run_compare({} if args.steps is None else {"steps": args.steps}, variants, [seed], args.runs_dir,
-                    parallel=args.parallel)
-    summary = run_variants(claim, variants, args)
+        try:
+            run_compare({}, variants, [seed], args.runs_dir, parallel=args.parallel, launcher=_stopping_at(args.steps),
+                        prepare=_prepare)
+        except RuntimeError as exc:  # runs stopped at --steps are "not finished" for compare
+            if args.steps is None:
+                raise
+            print(f"seed {seed}: runs stopped at step {args.steps} ({str(exc).splitlines()[0]})")
+    metric = "eval_temp_acc"
     runs = load_variants(variants, args)
-    per_variant = {short: _measures([r["rows"] for r in runs[name]], summary["metric"]) for short, name in names.items()}
+    last = args.steps if args.steps is not None else math.inf
+    per_variant = {short: _measures([[r for r in run["rows"] if r["step"] <= last] for run in runs[name]], metric)
+                   for short, name in names.items()}
     full = per_variant["rpo-full"]
     comparisons = {short: _against(full, per_variant[short]) for short in ("rpo-partial", "rpo-partial-nolen")}
-    results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": summary["metric"],
+    results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": metric,
                "variants": {names[k]: v for k, v in VARIANTS.items()}, "measures": per_variant,
                "against_full": comparisons, "published": PUBLISHED,
                "claims": {short: {"tokens_80pc_fewer": c["tokens_per_rollout_ratio"] <= 0.2,
@@ -64,6 +85,46 @@ def main() -> None:
                           for short, c in comparisons.items()}}
     path = write_results(claim, results)
     _print(per_variant, comparisons, results["claims"], path)
+
+
+def _prepare(cfg, log=print) -> None:
+    from rollwise.models import prepare_policy
+
+    prepare_policy(cfg, log)
+
+
+def _stopping_at(last_step: int | None):
+    """A compare launcher: `python -m rollwise.cli train` in a subprocess, asked to stop (SIGTERM: it
+    checkpoints after the current step) once its metrics reach last_step; not started when they have."""
+
+    def launch(cfg, resume: bool) -> Path:
+        run_dir = Path(cfg.out_dir)
+        if last_step is not None and _last_step(run_dir) >= last_step:
+            return run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.yaml")
+        cmd = [sys.executable, "-m", "rollwise.cli", "train", "--config", str(run_dir / "config.yaml")]
+        cmd += ["--resume"] if resume else (["--overwrite"] if holds_a_run(run_dir) else [])
+        env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
+               "PYTHONPATH": str(Path(rollwise.__file__).resolve().parents[1])}
+        with open(run_dir / "train.log", "a") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            while proc.poll() is None:
+                time.sleep(5)
+                if last_step is not None and _last_step(run_dir) >= last_step:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"exit status {proc.returncode}; see {run_dir / 'train.log'}")
+        return run_dir
+
+    return launch
+
+
+def _last_step(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    rows = read_metrics(path) if path.is_file() else []
+    return rows[-1]["step"] if rows else -1
 
 
 def _measures(runs: list[list[dict]], metric: str) -> dict:
