@@ -38,7 +38,9 @@ def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
     from rollwise.presets import preset_values
 
     base = preset_values(args.preset)
-    return {f"{args.preset}-{name}": {**base, **values} for name, values in variants.items()}
+    # --steps must beat the preset's own steps, which the variant values would otherwise carry over the base
+    steps = {} if args.steps is None else {"steps": args.steps}
+    return {f"{args.preset}-{name}": {**base, **values, **steps} for name, values in variants.items()}
 
 
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:

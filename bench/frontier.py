@@ -102,7 +102,7 @@ def mopps_claims(summary: dict, loaded: dict, name: dict) -> dict:
 
 
 def _fmt(value, spec: str = ".2f") -> str:
-    return "never" if value is None else format(value, spec)
+    return "never" if value is None else format(value, spec)  # None: never reached (or one seed: no s.e.)
 
 
 def print_summary(results: dict) -> None:
@@ -111,7 +111,7 @@ def print_summary(results: dict) -> None:
     for short, costs in results["costs_to_target"].items():
         acc = results["final_acc"][short]
         ratios = " ".join(_fmt(speedup(results["costs_to_target"], "uniform", short, c)) for c in COSTS)
-        print(f"{short:>14}  {acc['mean']:.3f} +- {acc['se']:.3f}  "
+        print(f"{short:>14}  {_fmt(acc['mean'], '.3f')} +- {_fmt(acc['se'], '.3f'):5}  "
               + " ".join(f"{_fmt(costs[c], '.0f'):>9}" for c in COSTS) + f"  ({ratios})")
     m = results["mopps"]
     print(f"MoPPS: {_fmt(m['steps_speedup'])}x fewer steps than uniform (published 1.6-1.8x); "
