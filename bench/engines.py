@@ -35,6 +35,9 @@ MODELS = {
     "tiny": dict(config={}, prompts=64, samples=8, temperature=1.0, max_new_tokens=None),
     "smollm2": dict(config={"model": "smollm2", "train_size": 200, "eval_size": 8}, prompts=4, samples=4,
                     temperature=0.7, max_new_tokens=64),
+    # A realistic RL generation batch (16 prompts x 8 samples): throughput only (transformers is slow here).
+    "smollm2-b128": dict(config={"model": "smollm2", "train_size": 200, "eval_size": 8}, prompts=16, samples=8,
+                         temperature=0.7, max_new_tokens=64),
 }
 # A few training steps per engine; the SmolLM2 run uses LoRA (as a user on two cores would).
 STEP_RUNS = {
@@ -138,16 +141,17 @@ def step_seconds(name: str, threads: int, out: Path) -> dict:
     return result
 
 
-def learning(seeds: list[int], parallel: int) -> dict:
-    """The default run with each engine over seeds: final held-out accuracy within noise?"""
+def learning(seeds: list[int], parallel: int, steps: int | None) -> dict:
+    """The default run (or its first `steps` steps) with each engine over seeds: final accuracy within noise?"""
     from bench.common import RUNS, run_compare
     from rollwise.config import RunConfig
     from rollwise.models import prepare_policy
     from rollwise.track import read_metrics
 
     prepare_policy(RunConfig())
-    variants = {"engine-hf": {"engine": "hf"}, "engine-vllm": {"engine": "vllm"}}
-    run_compare({}, variants, seeds, str(RUNS), parallel=parallel)
+    suffix = f"-{steps}" if steps else ""
+    variants = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
+    run_compare({"steps": steps} if steps else {}, variants, seeds, str(RUNS), parallel=parallel)
     out = {}
     for name in variants:
         finals, initials, step_s = [], [], []
@@ -160,30 +164,34 @@ def learning(seeds: list[int], parallel: int) -> dict:
                                          for r in rows if r["step"] > 0])))
         out[name] = {"initial": mean_se(initials), "final": mean_se(finals),
                      "gain": mean_se(np.array(finals) - np.array(initials)), "gen_update_sync_s_per_step": mean_se(step_s)}
-    diff = np.array(out["engine-vllm"]["final"]["values"]) - np.array(out["engine-hf"]["final"]["values"])
-    out["final_difference_vllm_minus_hf"] = mean_se(diff)
+    hf, vllm = (out[name]["final"]["values"] for name in variants)
+    out["final_difference_vllm_minus_hf"] = mean_se(np.array(vllm) - np.array(hf))
+    out["steps"] = steps or RunConfig().steps
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=list(MODELS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-steps", action="store_true", help="throughput only")
+    parser.add_argument("--label", default="", help="store results under MODEL-LABEL (e.g. threads1), keeping others")
     parser.add_argument("--learning", action="store_true", help="the default run with each engine over --seeds")
     parser.add_argument("--parallel", type=int, default=2, help="--learning: runs at once (one thread each)")
+    parser.add_argument("--steps", type=int, default=None, help="--learning: only the first STEPS steps of the default run")
     args = parser.parse_args()
     path = RESULTS / "engines.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.learning:
-        results["learning"] = learning(args.seeds, args.parallel)
+        results["learning"] = learning(args.seeds, args.parallel, args.steps)
     else:
         for name in args.models:
-            entry = {**results.get(name, {}), "throughput": throughput(name, args.seeds, args.threads)}
-            if not args.skip_steps:
+            key = f"{name}-{args.label}" if args.label else name
+            entry = {**results.get(key, {}), "throughput": throughput(name, args.seeds, args.threads)}
+            if not args.skip_steps and name in STEP_RUNS:  # throughput-only batches have no step run
                 entry["training_step"] = step_seconds(name, args.threads, RESULTS / "runs" / "engines")
-            results[name] = entry
+            results[key] = entry
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=1))
     path.write_text(json.dumps(results, indent=1))
@@ -192,8 +200,8 @@ def main() -> None:
 
 def summary(results: dict) -> str:
     lines = []
-    for name in MODELS:
-        if name not in results:
+    for name in results:
+        if "throughput" not in results[name]:
             continue
         t = results[name]["throughput"]
         hf, vl, ratio = t["tokens_per_s"]["hf"], t["tokens_per_s"]["vllm"], t["ratio_vllm_over_hf"]
