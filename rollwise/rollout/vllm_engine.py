@@ -46,8 +46,10 @@ import torch
 
 from rollwise.rollout.engine import GenRequest, Sample, SamplingParams
 
-# Read by vLLM when the engine starts; set before vllm is imported (vllm.envs caches some values).
-_VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": "WARNING"}
+# Read by vLLM when the engine starts; set before vllm is imported (vllm.envs caches some values). vLLM's
+# warnings in this set-up are all expected (no tokenizer for its chat-template warm-up, set_num_threads
+# refused, rotary buffers not in the synced weights): errors only, unless the user asks for more.
+_VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": "ERROR"}
 DEFAULT_KV_CACHE_GIB = 1.0  # ROLLWISE_VLLM_KV_GIB overrides; bounds vLLM's KV cache (CPU memory on CPU)
 SEED_RANGE = 2**62  # vLLM adds the sample index to a request's seed: stay far from int64 overflow
 
