@@ -394,8 +394,7 @@ def flatten_sections(data: dict[str, Any], source: str = "config") -> dict[str, 
     section_of = {f.name: f.metadata["section"] for f in dataclasses.fields(RunConfig)}
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        # `rollout` is both a section and a field (full|partial): a mapping is the section.
-        if key in SECTIONS and (key not in section_of or isinstance(value, dict)):
+        if key in SECTIONS and key not in section_of:
             if not isinstance(value, dict):
                 raise ValueError(f"{source}: section {key!r} must be a mapping of its keys")
             for name, inner in value.items():

@@ -145,8 +145,8 @@ def test_a_cache_budget_below_one_path_is_refused_before_any_compute(tmp_path):
         train(rpo_config(tmp_path, "small", rpo_cache_tokens=3))
 
 
-def test_the_rollout_setting_survives_the_rollout_section_of_a_saved_config(tmp_path):
-    """`rollout` names a field and a section: a saved config nests the field inside the section."""
+def test_the_rollout_setting_survives_a_saved_config(tmp_path):
+    """`rollout` is a field of the sampling section: nested and flat YAML both read it back."""
     cfg = RunConfig(rollout="partial", rpo_cut="4", rpo_suffix_budget="2m")
     cfg.save(tmp_path / "config.yaml")
     assert RunConfig.from_sources(tmp_path / "config.yaml") == cfg
