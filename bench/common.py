@@ -50,6 +50,11 @@ def run_variants(claim: str, variants: dict[str, dict], args, target: float | No
     return write_report(RESULTS / claim, run_dirs(variants, args), target)
 
 
+def cost_ratio(base, variant) -> float | None:
+    """How many times less a variant spent than the base to reach a target (None: one never did, or at 0)."""
+    return base / variant if base and variant else None
+
+
 def run_dirs(variants, args) -> dict[str, list[Path]]:
     """Each variant's run directories, one per seed, in the shared runs directory."""
     return {name: [Path(args.runs_dir) / name / f"seed-{s}" for s in args.seeds] for name in variants}

@@ -21,10 +21,8 @@ bench/results/frontier[-PRESET]/.
 
 from __future__ import annotations
 
-from bench.common import (RESULTS, load_variants, mean_curve_cost, parse_args, preset_variants, run_dirs,
-                          write_results)
-from rollwise.evidence.compare import run_compare
-from rollwise.evidence.report import write_report
+from bench.common import (RESULTS, cost_ratio, load_variants, mean_curve_cost, parse_args, preset_variants,
+                          run_variants, write_results)
 from rollwise.evidence.summary import summarize
 from rollwise.evaluate import standard_error
 from rollwise.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
@@ -47,10 +45,8 @@ def main() -> None:
     args.preset = args.preset or "scratchpad"
     variants = preset_variants(VARIANTS, args)
     name = {short: f"{args.preset}-{short}" for short in VARIANTS}
-    run_compare({} if args.steps is None else {"steps": args.steps}, variants, args.seeds, args.runs_dir,
-                parallel=args.parallel)
     claim = f"frontier-{args.preset}"
-    summary = write_report(RESULTS / claim, run_dirs(variants, args), None)  # target: uniform's final accuracy
+    summary = run_variants(claim, variants, args)  # target: uniform's final accuracy
     loaded = load_variants(variants, args)
     results = {"seeds": args.seeds, "preset": args.preset, "variants": VARIANTS, "target": summary["target"],
                "costs_to_target": {short: {c: mean_curve_cost(summary, name[short], c) for c in COSTS}
@@ -75,8 +71,7 @@ def main() -> None:
 
 def speedup(costs: dict, base: str, variant: str, cost: str) -> float | None:
     """How many times less `cost` the variant spends than the base to reach the target (None: one never did)."""
-    b, v = costs[base].get(cost), costs[variant].get(cost)
-    return b / v if b and v else None
+    return cost_ratio(costs[base].get(cost), costs[variant].get(cost))
 
 
 def mopps_claims(summary: dict, loaded: dict, name: dict) -> dict:

@@ -15,9 +15,7 @@ Writes bench/results/gvm[-PRESET].json and the report in bench/results/gvm[-PRES
 
 from __future__ import annotations
 
-from bench.common import RESULTS, parse_args, preset_variants, run_dirs, write_results
-from rollwise.evidence.compare import run_compare
-from rollwise.evidence.report import write_report
+from bench.common import cost_ratio, parse_args, preset_variants, run_variants, write_results
 from rollwise.presets import GVM  # the gvm preset: p and G from 4 pre-samples per prompt
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
@@ -30,10 +28,8 @@ def main() -> None:
     for base_name, base in PAIRS.items():
         variants = preset_variants({base_name: base, f"gvm-{base_name}": {**base, **GVM}}, args)
         names = list(variants)
-        run_compare({} if args.steps is None else {"steps": args.steps}, variants, args.seeds, args.runs_dir,
-                    parallel=args.parallel)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
-        summary = write_report(RESULTS / f"gvm{suffix}-{base_name}", run_dirs(variants, args), None)
+        summary = run_variants(f"gvm{suffix}-{base_name}", variants, args)
         costs = {n: summary["variants"][n]["to_target"]["mean_curve"] for n in names}
         steps_base, steps_gvm = costs[names[0]].get("steps"), costs[names[1]].get("steps")
         reached = steps_base is not None and steps_gvm is not None and steps_gvm > 0

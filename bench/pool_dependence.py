@@ -16,10 +16,8 @@ bench/results/pool_dependence-tN/.
 
 from __future__ import annotations
 
-from bench.common import RESULTS, mean_curve_cost, parse_args, run_dirs, write_results
+from bench.common import RESULTS, cost_ratio, mean_curve_cost, parse_args, run_variants, write_results
 from rollwise.config import DEFAULT_TASK_OPTIONS
-from rollwise.evidence.compare import run_compare
-from rollwise.evidence.report import write_report
 
 MAX_TERMS = (2, 3, 5)
 
@@ -42,16 +40,14 @@ def main() -> None:
     for max_terms in MAX_TERMS:
         variants = pool_variants(max_terms)
         uniform, mopps = variants
-        run_compare({} if args.steps is None else {"steps": args.steps}, variants, args.seeds, args.runs_dir,
-                    parallel=args.parallel)
-        summary = write_report(RESULTS / f"pool_dependence-t{max_terms}", run_dirs(variants, args), None)
+        summary = run_variants(f"pool_dependence-t{max_terms}", variants, args)
         steps_u, steps_m = (mean_curve_cost(summary, v, "steps") for v in (uniform, mopps))
         pools[max_terms] = {
             "target": summary["target"],
             "uniform_zero_var_ratio": summary["variants"][uniform]["stats"]["zero_var_ratio"],
             "mopps_zero_var_ratio": summary["variants"][mopps]["stats"]["zero_var_ratio"],
             "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
-            "mopps_speedup_steps": steps_u / steps_m if steps_u and steps_m else None,
+            "mopps_speedup_steps": cost_ratio(steps_u, steps_m),
             "final_acc": {v: summary["variants"][v]["stats"]["final_acc"] for v in (uniform, mopps)}}
     figure = plot(pools, RESULTS / "pool_dependence.png")
     path = write_results("pool_dependence", {"seeds": args.seeds, "max_terms": list(MAX_TERMS), "pools": pools,
