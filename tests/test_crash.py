@@ -29,9 +29,13 @@ def launch(cfg, tmp_path, *extra):
 
 def wait_for_rows(cfg, rows: int, proc, limit: float = 120.0) -> None:
     path = os.path.join(cfg.out_dir, "metrics.jsonl")
+    wait_for(lambda: os.path.exists(path) and len(read_metrics(path)) >= rows, proc, limit)
+
+
+def wait_for(condition, proc, limit: float = 120.0) -> None:
     deadline = time.time() + limit
     while time.time() < deadline:
-        if os.path.exists(path) and len(read_metrics(path)) >= rows:
+        if condition():
             return
         if proc.poll() is not None:
             raise AssertionError(f"run ended early: {proc.stderr.read().decode()[-2000:]}")
@@ -47,6 +51,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after_row
     killed = straight.replace(out_dir=str(tmp_path / "killed"))
     proc = launch(killed, tmp_path)
     wait_for_rows(killed, kill_after_rows, proc)
+    # The step's row is written just before its checkpoint: a kill between the two leaves no checkpoint yet,
+    # which --resume rightly refuses. Kill once the first checkpoint is on disk, so the race cannot decide.
+    wait_for(lambda: ckpt.list_checkpoints(killed.out_dir), proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
     assert not (tmp_path / "killed" / "summary.json").exists()
