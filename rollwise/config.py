@@ -253,72 +253,10 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field and the allowed values."""
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected one of {', '.join(choices)}")
-        positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches",
-                    "updates_per_step", "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size",
-                    "micro_batch", "keep_checkpoints"]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in ["steps", "eval_every", "checkpoint_every", "eval_samples", "probe_every", "warmup_steps",
-                     "max_new_tokens", "lora_r", "lr_warmup_steps", "probe_size"]:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must not be negative")
-        if self.verify_batch_budget < 0 or self.verify_breaker_timeouts < 0 or not 0 < self.verify_breaker_rate <= 1:
-            raise ValueError(f"verify_batch_budget={self.verify_batch_budget}, verify_breaker_timeouts="
-                             f"{self.verify_breaker_timeouts}, verify_breaker_rate={self.verify_breaker_rate}: need a "
-                             "budget >= 0 and timeouts >= 0 (0 switches each off) and a rate in (0, 1]")
-        if not 0 < self.mopps_decay <= 1:
-            raise ValueError(f"mopps_decay={self.mopps_decay}: must be in (0, 1]")
-        if not 0 <= self.warmup_copy_fraction < 1:
-            raise ValueError(f"warmup_copy_fraction={self.warmup_copy_fraction}: must be in [0, 1)")
-        if not 0 <= self.warmup_target_acc <= 1:
-            raise ValueError(f"warmup_target_acc={self.warmup_target_acc}: must be in [0, 1]")
-        if not 0 <= self.mopps_target <= 1:
-            raise ValueError(f"mopps_target={self.mopps_target}: must be in [0, 1]")
-        for name in ("mopps_band", "offline_band"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi <= 1:
-                raise ValueError(f"{name}={[lo, hi]}: need 0 <= low <= high <= 1")
-        if self.algo in GROUP_RELATIVE and self.samples_per_prompt < 2:
-            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} with algo={self.algo}: group-relative "
-                             "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
-        if not (0 < self.ppo_gamma <= 1 and 0 <= self.ppo_lambda <= 1 and self.ppo_vf_coef >= 0
-                and self.ppo_value_clip > 0):
-            raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
-                             "ppo_value_clip > 0")
-        if self.allocator == "gvm" and self.gvm_p_source == "presample" and \
-                not 0 < self.gvm_presamples < self.samples_per_prompt:
-            raise ValueError(f"gvm_presamples={self.gvm_presamples}: must be at least 1 and below samples_per_prompt="
-                             f"{self.samples_per_prompt} (pre-samples are part of each prompt's budget)")
-        self._validate_rpo()
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature}: must be positive (use eval for greedy)")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p={self.top_p}: must be in (0, 1]")
-        if self.task == "file" and not self.train_file:
-            raise ValueError("task=file needs train_file (JSONL, Parquet or a saved datasets directory)")
-        if self.batch_prompts > self.train_size and self.task != "file":
-            raise ValueError(f"batch_prompts={self.batch_prompts} exceeds train_size={self.train_size}")
+        """Raise ValueError naming the field and the allowed values (the checks: rollwise.config_checks)."""
+        from rollwise.config_checks import check
 
-    def _validate_rpo(self) -> None:
-        from rollwise.rollout.partial import check_suffix_budget
-
-        if self.rpo_cut != "half_min" and not (self.rpo_cut.isdigit() and int(self.rpo_cut) >= 1):
-            raise ValueError(f"rpo_cut={self.rpo_cut!r}: expected half_min or a positive integer")
-        check_suffix_budget(self.rpo_suffix_budget)
-        if not 0 <= self.rpo_refresh_epsilon <= 1:
-            raise ValueError(f"rpo_refresh_epsilon={self.rpo_refresh_epsilon}: must be in [0, 1]")
-        if self.rpo_length_alpha <= 0:
-            raise ValueError(f"rpo_length_alpha={self.rpo_length_alpha}: must be positive")
-        if self.rpo_cache_tokens < 0 or self.overlong_buffer < 0 or self.overlong_penalty < 0:
-            raise ValueError("rpo_cache_tokens, overlong_buffer and overlong_penalty must not be negative")
-        if self.max_new_tokens and self.overlong_buffer > self.max_new_tokens:
-            raise ValueError(f"overlong_buffer={self.overlong_buffer} exceeds max_new_tokens={self.max_new_tokens}")
+        check(self)
 
     @property
     def length_reward(self) -> bool:

@@ -64,6 +64,19 @@ def cut_lengths(path_lengths, L: int | str, rng: np.random.Generator) -> np.ndar
     return rng.integers(1, upper + 1).astype(np.int64)
 
 
+def parse_cut(setting: str) -> int | str:
+    """The cut setting as the planner takes it: "half_min" or a fixed L (a positive integer).
+
+    >>> parse_cut("half_min"), parse_cut("8")
+    ('half_min', 8)
+    """
+    if setting == "half_min":
+        return setting
+    if isinstance(setting, str) and setting.isdigit() and int(setting) >= 1:
+        return int(setting)
+    raise ValueError(f"rpo_cut={setting!r}: expected half_min or a positive integer")
+
+
 def check_suffix_budget(setting: str) -> str:
     """Validate a suffix-budget setting ("limit", "exact" or "<k>m" with k >= 1); returns it."""
     match = _FACTOR.match(setting) if isinstance(setting, str) else None
@@ -287,5 +300,5 @@ def _mean(values) -> float | None:
 
 
 __all__ = ["PartialPlan", "answer_ids", "answer_lengths", "check_suffix_budget", "choose_refresh", "clip_to_budget",
-           "cut_lengths", "length_aware_rewards", "overlong_penalty", "partial_requests", "refresh_cache",
+           "cut_lengths", "length_aware_rewards", "overlong_penalty", "parse_cut", "partial_requests", "refresh_cache",
            "rpo_metrics", "suffix_budget"]

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from rollwise.rollout.cache import ExperienceCache
-from rollwise.rollout.partial import PartialPlan, answer_ids, partial_requests, refresh_cache, rpo_metrics
+from rollwise.rollout.partial import PartialPlan, answer_ids, parse_cut, partial_requests, refresh_cache, rpo_metrics
 
 
 class PartialRollouts:
@@ -43,7 +43,7 @@ class PartialRollouts:
 
     @classmethod
     def from_config(cls, cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> "PartialRollouts":
-        cut = int(cfg.rpo_cut) if cfg.rpo_cut != "half_min" else "half_min"
+        cut = parse_cut(cfg.rpo_cut)
         if 0 < cfg.rpo_cache_tokens < max_new_tokens:
             raise ValueError(f"rpo_cache_tokens={cfg.rpo_cache_tokens} cannot hold one path of max_new_tokens="
                              f"{max_new_tokens} tokens: raise it (or 0: unbounded)")
