@@ -39,7 +39,7 @@ def test_a_run_saves_the_preset_resolved(tmp_path):
 
 
 def test_unknown_presets_are_an_error_listing_the_known_ones(capsys):
-    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of dapo, gvm, mopps, .*scratchpad, sums"):
+    with pytest.raises(ValueError, match="unknown preset 'fast': expected one of dapo, gvm, mopps, .*scratchpad, smollm2-sums, sums"):
         RunConfig.from_sources(preset="fast")
     with pytest.raises(ValueError, match="unknown preset 'fast'"):
         RunConfig.from_sources(preset="scratchpad+fast")
@@ -74,3 +74,15 @@ def test_preset_values_are_copies():
     values = preset_values("scratchpad")
     values["task_options"]["max_terms"] = 99
     assert preset_values("scratchpad")["task_options"]["max_terms"] == 6
+
+
+def test_every_preset_builds_a_valid_config():
+    """A preset that names a key or value the config refuses would fail only when a user runs it."""
+    for name in PRESETS:
+        RunConfig.from_sources(preset=name)
+
+
+def test_the_real_model_preset_trains_smollm2_with_lora_at_its_measured_temperature():
+    cfg = RunConfig.from_sources(preset="smollm2-sums")
+    assert (cfg.model, cfg.engine, cfg.temperature) == ("smollm2", "auto", 0.7)
+    assert cfg.lora_r > 0 and cfg.task_options["max_terms"] == 2 and cfg.task_options["min_digits"] == 1
