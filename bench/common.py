@@ -20,7 +20,8 @@ RESULTS = Path("bench/results")
 RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, add_arguments=None) -> argparse.Namespace:
+    """The options every benchmark shares; `add_arguments(parser)` adds a script's own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (one torch thread each)")
@@ -28,6 +29,8 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--runs-dir", default=str(RUNS), help="where the training runs live (shared by benches)")
     parser.add_argument("--preset", default=None, help="a named preset as the base configuration (default: the "
                         "built-in default run); variant names get the preset as a prefix")
+    if add_arguments is not None:
+        add_arguments(parser)
     return parser.parse_args()
 
 

@@ -9,8 +9,11 @@ samples per prompt). Pairs, each from the same initial policy, three seeds:
 The claim: the GVM variant reaches its baseline's final held-out accuracy in at most half the steps.
 
     .venv/bin/python -m bench.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+                                  [--max-samples N] [--pairs raft++ grpo]
 
-Writes bench/results/gvm[-PRESET].json and the report in bench/results/gvm[-PRESET]/.
+`--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
+an optional cap, the default run none): an ablation, its variants and results carry `-capN` in their
+names. Writes bench/results/gvm[-PRESET][-capN].json and the reports in bench/results/gvm[-PRESET][-capN]-*/.
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ from rollwise.presets import GVM  # the gvm preset: p and G from 4 pre-samples p
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 
 
+def own_arguments(parser) -> None:
+    parser.add_argument("--max-samples", type=int, default=0,
+                        help="cap on GVM's main-rollout samples per prompt (0: none, the default run's setting)")
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS), help="which pairs to run")
+
+
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    suffix = f"-{args.preset}" if args.preset else ""
-    results = {"seeds": args.seeds, "preset": args.preset, "gvm_settings": GVM, "pairs": {}}
-    for base_name, base in PAIRS.items():
-        variants = preset_variants({base_name: base, f"gvm-{base_name}": {**base, **GVM}}, args)
+    args = parse_args(__doc__.split("\n\n")[0], own_arguments)
+    cap = f"-cap{args.max_samples}" if args.max_samples else ""
+    suffix = (f"-{args.preset}" if args.preset else "") + cap
+    gvm = {**GVM, "gvm_max_samples": args.max_samples} if args.max_samples else GVM
+    results = {"seeds": args.seeds, "preset": args.preset, "gvm_settings": gvm, "pairs": {}}
+    for base_name in args.pairs:
+        base = PAIRS[base_name]
+        variants = preset_variants({base_name: base, f"gvm{cap}-{base_name}": {**base, **gvm}}, args)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
         summary = run_variants(f"gvm{suffix}-{base_name}", variants, args)
