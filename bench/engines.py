@@ -183,8 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     path = RESULTS / "engines.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    if args.learning:
-        results["learning"] = learning(args.seeds, args.parallel, args.steps)
+    if args.learning:  # the whole default run under "learning", a shortened one under "learning-STEPS"
+        results["learning" + (f"-{args.steps}" if args.steps else "")] = learning(args.seeds, args.parallel, args.steps)
     else:
         for name in args.models:
             key = f"{name}-{args.label}" if args.label else name
@@ -216,13 +216,13 @@ def summary(results: dict) -> str:
             lines.append(f"{name}: training step {step['hf']['seconds_per_step']['mean']:.2f} s (hf) vs "
                          f"{step['vllm']['seconds_per_step']['mean']:.2f} s (vllm, sync "
                          f"{step['vllm']['sync_per_step']['mean']:.2f} s): {step['step_time_ratio_hf_over_vllm']:.2f}x")
-    if "learning" in results:
-        for name, r in results["learning"].items():
+    for key in (k for k in results if k.startswith("learning")):
+        for name, r in results[key].items():
             if name.startswith("engine-"):
                 lines.append(f"{name}: held-out temp-1 accuracy {r['initial']['mean']:.3f} -> {r['final']['mean']:.3f} "
                              f"+- {r['final']['se']:.3f} (gain {r['gain']['mean']:+.3f})")
-        d = results["learning"]["final_difference_vllm_minus_hf"]
-        lines.append(f"final accuracy, vllm - hf: {d['mean']:+.3f} +- {d['se']:.3f}")
+        d = results[key]["final_difference_vllm_minus_hf"]
+        lines.append(f"final accuracy after {results[key]['steps']} steps, vllm - hf: {d['mean']:+.3f} +- {d['se']:.3f}")
     return "\n".join(lines)
 
 
