@@ -141,6 +141,11 @@ def step_seconds(name: str, threads: int, out: Path) -> dict:
     return result
 
 
+def steps_suffix(steps: int | None) -> str:
+    """How a shortened default run is told apart: its variants and its results key end in -STEPS."""
+    return f"-{steps}" if steps else ""
+
+
 def learning(seeds: list[int], parallel: int, steps: int | None) -> dict:
     """The default run (or its first `steps` steps) with each engine over seeds: final accuracy within noise?"""
     from bench.common import RUNS, run_compare
@@ -149,7 +154,7 @@ def learning(seeds: list[int], parallel: int, steps: int | None) -> dict:
     from rollwise.track import read_metrics
 
     prepare_policy(RunConfig())
-    suffix = f"-{steps}" if steps else ""
+    suffix = steps_suffix(steps)
     variants = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
     run_compare({"steps": steps} if steps else {}, variants, seeds, str(RUNS), parallel=parallel)
     out = {}
@@ -184,7 +189,7 @@ def main() -> None:
     path = RESULTS / "engines.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.learning:  # the whole default run under "learning", a shortened one under "learning-STEPS"
-        results["learning" + (f"-{args.steps}" if args.steps else "")] = learning(args.seeds, args.parallel, args.steps)
+        results["learning" + steps_suffix(args.steps)] = learning(args.seeds, args.parallel, args.steps)
     else:
         for name in args.models:
             key = f"{name}-{args.label}" if args.label else name
