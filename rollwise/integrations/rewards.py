@@ -105,6 +105,11 @@ class VerifierReward:
             return [float(s.reward) for s in scores]
         return [1.0 if s.acc else 0.0 for s in scores]
 
+    def score_one(self, completion, reference, prompt_id=-1, prompt: str = "", metadata: dict | None = None):
+        """The guard's `Score` of one completion against `reference` (for trainers that score one at a time: verl)."""
+        item = PoolItem(_as_id(prompt_id), prompt, str(reference), metadata if isinstance(metadata, dict) else {})
+        return self.guard.score_batch([self.answer(completion)], [item])[0]
+
     def close(self) -> None:
         self.guard.close()
 

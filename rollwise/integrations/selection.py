@@ -100,29 +100,38 @@ class LateSelection:
 
     def choose(self, k: int) -> np.ndarray:
         """k distinct row indices for the next generation, from the freshest posteriors."""
+        # A generation whose outcomes never arrived (an exception inside the trainer's step): choose
+        # afresh rather than observe later outcomes under the wrong ids.
+        self.pending = self.pending_predicted = None
+        self.pending, self.pending_predicted = self.draw(k)
+        return self.pending
+
+    def draw(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """k distinct ids from the selector and its predictions for them (None when it makes none).
+
+        Predictions are read before any outcome of these prompts exists, so prediction quality never peeks.
+        """
         if k > self.pool_size:
             raise ValueError(f"a generation needs {k} distinct prompts but the dataset has {self.pool_size}: "
                              "use a larger dataset or fewer prompts per generation")
-        if self.pending is not None:
-            # A generation whose outcomes never arrived (an exception inside the trainer's step): choose
-            # afresh rather than observe later outcomes under the wrong ids.
-            self.pending = None
         ids = np.asarray(self.selector.select(np.arange(self.pool_size), k, self.rng), dtype=np.int64)
         if ids.size != k or np.unique(ids).size != k:
             raise RuntimeError(f"selector {getattr(self.selector, 'name', self.selector)} returned {ids.size} ids "
                                f"({np.unique(ids).size} distinct) for {k} prompts")
-        # Predictions are read before the outcomes exist, so prediction quality never peeks.
         predicted = self.selector.predict(ids)
-        self.pending_predicted = None if predicted is None else np.asarray(predicted, dtype=np.float64)
-        self.pending = ids
         self.generation += 1
-        return ids
+        return ids, None if predicted is None else np.asarray(predicted, dtype=np.float64)
 
     def observe(self, successes, trials) -> dict:
         """Outcomes of the pending generation (counts per chosen prompt, in `choose` order); returns metrics."""
         if self.pending is None:
             raise RuntimeError("observe() without a pending choose(): outcomes would have no prompts to go to")
-        ids, predicted = self.pending, self.pending_predicted
+        row = self.record(self.pending, self.pending_predicted, successes, trials)
+        self.pending = self.pending_predicted = None
+        return row
+
+    def record(self, ids: np.ndarray, predicted: np.ndarray | None, successes, trials) -> dict:
+        """Feed outcomes of distinct prompts `ids` to the selector, log them, and return the metrics."""
         successes = np.asarray(successes, dtype=np.float64)
         trials = np.asarray(trials, dtype=np.float64)
         if successes.shape != ids.shape or trials.shape != ids.shape:
@@ -131,7 +140,6 @@ class LateSelection:
             raise ValueError("observe: need 0 <= successes <= trials for every prompt")
         scored = trials > 0  # a prompt whose every completion was unscorable teaches the selector nothing
         self.selector.observe(ids[scored], successes[scored], trials[scored])
-        self.pending = self.pending_predicted = None
         self.seen[ids] = True
         rates = np.divide(successes, trials, out=np.zeros_like(successes), where=scored)
         self.records.append({"generation": self.generation, "ids": ids.tolist(),
