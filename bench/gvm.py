@@ -13,13 +13,16 @@ The claim: the GVM variant reaches its baseline's final held-out accuracy in at 
 
 `--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
 an optional cap, the default run none): an ablation, its variants and results carry `-capN` in their
-names. Writes bench/results/gvm[-PRESET][-capN].json and the reports in bench/results/gvm[-PRESET][-capN]-*/.
+names. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
+pre-samples, G_i from the prompt's previous visit), so both sides of each pair select with MoPPS
+(`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. Writes
+bench/results/gvm[-PRESET][-posterior][-capN].json and the reports in bench/results/gvm[-PRESET][-posterior][-capN]-*/.
 """
 
 from __future__ import annotations
 
 from bench.common import cost_ratio, parse_args, preset_variants, run_variants, write_results
-from rollwise.presets import GVM  # the gvm preset: p and G from 4 pre-samples per prompt
+from rollwise.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-samples per prompt
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 
@@ -28,31 +31,39 @@ def own_arguments(parser) -> None:
     parser.add_argument("--max-samples", type=int, default=0,
                         help="cap on GVM's main-rollout samples per prompt (0: none, the default run's setting)")
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS), help="which pairs to run")
+    parser.add_argument("--p-source", choices=("presample", "posterior"), default="presample",
+                        help="where GVM's p_i comes from: 4 pre-samples per prompt (published), or the MoPPS "
+                             "posterior (rollwise's variant; both sides of the pair then select with MoPPS)")
 
 
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0], own_arguments)
     cap = f"-cap{args.max_samples}" if args.max_samples else ""
-    suffix = (f"-{args.preset}" if args.preset else "") + cap
+    posterior = args.p_source == "posterior"
+    source = "-posterior" if posterior else ""
+    suffix = (f"-{args.preset}" if args.preset else "") + source + cap
     gvm = {**GVM, "gvm_max_samples": args.max_samples} if args.max_samples else GVM
+    if posterior:
+        gvm = {key: value for key, value in gvm.items() if key != "gvm_presamples"} | {"gvm_p_source": "posterior"}
     results = {"seeds": args.seeds, "preset": args.preset, "gvm_settings": gvm, "pairs": {}}
-    for base_name in args.pairs:
-        base = PAIRS[base_name]
-        variants = preset_variants({base_name: base, f"gvm{cap}-{base_name}": {**base, **gvm}}, args)
+    for pair in args.pairs:
+        base = {**MOPPS, **PAIRS[pair]} if posterior else PAIRS[pair]
+        base_name = f"mopps-{pair}" if posterior else pair
+        variants = preset_variants({base_name: base, f"gvm{source}{cap}-{base_name}": {**base, **gvm}}, args)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
-        summary = run_variants(f"gvm{suffix}-{base_name}", variants, args)
+        summary = run_variants(f"gvm{suffix}-{pair}", variants, args)
         costs = {n: summary["variants"][n]["to_target"]["mean_curve"] for n in names}
         steps_base, steps_gvm = costs[names[0]].get("steps"), costs[names[1]].get("steps")
         reached = steps_base is not None and steps_gvm is not None and steps_gvm > 0
         speedup = steps_base / steps_gvm if reached else None
-        results["pairs"][base_name] = {
+        results["pairs"][pair] = {
             "target": summary["target"], "steps_to_target": {names[0]: steps_base, names[1]: steps_gvm},
             "speedup_steps": speedup, "rollouts_to_target": {n: costs[n].get("rollouts") for n in names},
             "seconds_to_target": {n: costs[n].get("seconds") for n in names},
             "final_acc": {n: summary["variants"][n]["stats"]["final_acc"] for n in names},
             "claim_half_the_steps": bool(speedup and speedup >= 2.0)}
-        print(f"{base_name}: target {summary['target']:.3f}; steps {steps_base} vs GVM {steps_gvm}"
+        print(f"{pair}: target {summary['target']:.3f}; steps {steps_base} vs GVM {steps_gvm}"
               + (f" -> {speedup:.2f}x" if speedup is not None else " (no ratio: GVM never reached it, or at step 0)"))
     path = write_results(f"gvm{suffix}", results)
     print(f"written to {path}")

@@ -322,17 +322,87 @@ def test_dapo_filter_is_honoured_and_filtered_groups_are_observed(transfer_queue
     tq.kv_clear(keys=meta.keys, partition_id="train")
 
 
+def test_async_replay_buffer_observes_the_same_way(transfer_queue, data_dir):
+    tq = transfer_queue
+    cfg = compose(data_dir, "trainer.v1.trainer_mode=colocate_async",
+                  "trainer.v1.sampler.custom_sampler.name=SelectingReplayBufferAsync")
+    dataset, loader = verl_dataloader(cfg)
+    buffer = replay_buffer(cfg, refill_fn=lambda count: None)
+    assert isinstance(buffer, plugin.SelectingReplayBufferAsync)
+    buffer.poll_interval = 0.05
+    batch = next(iter(loader))
+    ids = [int(i) for i in batch[plugin.ID_FIELD]]
+    dispatch(tq, batch, 1)
+    meta, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=BATCH)
+    successes = sum(sum(solved(i, k) for k in range(N)) for i in ids)
+    assert metrics["rollwise/acc_mean"] == pytest.approx(successes / (BATCH * N))
+    assert dataset.selection.seen[ids].all()
+    tq.kv_clear(keys=meta.keys, partition_id="train")
+
+
 def test_missing_reward_metric_is_a_clear_error(transfer_queue, data_dir):
     tq = transfer_queue
     cfg = compose(data_dir, "+trainer.v1.sampler.sampler_kwargs.success_metric=correct")
-    verl_dataloader(cfg)
+    _, loader = verl_dataloader(cfg)
     buffer = replay_buffer(cfg)
     buffer.poll_interval = 0.05
-    _, loader = verl_dataloader(cfg)
     dispatch(tq, next(iter(loader)), 1)
     with pytest.raises(RuntimeError, match="correct"):
         buffer.sample(global_steps=1, partition_id="train", batch_size=BATCH)
     tq.kv_clear(keys=list(tq.kv_list("train").get("train", {})), partition_id="train")
+
+
+# ---------------------------------------------------------------------------- data and launch script
+
+
+def test_verl_data_writes_a_task_in_verls_layout(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rollwise.integrations.verl_data import main
+
+    main(["--task", "basic_arithmetic", "--train-size", "6", "--eval-size", "2", "--out", str(tmp_path)])
+    train = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    held = pq.read_table(tmp_path / "val.parquet").to_pylist()
+    assert len(train) == 6 and len(held) == 2
+    assert [row["extra_info"]["index"] for row in train] == list(range(6))
+    assert not {r["extra_info"]["question"] for r in train} & {r["extra_info"]["question"] for r in held}
+    row = train[0]
+    assert row["data_source"] == "basic_arithmetic" and row["prompt"][0]["role"] == "user"
+    assert row["prompt"][0]["content"].startswith(row["extra_info"]["question"])
+    answer = row["reward_model"]["ground_truth"]
+    assert plugin.compute_score(row["data_source"], f"<answer>{answer}</answer>", answer, row["extra_info"])["acc"] == 1.0
+
+
+def test_launch_script_composes_a_valid_verl_config(data_dir, tmp_path):
+    """examples/verl/run.sh with `python` standing in for verl's main_ppo: its overrides compose."""
+    import json
+    import subprocess
+    import sys
+
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    composer = tmp_path / "compose.py"
+    composer.write_text(
+        "import json, sys\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "args = sys.argv[1:]\n"
+        "path = next(a.split('=', 1)[1] for a in args if a.startswith('--config-path='))\n"
+        "name = next(a.split('=', 1)[1] for a in args if a.startswith('--config-name='))\n"
+        "with initialize_config_dir(config_dir=path, version_base=None):\n"
+        "    cfg = compose(config_name=name, overrides=[a for a in args if not a.startswith('--')])\n"
+        "print(json.dumps({'nnodes': cfg.trainer.nnodes, 'gpus': cfg.trainer.n_gpus_per_node,\n"
+        "                  'allocator': cfg.data.rollwise.allocator, 'train': cfg.data.train_files,\n"
+        "                  'steps': cfg.trainer.total_training_steps}))\n")
+    shim.write_text(f'#!/bin/sh\nif [ "$2" = verl.trainer.main_ppo ]; then shift 2; exec {sys.executable} {composer} "$@"; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "DATA": str(data_dir),
+           "NNODES": "2", "GPUS_PER_NODE": "4", "ALLOCATOR": "gvm"}
+    result = subprocess.run(["bash", str(EXAMPLE / "run.sh"), "trainer.total_training_steps=7"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    composed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert composed == {"nnodes": 2, "gpus": 4, "allocator": "gvm", "train": f"{data_dir}/train.parquet", "steps": 7}
 
 
 # ---------------------------------------------------------------------------- GPU
