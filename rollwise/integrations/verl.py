@@ -164,7 +164,7 @@ class _ObservesOutcomes:
     """
 
     def __init__(self, trainer_mode, trainer_config, max_off_policy_threshold, max_off_policy_strategy,
-                 sampler_kwargs, refill_fn=None, poll_interval: float = 2.0, **ignored) -> None:
+                 sampler_kwargs, refill_fn=None, poll_interval: float = 2.0) -> None:
         options = dict(sampler_kwargs or {})
         known = {"filter_groups", "train_batch_size", "gen_batch_size", "sync_refill_failed_groups",
                  "success_metric", "success_threshold"}
