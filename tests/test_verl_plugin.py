@@ -1,6 +1,6 @@
 """rollwise inside verl 0.9's v1 trainer, without a GPU: config composition, the reward adapter, the
-selecting dataset through verl's own dataloader (with `__rollout_n__`), its checkpoint, and the
-replay buffer reading real outcomes from TransferQueue on a local Ray.
+selecting dataset through verl's own dataloader (with `__rollout_n__`), its checkpoint, the data
+writer and the launch script. The replay buffer's tests are in test_verl_replay_buffer.py.
 
 What needs a GPU (verl's trainer `fit()`: vLLM/SGLang rollout servers, FSDP workers) is the last
 test, skipped without CUDA.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,69 +20,8 @@ pytest.importorskip("transfer_queue")
 import torch  # noqa: E402
 
 from rollwise.integrations import verl as plugin  # noqa: E402
-from rollwise.integrations.verl_data import verl_rows, write_parquet  # noqa: E402
-from rollwise.pool import PoolItem, PromptPool  # noqa: E402
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "verl"
-POOL = 24
-BATCH = 4
-N = 4
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A pool of sums 'i + 1' (rows in id order) and a held-out file, in verl's layout."""
-    root = tmp_path_factory.mktemp("verl-data")
-    train = PromptPool([PoolItem(i, f"{i} + 1 =", str(i + 1), {"i": i}) for i in range(POOL)], "basic_arithmetic", "t")
-    held = PromptPool([PoolItem(i, f"{i} + 2 =", str(i + 2)) for i in range(4)], "basic_arithmetic", "v")
-    write_parquet(verl_rows(train), root / "train.parquet")
-    write_parquet(verl_rows(held), root / "val.parquet")
-    return root
-
-
-def compose(data_dir, *overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(EXAMPLE), version_base=None):
-        return hydra_compose(config_name="rollwise_grpo", overrides=[
-            f"data.train_files={data_dir / 'train.parquet'}", f"data.val_files={data_dir / 'val.parquet'}",
-            f"data.train_batch_size={BATCH}", f"actor_rollout_ref.rollout.n={N}", "data.shuffle=false",
-            f"+data.cache_dir={data_dir / 'cache'}", *overrides])
-
-
-def tokenizer():
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>"))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-
-
-def verl_dataloader(cfg, train=True):
-    """The dataset and dataloader exactly as verl's v1 trainer builds them (`PPOTrainer._init_dataloader`)."""
-    from torchdata.stateful_dataloader import StatefulDataLoader
-    from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler
-    from verl.utils.dataset.rl_dataset import collate_fn
-
-    files = cfg.data.train_files if train else cfg.data.val_files
-    dataset = create_rl_dataset(files, cfg.data, tokenizer(), None, is_train=train)
-    loader = StatefulDataLoader(dataset=dataset, batch_size=cfg.data.train_batch_size,
-                                num_workers=cfg.data.dataloader_num_workers, drop_last=True, collate_fn=collate_fn,
-                                sampler=create_rl_sampler(cfg.data, dataset))
-    return dataset, loader
-
-
-def batches(loader):
-    """Batches forever, restarting the epoch the way verl's `_fetch_one_gen_batch` does."""
-    while True:
-        yield from loader
-
-
-def solved(pid: int, session: int) -> float:
-    """The outcome rule the tests feed back: multiples of 3 always right, others right on even sessions of even ids."""
-    return 1.0 if pid % 3 == 0 or (pid % 2 == 0 and session % 2 == 0) else 0.0
-
+from tests.verl_support import (BATCH, EXAMPLE, N, POOL, batches, compose, data_dir, solved,  # noqa: E402,F401
+                                verl_dataloader)
 
 # ---------------------------------------------------------------------------- config and reward
 
@@ -213,144 +150,6 @@ def test_validation_on_the_training_file_is_refused(data_dir):
     cfg = compose(data_dir, f"data.val_files={data_dir / 'train.parquet'}")
     with pytest.raises(ValueError, match="same files"):
         verl_dataloader(cfg)
-
-
-# ---------------------------------------------------------------------------- replay buffer
-
-
-@pytest.fixture(scope="module")
-def transfer_queue():
-    """A local Ray with TransferQueue's controller and storage (about 25 s to start on two cores)."""
-    import ray
-    import transfer_queue as tq
-
-    # logical CPUs: TransferQueue's controller and storage actors reserve one each
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    tq.init()
-    yield tq
-    tq.close()
-    ray.shutdown()
-
-
-def dispatch(tq, batch, step, n_of=None):
-    """What verl's trainer and agent loop write to TransferQueue for one batch of dataset rows.
-
-    Per prompt a group `{uid}` tagged finished, and per session a trajectory `{uid}_{session}_0`
-    whose fields carry the dataset row's keys (`rollwise_id`, ...) and the reward's extra info
-    (`acc`), as `AgentLoopWorkerTQ._agent_loop_postprocess` stores them.
-    """
-    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
-
-    uids = []
-    for pid, n in zip(batch[plugin.ID_FIELD], batch["__rollout_n__"]):
-        pid, n = int(pid), int(n if n_of is None else n_of(int(pid)))
-        uid = uuid.uuid4().hex
-        tq.kv_put(key=uid, partition_id="train", tag={"is_prompt": True, "status": "finished", "global_steps": step})
-        keys = [f"{uid}_{s}_0" for s in range(n)]
-        fields = [{plugin.ID_FIELD: pid, "input_ids": torch.tensor([1, 2, 3]),
-                   "extra_fields": {"reward_extra_info": {"acc": solved(pid, s), "score": solved(pid, s)}}}
-                  for s in range(n)]
-        tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields),
-                        tags=[{"status": "success", "global_steps": step}] * n)
-        uids.append(uid)
-    return uids
-
-
-def replay_buffer(cfg, refill_fn=None):
-    from verl.utils.import_utils import load_extern_type
-
-    sampler = cfg.trainer.v1.sampler
-    cls = load_extern_type(sampler.custom_sampler.path, sampler.custom_sampler.name)
-    # the constructor call of verl's PPOTrainer._build_replay_buffer for a custom sampler
-    return cls(trainer_mode=cfg.trainer.v1.trainer_mode, trainer_config=cfg.trainer.v1.get("sync", {}),
-               max_off_policy_threshold=sampler.max_off_policy_threshold,
-               max_off_policy_strategy=sampler.max_off_policy_strategy, sampler_kwargs=sampler.sampler_kwargs,
-               refill_fn=refill_fn)
-
-
-def test_replay_buffer_feeds_the_sampled_groups_outcomes_to_the_selector(transfer_queue, data_dir):
-    tq = transfer_queue
-    cfg = compose(data_dir)
-    dataset, loader = verl_dataloader(cfg)
-    buffer = replay_buffer(cfg)
-    buffer.poll_interval = 0.05
-    it = iter(loader)
-    for step in range(1, 4):
-        batch = next(it)
-        ids = [int(i) for i in batch[plugin.ID_FIELD]]
-        a_before = dataset.selection.selector.a.copy()
-        dispatch(tq, batch, step)
-        meta, metrics = buffer.sample(global_steps=step, partition_id="train", batch_size=BATCH)
-        assert len(meta.keys) == BATCH * N
-        successes = np.array([sum(solved(i, k) for k in range(N)) for i in ids])
-        np.testing.assert_allclose(dataset.selection.selector.a[ids], 0.5 * a_before[ids] + 0.5 + successes)
-        assert metrics["rollwise/acc_mean"] == pytest.approx(successes.sum() / (BATCH * N))
-        assert 0.0 <= metrics["rollwise/effective_ratio"] <= 1.0
-        assert metrics["rollwise/filtered_groups_observed"] == 0
-        tq.kv_clear(keys=meta.keys, partition_id="train")
-    assert dataset.selection.generation == 3
-
-
-def test_dapo_filter_is_honoured_and_filtered_groups_are_observed(transfer_queue, data_dir):
-    tq = transfer_queue
-    cfg = compose(data_dir, "algorithm.filter_groups.enable=true")
-    dataset, loader = verl_dataloader(cfg)
-    refills = []
-    it = iter(loader)
-
-    def refill(count):  # verl's _add_prompts_to_generate: fetch `count` more rows and dispatch them
-        refills.append(count)
-        for _ in range(count):
-            dispatch(tq, next(it), 1, n_of=lambda pid: N)
-
-    buffer = replay_buffer(cfg, refill_fn=refill)
-    buffer.poll_interval = 0.05
-    assert buffer.filter_groups_metric == "acc" and buffer.gen_batch_size == 1
-    batch = next(it)
-    dispatch(tq, batch, 1)
-    records_before = len(dataset.selection.records)
-    meta, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=BATCH)
-    # every sampled group has mixed outcomes (DAPO), the all-right / all-wrong ones were observed first
-    uids = {k.split("_")[0] for k in meta.keys}
-    assert len(uids) == BATCH
-    rows = tq.kv_batch_get(keys=meta.keys, partition_id="train", select_fields=[plugin.ID_FIELD])
-    sampled = {int(r) for r in plugin._values(rows[plugin.ID_FIELD])}
-    assert all(pid % 3 != 0 and pid % 2 == 0 for pid in sampled)
-    assert refills and metrics["rollwise/filtered_groups_observed"] > 0
-    trials = sum(sum(r["trials"]) for r in dataset.selection.records[records_before:])
-    assert trials == N * (BATCH + metrics["rollwise/filtered_groups_observed"])  # every finished group, once
-    tq.kv_clear(keys=meta.keys, partition_id="train")
-
-
-def test_async_replay_buffer_observes_the_same_way(transfer_queue, data_dir):
-    tq = transfer_queue
-    cfg = compose(data_dir, "trainer.v1.trainer_mode=colocate_async",
-                  "trainer.v1.sampler.custom_sampler.name=SelectingReplayBufferAsync")
-    dataset, loader = verl_dataloader(cfg)
-    buffer = replay_buffer(cfg, refill_fn=lambda count: None)
-    assert isinstance(buffer, plugin.SelectingReplayBufferAsync)
-    buffer.poll_interval = 0.05
-    batch = next(iter(loader))
-    ids = [int(i) for i in batch[plugin.ID_FIELD]]
-    dispatch(tq, batch, 1)
-    meta, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=BATCH)
-    successes = sum(sum(solved(i, k) for k in range(N)) for i in ids)
-    assert metrics["rollwise/acc_mean"] == pytest.approx(successes / (BATCH * N))
-    assert dataset.selection.seen[ids].all()
-    tq.kv_clear(keys=meta.keys, partition_id="train")
-
-
-def test_missing_reward_metric_is_a_clear_error(transfer_queue, data_dir):
-    tq = transfer_queue
-    cfg = compose(data_dir, "+trainer.v1.sampler.sampler_kwargs.success_metric=correct")
-    _, loader = verl_dataloader(cfg)
-    buffer = replay_buffer(cfg)
-    buffer.poll_interval = 0.05
-    dispatch(tq, next(iter(loader)), 1)
-    with pytest.raises(RuntimeError, match="correct"):
-        buffer.sample(global_steps=1, partition_id="train", batch_size=BATCH)
-    tq.kv_clear(keys=list(tq.kv_list("train").get("train", {})), partition_id="train")
-
 
 # ---------------------------------------------------------------------------- data and launch script
 

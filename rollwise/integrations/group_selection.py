@@ -32,6 +32,7 @@ from collections import deque
 import numpy as np
 
 from rollwise.allocate import FixedAllocator
+from rollwise.allocate.base import check_ids
 from rollwise.integrations.selection import LateSelection
 
 
@@ -73,16 +74,14 @@ class GroupSelection(LateSelection):
         trials = np.asarray(trials, dtype=np.float64).reshape(-1)
         if not (ids.shape == successes.shape == trials.shape):
             raise ValueError(f"observe_groups: {ids.size} ids, {successes.size} successes, {trials.size} trials")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.pool_size):
-            raise ValueError(f"observe_groups: prompt ids must lie in [0, {self.pool_size}), got {ids.tolist()[:5]}")
         if ids.size == 0:
             return {}
         unique, where = np.unique(ids, return_inverse=True)
-        s = np.zeros(unique.size)
-        k = np.zeros(unique.size)
-        np.add.at(s, where, successes)
-        np.add.at(k, where, trials)
-        predicted = np.array([self._prediction_of(int(pid), int((ids == pid).sum())) for pid in unique])
+        check_ids(unique, self.pool_size)
+        s = np.bincount(where, weights=successes, minlength=unique.size)
+        k = np.bincount(where, weights=trials, minlength=unique.size)
+        groups = np.bincount(where, minlength=unique.size)
+        predicted = np.array([self._prediction_of(int(pid), int(n)) for pid, n in zip(unique, groups)])
         self.allocator.observe(unique, s, k, np.full(unique.size, np.nan))  # verl measures no gradient norms
         self._void_queue()
         return self.record(unique, None if np.isnan(predicted).any() else predicted, s, k)

@@ -186,7 +186,6 @@ class _ObservesOutcomes:
                          **self._sync_kwargs(options, train_batch_size, exact, filter_groups, refill_failed))
         self.success_metric = str(options.get("success_metric", "acc"))
         self.success_threshold = float(options.get("success_threshold", 1.0))
-        self._observed_metrics: dict = {}
         self._filtered_observed = 0
 
     def _sync_kwargs(self, options, train_batch_size, exact, filter_groups, refill_failed) -> dict:
