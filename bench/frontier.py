@@ -41,32 +41,57 @@ COSTS = ("steps", "rollouts", "tokens", "seconds")
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
+    args = parse_args(__doc__.split("\n\n")[0], _add_only)
     args.preset = args.preset or "scratchpad"
-    variants = preset_variants(VARIANTS, args)
-    name = {short: f"{args.preset}-{short}" for short in VARIANTS}
-    claim = f"frontier-{args.preset}"
+    chosen = only_variants(args.only)
+    variants = preset_variants(chosen, args)
+    name = {short: f"{args.preset}-{short}" for short in chosen}
+    claim = f"frontier-{args.preset}" + ("" if len(chosen) == len(VARIANTS) else "-partial")
     summary = run_variants(claim, variants, args)  # target: uniform's final accuracy
     loaded = load_variants(variants, args)
-    results = {"seeds": args.seeds, "preset": args.preset, "variants": VARIANTS, "target": summary["target"],
+    results = {"seeds": args.seeds, "preset": args.preset, "variants": chosen, "target": summary["target"],
+               "not_run": sorted(set(VARIANTS) - set(chosen)),
                "costs_to_target": {short: {c: mean_curve_cost(summary, name[short], c) for c in COSTS}
-                                   for short in VARIANTS},
-               "ratios_to_uniform": {short: summary["variants"][name[short]]["ratios"] for short in VARIANTS},
-               "final_acc": {short: summary["variants"][name[short]]["stats"]["final_acc"] for short in VARIANTS},
-               "mopps": mopps_claims(summary, loaded, name)}
-    composed = speedup(results["costs_to_target"], "uniform", "mopps-gvm-rpo", "seconds")
-    final = results["final_acc"]
-    results["claims"] = {
-        "composed_3x_faster_in_seconds": bool(composed and composed >= 3.0
-                                              and final["mopps-gvm-rpo"]["mean"] >= final["uniform"]["mean"]),
-        "mopps_1.6x_fewer_steps": bool(results["mopps"]["steps_speedup"]
-                                       and results["mopps"]["steps_speedup"] >= 1.6),
-        "mopps_at_most_25pct_of_dynamic_rollouts": bool(results["mopps"]["rollouts_vs_dynamic"] is not None
-                                                        and results["mopps"]["rollouts_vs_dynamic"] <= 0.25)}
+                                   for short in chosen},
+               "ratios_to_uniform": {short: summary["variants"][name[short]]["ratios"] for short in chosen},
+               "final_acc": {short: summary["variants"][name[short]]["stats"]["final_acc"] for short in chosen},
+               "mopps": mopps_claims(summary, loaded, name) if {"mopps", "dynamic"} <= set(chosen) else None}
+    composed = (speedup(results["costs_to_target"], "uniform", "mopps-gvm-rpo", "seconds")
+                if "mopps-gvm-rpo" in chosen else None)
+    results["claims"] = claims(results, composed)
     results["composed_seconds_speedup"] = composed
     path = write_results(claim, results)
     print_summary(results)
     print(f"written to {path} and {RESULTS / claim}/report.md")
+
+
+def _add_only(parser) -> None:
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None,
+                        help="run and report these variants only (uniform is always included); the claims "
+                             "whose variants are missing are reported as null, and the results go to "
+                             "frontier-PRESET-partial.json")
+
+
+def only_variants(only: list[str] | None) -> dict[str, dict]:
+    """The variants to run: all of them, or uniform (the target's owner) and the ones asked for."""
+    if not only:
+        return dict(VARIANTS)
+    return {short: values for short, values in VARIANTS.items() if short == "uniform" or short in only}
+
+
+def claims(results: dict, composed: float | None) -> dict:
+    """Each claim true or false where its variants ran, None where they did not."""
+    final, mopps = results["final_acc"], results["mopps"]
+    out = {"composed_3x_faster_in_seconds": None, "mopps_1.6x_fewer_steps": None,
+           "mopps_at_most_25pct_of_dynamic_rollouts": None}
+    if "mopps-gvm-rpo" in final:
+        out["composed_3x_faster_in_seconds"] = bool(composed and composed >= 3.0
+                                                    and final["mopps-gvm-rpo"]["mean"] >= final["uniform"]["mean"])
+    if mopps is not None:
+        out["mopps_1.6x_fewer_steps"] = bool(mopps["steps_speedup"] and mopps["steps_speedup"] >= 1.6)
+        out["mopps_at_most_25pct_of_dynamic_rollouts"] = bool(mopps["rollouts_vs_dynamic"] is not None
+                                                              and mopps["rollouts_vs_dynamic"] <= 0.25)
+    return out
 
 
 def speedup(costs: dict, base: str, variant: str, cost: str) -> float | None:
@@ -109,9 +134,12 @@ def print_summary(results: dict) -> None:
         print(f"{short:>14}  {_fmt(acc['mean'], '.3f')} +- {_fmt(acc['se'], '.3f'):5}  "
               + " ".join(f"{_fmt(costs[c], '.0f'):>9}" for c in COSTS) + f"  ({ratios})")
     m = results["mopps"]
-    print(f"MoPPS: {_fmt(m['steps_speedup'])}x fewer steps than uniform (published 1.6-1.8x); "
-          f"{_fmt(m['rollouts_vs_dynamic'], '.1%')} of dynamic sampling's rollouts to {m['common_target']:.3f} "
-          f"(published 21.5-25%); probe Spearman (late) {m['probe_spearman_late']}")
+    if results["not_run"]:
+        print(f"not run (--only): {', '.join(results['not_run'])}")
+    if m is not None:
+        print(f"MoPPS: {_fmt(m['steps_speedup'])}x fewer steps than uniform (published 1.6-1.8x); "
+              f"{_fmt(m['rollouts_vs_dynamic'], '.1%')} of dynamic sampling's rollouts to {m['common_target']:.3f} "
+              f"(published 21.5-25%); probe Spearman (late) {m['probe_spearman_late']}")
     print(f"composed: {_fmt(results['composed_seconds_speedup'])}x faster in seconds (claim >= 3x); "
           f"claims: {results['claims']}")
 

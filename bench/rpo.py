@@ -2,7 +2,7 @@
 
 METHODS.md section 4, rollwise issue 12. Three variants from the same initial policy (the preset's
 warmed-up tiny model), three seeds, the preset's budget:
-- full: GRPO on whole completions;
+- uniform: full-path GRPO, the preset unchanged (bench.frontier's `uniform` runs);
 - rpo: partial rollouts (half_min cuts, `limit` suffix budgets, up-front fill, refresh epsilon 0.5) with
   the group length-aware reward (its default with partial rollouts);
 - rpo-nolen: the same without the length-aware reward.
@@ -46,7 +46,8 @@ from rollwise.evaluate import standard_error
 # rollouts at 400 steps): the uniform selector visits each prompt once per epoch (31 steps on the
 # scratchpad pool), so a lazy fill would make the whole first epoch full-path, a third of a 100-step run.
 FILL = {"rpo_fill": "upfront"}
-VARIANTS = {"rpo-full": {"rollout": "full"},
+# Full-path GRPO is the preset unchanged, named as bench.frontier names it, so that both benches share its runs.
+VARIANTS = {"uniform": {},
             "rpo-partial": {"rollout": "partial", "rpo_length_reward": "auto", **FILL},
             "rpo-partial-nolen": {"rollout": "partial", "rpo_length_reward": "off", **FILL}}
 PUBLISHED = {"generated_tokens_fewer": 0.95, "tokens_per_sample": "146 vs 2,690 at L = 300",
@@ -74,7 +75,7 @@ def main() -> None:
     last = args.steps if args.steps is not None else math.inf
     per_variant = {short: _measures([[r for r in run["rows"] if r["step"] <= last] for run in runs[name]], metric)
                    for short, name in names.items()}
-    full = per_variant["rpo-full"]
+    full = per_variant["uniform"]
     comparisons = {short: _against(full, per_variant[short]) for short in ("rpo-partial", "rpo-partial-nolen")}
     results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": metric,
                "variants": {names[k]: v for k, v in VARIANTS.items()}, "measures": per_variant,
