@@ -191,6 +191,9 @@ class RunConfig:
     rpo_cache_tokens: int = _f(0, "RPO: most tokens the cache holds (least recently used paths are evicted; "
                                "0 = unbounded).")
     gen_batch_size: int = _f(512, "Most sequences generated in one forward batch.")
+    gen_share_prefill: bool = _f(True, "hf engine: encode each request's input (prompt, and the RPO prefix) once for "
+                                 "its n samples and copy its key/value cache to them, instead of encoding it n "
+                                 "times (same samples; docs/rpo.md has the timings).")
     micro_batch: int = _f(512, "Most sequences in one forward/backward pass of the update (gradients accumulate).")
     engine: str = _f("hf", "Rollout engine: hf (transformers generate on the training model), vllm (vLLM in this "
                      "process, weights synced in place after each update; `scripts/setup.sh vllm`; docs/vllm.md) or "

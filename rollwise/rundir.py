@@ -20,7 +20,7 @@ from rollwise import checkpoint as ckpt
 RESUMABLE_CHANGES = frozenset({
     "out_dir", "steps", "progress", "threads", "device", "keep_checkpoints", "checkpoint_every", "eval_every",
     "probe_every", "verify_workers", "verify_timeout", "verify_memory_mb", "verify_batch_budget",
-    "verify_breaker_timeouts", "verify_breaker_rate", "gen_batch_size", "micro_batch",
+    "verify_breaker_timeouts", "verify_breaker_rate", "gen_batch_size", "gen_share_prefill", "micro_batch",
     "cache_dir", "merge_lora",
 })
 RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints")

@@ -93,7 +93,9 @@ def test_hf_engine_built_by_name(model):
     from rollwise.models import Policy
 
     policy = Policy(model, tiny.TinyCodec(), "test", 6)
-    assert isinstance(build_engine(RunConfig(engine="hf"), policy), HFEngine)
+    engine = build_engine(RunConfig(engine="hf"), policy)
+    assert isinstance(engine, HFEngine) and engine.share_prefill  # on by default
+    assert not build_engine(RunConfig(engine="hf", gen_share_prefill=False), policy).share_prefill
 
 
 def test_merged_weights_equal_peft_merge(model):

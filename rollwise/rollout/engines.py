@@ -34,7 +34,8 @@ def build_engine(cfg, policy, log=print):
     name = resolve_engine(cfg.engine)
     codec = policy.codec
     if name == "hf":
-        return HFEngine(policy.model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size)
+        return HFEngine(policy.model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size,
+                        share_prefill=cfg.gen_share_prefill)
     from rollwise.models import cache_root
 
     engine = VLLMEngine(policy.model, codec.eos_token_id, codec.pad_token_id, dtype=cfg.dtype,
