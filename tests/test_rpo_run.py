@@ -60,13 +60,25 @@ def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tm
     assert "rpo_cache" not in last_state(full)["components"]
 
 
-def test_resume_is_exact_with_the_cache(tmp_path):
-    straight = rpo_config(tmp_path, "straight", steps=4, checkpoint_every=1)
+# All three cost factors at once (MoPPS + GVM + RPO, the mopps-gvm-rpo preset's keys) with dynamic sampling on
+# top: every stateful component (posteriors, allocator estimates, cache, filter RNG) must resume exactly.
+COMPOSED = dict(selector="mopps", allocator="gvm", gvm_p_source="presample", gvm_presamples=2, filter="dynamic",
+                train_size=16, batch_prompts=4, ds_max_gen_batches=3, probe_every=2, probe_size=8, rpo_fill="upfront")
+
+
+@pytest.mark.parametrize("changes", [{}, COMPOSED], ids=["rpo", "mopps-gvm-rpo-dynamic"])
+def test_resume_is_exact_with_the_cache(tmp_path, changes):
+    straight = rpo_config(tmp_path, "straight", steps=4, checkpoint_every=1, **changes)
     train(straight)
     split = straight.replace(out_dir=str(tmp_path / "split"))
     train(split.replace(steps=2))
     train(split, resume=True)
     assert comparable(rows_of(straight)) == comparable(rows_of(split))
+    rows = rows_of(straight)[1:]
+    assert all(r["rpo_partial_groups"] > 0 for r in rows[1:])
+    if changes:  # each component acted: pre-samples, resampled generation batches, probes
+        assert all(r["alloc_presampled"] > 0 for r in rows)
+        assert any(r["gen_batches"] > 1 for r in rows) and any("probe_spearman" in r for r in rows)
     pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     ca, cb = (last_state(c)["components"]["rpo_cache"]["cache"] for c in (straight, split))

@@ -11,7 +11,7 @@ from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
 
-TIMING_KEYS = {"time_select", "time_gen", "time_verify", "time_update", "seconds", "wall_seconds"}
+TIMING_KEYS = {"time_select", "time_gen", "time_verify", "time_update", "seconds", "wall_seconds", "rpo_fill_seconds"}
 
 
 # One-digit sums of 2-3 terms: a 1-layer model warmed up for a few seconds answers some of them, so
