@@ -25,6 +25,9 @@ from bench.common import cost_ratio, parse_args, preset_variants, run_variants, 
 from rollwise.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-samples per prompt
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
+# GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
+# that bench.frontier names `uniform` and `gvm` (and bench.mopps_vs_uniform `uniform`): shared, not run twice.
+SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm"}
 
 
 def own_arguments(parser) -> None:
@@ -49,7 +52,8 @@ def main() -> None:
     for pair in args.pairs:
         base = {**MOPPS, **PAIRS[pair]} if posterior else PAIRS[pair]
         base_name = f"mopps-{pair}" if posterior else pair
-        variants = preset_variants({base_name: base, f"gvm{source}{cap}-{base_name}": {**base, **gvm}}, args)
+        pair_variants = {base_name: base, f"gvm{source}{cap}-{base_name}": {**base, **gvm}}
+        variants = preset_variants({SHARED_NAMES.get(n, n): v for n, v in pair_variants.items()}, args)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
         summary = run_variants(f"gvm{suffix}-{pair}", variants, args)
