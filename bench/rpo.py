@@ -10,7 +10,11 @@ Claims (issue 12): at least 80% fewer generated tokens per rollout than full-pat
 a shorter wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published:
 without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
 
-    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N]
+    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N] [--cut L]
+
+`--cut L` (an ablation of the cut rule, rpo_cut): one partial variant with a fixed L instead of
+`half_min`, with the length-aware reward, named rpo-partial-cutL, against the same full-path runs;
+results in rpo[-PRESET]-cutL.json.
 
 `--steps N` stops each run at step N instead of changing its budget: the runs keep the preset's
 configuration (its steps, 400 for scratchpad), everything up to step N is what an N-step run does
@@ -38,6 +42,7 @@ import numpy as np
 import rollwise
 from bench.common import load_variants, parse_args, preset_variants, write_results
 from rollwise.evidence.compare import run_compare
+from rollwise.rollout.partial import parse_cut
 from rollwise.rundir import holds_a_run
 from rollwise.track import read_metrics
 from rollwise.evaluate import standard_error
@@ -56,10 +61,11 @@ PUBLISHED = {"generated_tokens_fewer": 0.95, "tokens_per_sample": "146 vs 2,690 
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    variants = preset_variants(VARIANTS, args)
-    names = dict(zip(VARIANTS, variants))  # short name -> run name (prefixed with the preset)
-    claim = "rpo" + (f"-{args.preset}" if args.preset else "")
+    args = parse_args(__doc__.split("\n\n")[0], _own_arguments)
+    chosen = chosen_variants(args.cut)
+    variants = preset_variants(chosen, args)
+    names = dict(zip(chosen, variants))  # short name -> run name (prefixed with the preset)
+    claim = "rpo" + (f"-{args.preset}" if args.preset else "") + ("" if args.cut == "half_min" else f"-cut{args.cut}")
     # Seed by seed, the variants of one seed side by side: they share the machine's load (a fair seconds-per-
     # step ratio), and a cut-short bench leaves whole seeds of every variant, not one variant's seeds.
     for seed in args.seeds:
@@ -76,9 +82,9 @@ def main() -> None:
     per_variant = {short: _measures([[r for r in run["rows"] if r["step"] <= last] for run in runs[name]], metric)
                    for short, name in names.items()}
     full = per_variant["uniform"]
-    comparisons = {short: _against(full, per_variant[short]) for short in ("rpo-partial", "rpo-partial-nolen")}
+    comparisons = {short: _against(full, per_variant[short]) for short in chosen if short != "uniform"}
     results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": metric,
-               "variants": {names[k]: v for k, v in VARIANTS.items()}, "measures": per_variant,
+               "variants": {names[k]: v for k, v in chosen.items()}, "measures": per_variant,
                "against_full": comparisons, "published": PUBLISHED,
                "claims": {short: {"tokens_80pc_fewer": c["tokens_per_rollout_ratio"] <= 0.2,
                                   "shorter_step": c["seconds_per_step_ratio"] < 1.0,
@@ -86,6 +92,23 @@ def main() -> None:
                           for short, c in comparisons.items()}}
     path = write_results(claim, results)
     _print(per_variant, comparisons, results["claims"], path)
+
+
+def _own_arguments(parser) -> None:
+    parser.add_argument("--cut", default="half_min", help="the cut rule L (rpo_cut): half_min (published, the "
+                        "default) or a fixed L, an ablation run as one partial variant, rpo-partial-cutL")
+
+
+def chosen_variants(cut: str) -> dict[str, dict]:
+    """Full-path GRPO and the partial variants: the two of the published rule, or one with a fixed L.
+
+    >>> list(chosen_variants("24")), chosen_variants("24")["rpo-partial-cut24"]["rpo_cut"]
+    (['uniform', 'rpo-partial-cut24'], '24')
+    """
+    if cut == "half_min":
+        return dict(VARIANTS)
+    parse_cut(cut)  # a clear error for anything but a positive integer
+    return {"uniform": {}, f"rpo-partial-cut{cut}": {**VARIANTS["rpo-partial"], "rpo_cut": cut}}
 
 
 def _prepare(cfg, log=print) -> None:

@@ -1,6 +1,11 @@
-"""bench.frontier's subset runs (--only): which variants run, and which claims can be judged."""
+"""The benchmark scripts' own logic: bench.frontier's subset runs (--only: which variants run, which claims
+can be judged) and bench.rpo's cut ablation (--cut)."""
+
+import pytest
 
 from bench.frontier import VARIANTS, claims, only_variants
+from bench.rpo import VARIANTS as RPO_VARIANTS
+from bench.rpo import chosen_variants
 
 
 def _acc(mean):
@@ -28,3 +33,12 @@ def test_composed_claim_needs_the_speedup_and_uniforms_accuracy():
     assert claims({"final_acc": {"uniform": _acc(0.3)}, "mopps": {"steps_speedup": None,
                                                                     "rollouts_vs_dynamic": None}},
                   None)["mopps_1.6x_fewer_steps"] is False
+
+
+def test_rpo_cut_ablation_is_one_partial_variant_against_the_shared_full_path_runs():
+    assert chosen_variants("half_min") == RPO_VARIANTS
+    ablation = chosen_variants("24")
+    assert list(ablation) == ["uniform", "rpo-partial-cut24"] and ablation["uniform"] == {}
+    assert ablation["rpo-partial-cut24"] == {**RPO_VARIANTS["rpo-partial"], "rpo_cut": "24"}
+    with pytest.raises(ValueError, match="rpo_cut='-3'"):
+        chosen_variants("-3")
