@@ -323,3 +323,33 @@ def test_rpo_metrics_hand_computed():
     assert row["rpo_prefix_tokens"] == 4 and row["rpo_suffix_tokens"] == 6 and row["rpo_suffix_mean"] == 3
     assert row["rpo_cache_paths"] == 1 and row["rpo_cache_tokens"] == 4 and row["rpo_cache_evictions"] == 0
     assert row["rpo_cache_bytes"] == cache.memory_bytes() > 0
+
+
+def test_shared_prefix_tokens_get_no_grpo_gradient():
+    """Why RPO trains only what it cuts (docs/rpo.md): a group's rows share their prefix, so on-policy (ratio 1,
+    one update per batch, no KL) each prefix token's gradient is its grad log-prob times the sum of the group's
+    advantages, which GRPO makes 0. Training on prefix + suffix tokens moves the policy exactly as training on
+    the suffixes alone does, scaled by the token-mean's larger denominator."""
+    from rollwise.algos.grpo import clipped_policy_loss, group_advantages
+
+    model = tiny.build_tiny_model(1, 16, 2, seed=1)
+    prompt, prefix = [5, 6, 7], [8, 9, 10, 11]  # ids of the tiny vocabulary (17 tokens)
+    suffixes = [[12, 13], [14, 13], [12, 15], [16, 3]]
+    ids = torch.tensor([prompt + prefix + s for s in suffixes])
+    adv = torch.tensor(group_advantages(np.array([1.0, 0.0, 0.0, 1.0]), np.zeros(4, dtype=int)), dtype=torch.float32)
+    start = len(prompt)
+
+    def gradient(first_trained: int) -> torch.Tensor:
+        model.zero_grad()
+        logits = model(ids).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)[:, start - 1:]
+        mask = torch.zeros_like(logp)
+        mask[:, first_trained:] = 1.0
+        loss, _ = clipped_policy_loss(logp, logp.detach(), adv, mask)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    both, suffix_only = gradient(0), gradient(len(prefix))
+    width = len(prefix) + len(suffixes[0])
+    assert suffix_only.abs().max() > 0
+    torch.testing.assert_close(both * width, suffix_only * len(suffixes[0]), rtol=1e-4, atol=1e-7)
