@@ -29,9 +29,22 @@ def parse_args(description: str, add_arguments=None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", default=str(RUNS), help="where the training runs live (shared by benches)")
     parser.add_argument("--preset", default=None, help="a named preset as the base configuration (default: the "
                         "built-in default run); variant names get the preset as a prefix")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (cpu or cuda); seconds are "
+                        "comparable only between runs on the same machine")
+    parser.add_argument("--results-dir", default=None, help="write the JSON results and reports here instead of "
+                        "bench/results (results of another machine)")
     if add_arguments is not None:
         add_arguments(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.results_dir:
+        global RESULTS
+        RESULTS = Path(args.results_dir)
+    return args
+
+
+def results_path(*parts: str) -> Path:
+    """A path under the results folder (bench/results, or --results-dir: read at call time, after parse_args)."""
+    return RESULTS.joinpath(*parts)
 
 
 def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
@@ -49,6 +62,8 @@ def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
     """Run (or finish) the variants, then write bench/results/CLAIM/{summary.json, report.*}."""
     base = {} if args.steps is None else {"steps": args.steps}
+    if args.device != "cpu":  # left out on cpu, the default, so that existing runs' specifications stay the same
+        base["device"] = args.device
     run_compare(base, variants, args.seeds, args.runs_dir, parallel=args.parallel)
     return write_report(RESULTS / claim, run_dirs(variants, args), target)
 

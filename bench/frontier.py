@@ -21,7 +21,7 @@ bench/results/frontier[-PRESET]/.
 
 from __future__ import annotations
 
-from bench.common import (RESULTS, cost_ratio, load_variants, mean_curve_cost, parse_args, preset_variants,
+from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args, preset_variants,
                           run_variants, write_results)
 from rollwise.evidence.summary import summarize
 from rollwise.evaluate import standard_error
@@ -61,7 +61,7 @@ def main() -> None:
     results["claims"] = claims(results)
     path = write_results(claim, results)
     print_summary(results)
-    print(f"written to {path} and {RESULTS / claim}/report.md")
+    print(f"written to {path} and {path.parent / claim}/report.md")
 
 
 def _add_only(parser) -> None:

@@ -16,7 +16,7 @@ bench/results/pool_dependence-tN/.
 
 from __future__ import annotations
 
-from bench.common import RESULTS, cost_ratio, mean_curve_cost, parse_args, run_variants, write_results
+from bench.common import cost_ratio, mean_curve_cost, parse_args, results_path, run_variants, write_results
 from rollwise.config import DEFAULT_TASK_OPTIONS
 
 MAX_TERMS = (2, 3, 5)
@@ -49,7 +49,7 @@ def main() -> None:
             "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
             "mopps_speedup_steps": cost_ratio(steps_u, steps_m),
             "final_acc": {v: summary["variants"][v]["stats"]["final_acc"] for v in (uniform, mopps)}}
-    figure = plot(pools, RESULTS / "pool_dependence.png")
+    figure = plot(pools, results_path("pool_dependence.png"))
     path = write_results("pool_dependence", {"seeds": args.seeds, "max_terms": list(MAX_TERMS), "pools": pools,
                                              "figure": str(figure)})
     for max_terms, pool in pools.items():

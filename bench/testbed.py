@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import RESULTS, mean_curve_cost, parse_args, run_dirs, write_results
+from bench.common import mean_curve_cost, parse_args, results_path, run_dirs, write_results
 from rollwise.checkpoint import list_checkpoints
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
@@ -241,7 +241,7 @@ def main() -> None:
     model_dir = prepare_policy(RunConfig.from_dict(base))  # the one initial policy, built (or found) once
     names = variants(steps)
     run_compare(base, names, args.seeds, args.runs_dir, parallel=args.parallel)
-    summary = write_report(RESULTS / "testbed", run_dirs(names, args), None)
+    summary = write_report(results_path("testbed"), run_dirs(names, args), None)
     results = measure(args, summary, model_dir, steps)
     results["claims"] = claims(results)
     frontier_keys = results["frontier_seed0"]

@@ -1,5 +1,5 @@
 """The benchmark scripts' own logic: bench.frontier's subset runs (--only: which variants run, which claims
-can be judged) and bench.rpo's cut ablation (--cut)."""
+can be judged), bench.rpo's cut ablation (--cut); the shared --device and --results-dir options."""
 
 import pytest
 
@@ -45,3 +45,26 @@ def test_rpo_cut_ablation_is_one_partial_variant_against_the_shared_full_path_ru
     assert ablation["rpo-partial-cut24"] == {**RPO_VARIANTS["rpo-partial"], "rpo_cut": "24"}
     with pytest.raises(ValueError, match="rpo_cut='-3'"):
         chosen_variants("-3")
+
+
+def test_device_and_results_dir_reach_the_runs_and_the_written_results(tmp_path, monkeypatch):
+    """--device goes into every run's configuration (left out on cpu, so existing runs keep their
+    specification) and --results-dir moves what the scripts write (runs measured on another machine)."""
+    import sys
+
+    import bench.common as common
+
+    monkeypatch.setattr(common, "RESULTS", common.RESULTS)  # parse_args rebinds it: restored after the test
+    monkeypatch.setattr(sys, "argv", ["bench", "--device", "cuda", "--results-dir", str(tmp_path / "h100")])
+    args = common.parse_args("test")
+    assert common.results_path("x.json") == tmp_path / "h100" / "x.json"
+    assert common.write_results("claim", {"a": 1}) == tmp_path / "h100" / "claim.json"
+
+    seen = {}
+    monkeypatch.setattr(common, "run_compare", lambda base, variants, *a, **k: seen.update(base=base))
+    monkeypatch.setattr(common, "write_report", lambda *a: None)
+    common.run_variants("claim", {"v": {}}, args)
+    assert seen["base"] == {"device": "cuda"}
+    args.device = "cpu"
+    common.run_variants("claim", {"v": {}}, args)
+    assert seen["base"] == {}
