@@ -65,7 +65,7 @@ def run_variants(claim: str, variants: dict[str, dict], args, target: float | No
     if args.device != "cpu":  # left out on cpu, the default, so that existing runs' specifications stay the same
         base["device"] = args.device
     run_compare(base, variants, args.seeds, args.runs_dir, parallel=args.parallel)
-    return write_report(RESULTS / claim, run_dirs(variants, args), target)
+    return write_report(results_path(claim), run_dirs(variants, args), target)
 
 
 def cost_ratio(base, variant) -> float | None:

@@ -49,7 +49,8 @@ def main() -> None:
     claim = f"frontier-{args.preset}" + ("" if len(chosen) == len(VARIANTS) else "-partial")
     summary = run_variants(claim, variants, args)  # target: uniform's final accuracy
     loaded = load_variants(variants, args)
-    results = {"seeds": args.seeds, "preset": args.preset, "variants": chosen, "target": summary["target"],
+    results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "variants": chosen,
+               "target": summary["target"],
                "not_run": sorted(set(VARIANTS) - set(chosen)),
                "costs_to_target": {short: {c: mean_curve_cost(summary, name[short], c) for c in COSTS}
                                    for short in chosen},

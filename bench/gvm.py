@@ -48,7 +48,7 @@ def main() -> None:
     gvm = {**GVM, "gvm_max_samples": args.max_samples} if args.max_samples else GVM
     if posterior:
         gvm = {key: value for key, value in gvm.items() if key != "gvm_presamples"} | {"gvm_p_source": "posterior"}
-    results = {"seeds": args.seeds, "preset": args.preset, "gvm_settings": gvm, "pairs": {}}
+    results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "gvm_settings": gvm, "pairs": {}}
     for pair in args.pairs:
         base = {**MOPPS, **PAIRS[pair]} if posterior else PAIRS[pair]
         base_name = f"mopps-{pair}" if posterior else pair

@@ -50,7 +50,8 @@ def main() -> None:
             "mopps_speedup_steps": cost_ratio(steps_u, steps_m),
             "final_acc": {v: summary["variants"][v]["stats"]["final_acc"] for v in (uniform, mopps)}}
     figure = plot(pools, results_path("pool_dependence.png"))
-    path = write_results("pool_dependence", {"seeds": args.seeds, "max_terms": list(MAX_TERMS), "pools": pools,
+    path = write_results("pool_dependence", {"seeds": args.seeds, "device": args.device,
+                                             "max_terms": list(MAX_TERMS), "pools": pools,
                                              "figure": str(figure)})
     for max_terms, pool in pools.items():
         zv, speed = pool["uniform_zero_var_ratio"], pool["mopps_speedup_steps"]

@@ -83,7 +83,7 @@ def main() -> None:
                    for short, name in names.items()}
     full = per_variant["uniform"]
     comparisons = {short: _against(full, per_variant[short]) for short in chosen if short != "uniform"}
-    results = {"seeds": args.seeds, "preset": args.preset, "steps": args.steps, "metric": metric,
+    results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "steps": args.steps, "metric": metric,
                "variants": {names[k]: v for k, v in chosen.items()}, "measures": per_variant,
                "against_full": comparisons, "published": PUBLISHED,
                "claims": {short: {"tokens_80pc_fewer": c["tokens_per_rollout_ratio"] <= 0.2,
