@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rollwise.evidence.compare import run_compare
 from rollwise.evidence.report import write_report
-from rollwise.evidence.summary import load_run
+from rollwise.evidence.summary import load_run, summarize
 
 RESULTS = Path("bench/results")
 RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
@@ -93,3 +93,17 @@ def write_results(claim: str, results: dict) -> Path:
 def mean_curve_cost(summary: dict, variant: str, key: str):
     """A variant's cost to reach the target on the mean curve over seeds (None: never reached)."""
     return summary["variants"][variant]["to_target"]["mean_curve"].get(key)
+
+
+def at_gain_fractions(loaded: dict[str, list[dict]], final: float, metric: str, fractions) -> list[dict]:
+    """Summaries at targets part of the way from the baseline's start (mean step-0 `metric` of the first
+    variant's runs) to `final`: a speed-up depends on how far along its target is, and at the baseline's
+    own final accuracy it is knife-edge when a variant ends level with it."""
+    baseline = loaded[next(iter(loaded))]
+    initial = sum(run["rows"][0][metric] for run in baseline) / len(baseline)
+    rows = []
+    for fraction in fractions:
+        target = initial + fraction * (final - initial)
+        at = summarize(loaded, target, metric)["variants"]
+        rows.append({"fraction": fraction, "target": target, "variants": at})
+    return rows

@@ -14,8 +14,7 @@ Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps
 
 from __future__ import annotations
 
-from bench.common import load_variants, mean_curve_cost, parse_args, run_variants, write_results
-from rollwise.evidence.summary import summarize
+from bench.common import at_gain_fractions, load_variants, mean_curve_cost, parse_args, run_variants, write_results
 
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 
@@ -64,15 +63,10 @@ def costs_by_target(summary: dict, args, fractions=(0.5, 0.75, 0.9, 1.0)) -> lis
     """Steps and rollout ratios at targets part of the way from the start to uniform's final accuracy:
     the speed-up depends on how far along the target is, so one number hides the shape."""
     loaded = load_variants(VARIANTS, args)
-    initial = sum(run["rows"][0][summary["metric"]] for run in loaded["uniform"]) / len(loaded["uniform"])
-    rows = []
-    for fraction in fractions:
-        target = initial + fraction * (summary["target"] - initial)
-        at = summarize(loaded, target)["variants"]
-        rows.append({"fraction": fraction, "target": target,
-                     "steps": {k: at[k]["to_target"]["mean_curve"].get("steps") for k in VARIANTS},
-                     "rollout_ratio": {k: _round(at[k]["ratios"]["rollouts"]) for k in VARIANTS}})
-    return rows
+    return [{"fraction": row["fraction"], "target": row["target"],
+             "steps": {k: row["variants"][k]["to_target"]["mean_curve"].get("steps") for k in VARIANTS},
+             "rollout_ratio": {k: _round(row["variants"][k]["ratios"]["rollouts"]) for k in VARIANTS}}
+            for row in at_gain_fractions(loaded, summary["target"], summary["metric"], fractions)]
 
 
 def _round(value):

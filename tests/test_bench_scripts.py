@@ -68,3 +68,19 @@ def test_device_and_results_dir_reach_the_runs_and_the_written_results(tmp_path,
     args.device = "cpu"
     common.run_variants("claim", {"v": {}}, args)
     assert seen["base"] == {}
+
+
+def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_path):
+    """Targets part of the way from the baseline's step-0 accuracy to a final accuracy, each with the
+    summary at that target: a variant level with the baseline at the end still shows its earlier lead."""
+    from bench.common import at_gain_fractions
+    from rollwise.evidence.summary import load_run
+    from tests.test_report import write_run
+
+    base = [write_run(tmp_path / "base" / f"seed-{s}", [0.1, 0.2, 0.3, 0.4, 0.5], seed=s) for s in (0, 1)]
+    fast = [write_run(tmp_path / "fast" / f"seed-{s}", [0.1, 0.4, 0.45, 0.48, 0.49], seed=s) for s in (0, 1)]
+    loaded = {"base": [load_run(p) for p in base], "fast": [load_run(p) for p in fast]}
+    rows = at_gain_fractions(loaded, 0.5, "eval_temp_acc", (0.5, 1.0))
+    assert [round(r["target"], 6) for r in rows] == [0.3, 0.5]
+    steps = [{name: r["variants"][name]["to_target"]["mean_curve"]["steps"] for name in loaded} for r in rows]
+    assert steps == [{"base": 20, "fast": 10}, {"base": 40, "fast": None}]
