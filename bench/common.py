@@ -59,11 +59,15 @@ def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
     return {f"{args.preset}-{name}": {**base, **values, **steps} for name, values in variants.items()}
 
 
+def device_override(args) -> dict:
+    """The configuration every run gets from --device: nothing on cpu, the default, so that existing runs'
+    specifications stay the same."""
+    return {} if args.device == "cpu" else {"device": args.device}
+
+
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
     """Run (or finish) the variants, then write bench/results/CLAIM/{summary.json, report.*}."""
-    base = {} if args.steps is None else {"steps": args.steps}
-    if args.device != "cpu":  # left out on cpu, the default, so that existing runs' specifications stay the same
-        base["device"] = args.device
+    base = {**({} if args.steps is None else {"steps": args.steps}), **device_override(args)}
     run_compare(base, variants, args.seeds, args.runs_dir, parallel=args.parallel)
     return write_report(results_path(claim), run_dirs(variants, args), target)
 

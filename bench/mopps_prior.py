@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.common import mean_curve_cost, parse_args, run_variants, write_results
+from bench.common import device_override, mean_curve_cost, parse_args, run_variants, write_results
 from rollwise.evidence.compare import run_compare
 
 
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0])
     estimate = {"pass-rates": {"selector": "offline", "steps": 0}}
-    run_compare({}, estimate, [0], args.runs_dir, parallel=1)
+    run_compare(device_override(args), estimate, [0], args.runs_dir, parallel=1)
     prior_dir = Path(args.runs_dir) / "pass-rates" / "seed-0"
     prior_cost = json.loads((prior_dir / "summary.json").read_text())["total_rollouts"]
     variants = {"uniform": {}, "mopps": {"selector": "mopps"},

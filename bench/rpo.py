@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import rollwise
-from bench.common import load_variants, parse_args, preset_variants, write_results
+from bench.common import device_override, load_variants, parse_args, preset_variants, write_results
 from rollwise.evidence.compare import run_compare
 from rollwise.rollout.partial import parse_cut
 from rollwise.rundir import holds_a_run
@@ -70,8 +70,8 @@ def main() -> None:
     # step ratio), and a cut-short bench leaves whole seeds of every variant, not one variant's seeds.
     for seed in args.seeds:
         try:
-            run_compare({}, variants, [seed], args.runs_dir, parallel=args.parallel, launcher=_stopping_at(args.steps),
-                        prepare=_prepare)
+            run_compare(device_override(args), variants, [seed], args.runs_dir, parallel=args.parallel,
+                        launcher=_stopping_at(args.steps), prepare=_prepare)
         except RuntimeError as exc:  # runs stopped at --steps are "not finished" for compare
             if args.steps is None:
                 raise

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import mean_curve_cost, parse_args, results_path, run_dirs, write_results
+from bench.common import device_override, mean_curve_cost, parse_args, results_path, run_dirs, write_results
 from rollwise.checkpoint import list_checkpoints
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
@@ -240,7 +240,7 @@ def main() -> None:
     base["steps"] = steps
     model_dir = prepare_policy(RunConfig.from_dict(base))  # the one initial policy, built (or found) once
     names = variants(steps)
-    run_compare(base, names, args.seeds, args.runs_dir, parallel=args.parallel)
+    run_compare({**base, **device_override(args)}, names, args.seeds, args.runs_dir, parallel=args.parallel)
     summary = write_report(results_path("testbed"), run_dirs(names, args), None)
     results = measure(args, summary, model_dir, steps)
     results["claims"] = claims(results)
