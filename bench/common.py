@@ -100,14 +100,14 @@ def mean_curve_cost(summary: dict, variant: str, key: str):
 
 
 def at_gain_fractions(loaded: dict[str, list[dict]], final: float, metric: str, fractions) -> list[dict]:
-    """Summaries at targets part of the way from the baseline's start (mean step-0 `metric` of the first
-    variant's runs) to `final`: a speed-up depends on how far along its target is, and at the baseline's
-    own final accuracy it is knife-edge when a variant ends level with it."""
+    """Summaries (as `summarize` gives them, for `mean_curve_cost`) at targets part of the way from the
+    baseline's start (mean step-0 `metric` of the first variant's runs) to `final`: a speed-up depends on
+    how far along its target is, and at the baseline's own final accuracy it is knife-edge when a variant
+    ends level with it."""
     baseline = loaded[next(iter(loaded))]
     initial = sum(run["rows"][0][metric] for run in baseline) / len(baseline)
     rows = []
     for fraction in fractions:
         target = initial + fraction * (final - initial)
-        at = summarize(loaded, target, metric)["variants"]
-        rows.append({"fraction": fraction, "target": target, "variants": at})
+        rows.append({"fraction": fraction, "target": target, "summary": summarize(loaded, target, metric)})
     return rows

@@ -64,8 +64,8 @@ def costs_by_target(summary: dict, args, fractions=(0.5, 0.75, 0.9, 1.0)) -> lis
     the speed-up depends on how far along the target is, so one number hides the shape."""
     loaded = load_variants(VARIANTS, args)
     return [{"fraction": row["fraction"], "target": row["target"],
-             "steps": {k: row["variants"][k]["to_target"]["mean_curve"].get("steps") for k in VARIANTS},
-             "rollout_ratio": {k: _round(row["variants"][k]["ratios"]["rollouts"]) for k in VARIANTS}}
+             "steps": {k: mean_curve_cost(row["summary"], k, "steps") for k in VARIANTS},
+             "rollout_ratio": {k: _round(row["summary"]["variants"][k]["ratios"]["rollouts"]) for k in VARIANTS}}
             for row in at_gain_fractions(loaded, summary["target"], summary["metric"], fractions)]
 
 

@@ -73,8 +73,8 @@ def speedups_by_gain(summary: dict, loaded: dict, uniform: str, mopps: str) -> d
     """MoPPS's speed-up in steps to targets a fraction of the way from the start to uniform's final accuracy."""
     speedups = {}
     for row in at_gain_fractions(loaded, summary["target"], summary["metric"], GAIN_FRACTIONS):
-        steps = {v: row["variants"][v]["to_target"]["mean_curve"].get("steps") for v in (uniform, mopps)}
-        speedups[str(row["fraction"])] = cost_ratio(steps[uniform], steps[mopps])
+        steps_u, steps_m = (mean_curve_cost(row["summary"], v, "steps") for v in (uniform, mopps))
+        speedups[str(row["fraction"])] = cost_ratio(steps_u, steps_m)
     return speedups
 
 
@@ -93,16 +93,14 @@ def plot(pools: dict, path):
     series += [(f"to {float(f):.0%} of uniform's gain", lambda pool, f=f: pool["mopps_speedup_steps_by_gain"][f],
                 marker, color) for f, marker, color in zip(("0.75", "0.5"), ("s", "^"), ("C1", "C2"))]
     for label, speedup_of, marker, color in series:
-        for max_terms, pool in pools.items():
+        for pool in pools.values():
             zv, speed = pool["uniform_zero_var_ratio"], speedup_of(pool)
             if speed is None:  # MoPPS never reached the target: an open marker on the axis
                 ax.plot(zv["mean"], 0.0, marker=marker, mfc="none", color=color, ms=8, ls="none",
                         label=label + ": never reached")
                 continue
             ax.errorbar(zv["mean"], speed, xerr=zv["se"] or 0.0, fmt=marker, capsize=3, color=color, label=label)
-            if marker == "o":
-                ax.annotate(pool_label(max_terms), (zv["mean"], speed), textcoords="offset points", xytext=(6, 4))
-    for max_terms, pool in pools.items():  # the pools' names under the axis, whatever was reached
+    for max_terms, pool in pools.items():  # each pool named once, under its column, whatever was reached
         ax.annotate(pool_label(max_terms), (pool["uniform_zero_var_ratio"]["mean"], -0.1), fontsize=8,
                     textcoords="offset points", xytext=(0, 4), ha="center", color="0.3")
     handles, labels = ax.get_legend_handles_labels()

@@ -82,5 +82,6 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
     loaded = {"base": [load_run(p) for p in base], "fast": [load_run(p) for p in fast]}
     rows = at_gain_fractions(loaded, 0.5, "eval_temp_acc", (0.5, 1.0))
     assert [round(r["target"], 6) for r in rows] == [0.3, 0.5]
-    steps = [{name: r["variants"][name]["to_target"]["mean_curve"]["steps"] for name in loaded} for r in rows]
+    steps = [{name: r["summary"]["variants"][name]["to_target"]["mean_curve"]["steps"] for name in loaded}
+             for r in rows]
     assert steps == [{"base": 20, "fast": 10}, {"base": 40, "fast": None}]
