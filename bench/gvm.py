@@ -9,14 +9,22 @@ samples per prompt). Pairs, each from the same initial policy, three seeds:
 The claim: the GVM variant reaches its baseline's final held-out accuracy in at most half the steps.
 
     .venv/bin/python -m bench.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
-                                  [--max-samples N] [--pairs raft++ grpo]
+                                  [--max-samples N] [--estimate-every K] [--pairs raft++ grpo]
 
 `--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
 an optional cap, the default run none): an ablation, its variants and results carry `-capN` in their
-names. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
+names. `--estimate-every K` reuses a prompt's p_i and G_i for K steps after it was last observed
+(gvm_estimate_every; default 1, re-estimated at every visit): the paper amortises one estimation pass over
+several steps. Uniform selection visits each prompt of the default pool (2,000 prompts, 64 a step) once an
+epoch of about 31 steps, so revisits come 1-62 steps apart: with K = 64 only a prompt's first visit (and one
+that was allocated no samples for K steps) is pre-sampled, and every later visit allocates the whole budget
+from the estimate its previous visit left. Such steps allocate the whole budget under the cap, so a cap must
+exceed samples_per_prompt (the script refuses one that does not: it would be a fixed allocation). Names
+carry `-everyK`. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
 pre-samples, G_i from the prompt's previous visit), so both sides of each pair select with MoPPS
 (`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. Writes
-bench/results/gvm[-PRESET][-posterior][-capN].json and the reports in bench/results/gvm[-PRESET][-posterior][-capN]-*/.
+bench/results/gvm[-PRESET][-posterior][-capN][-everyK].json and the reports in
+bench/results/gvm[-PRESET][-posterior][-capN][-everyK]-*/.
 """
 
 from __future__ import annotations
@@ -33,26 +41,58 @@ SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm"}
 def own_arguments(parser) -> None:
     parser.add_argument("--max-samples", type=int, default=0,
                         help="cap on GVM's main-rollout samples per prompt (0: none, the default run's setting)")
+    parser.add_argument("--estimate-every", type=int, default=1,
+                        help="steps a prompt's GVM estimate is reused after its last observation (1: re-estimated at "
+                             "every visit, the default run's setting)")
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS), help="which pairs to run")
     parser.add_argument("--p-source", choices=("presample", "posterior"), default="presample",
                         help="where GVM's p_i comes from: 4 pre-samples per prompt (published), or the MoPPS "
                              "posterior (rollwise's variant; both sides of the pair then select with MoPPS)")
 
 
-def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], own_arguments)
-    cap = f"-cap{args.max_samples}" if args.max_samples else ""
+def gvm_settings(args) -> tuple[dict, str]:
+    """GVM's configuration keys for this invocation and the suffix its results and variant names carry."""
     posterior = args.p_source == "posterior"
-    source = "-posterior" if posterior else ""
-    suffix = (f"-{args.preset}" if args.preset else "") + source + cap
-    gvm = {**GVM, "gvm_max_samples": args.max_samples} if args.max_samples else GVM
+    _check_cap_leaves_room(args)
+    gvm = dict(GVM)
+    if args.max_samples:
+        gvm["gvm_max_samples"] = args.max_samples
+    if args.estimate_every != 1:
+        gvm["gvm_estimate_every"] = args.estimate_every
     if posterior:
         gvm = {key: value for key, value in gvm.items() if key != "gvm_presamples"} | {"gvm_p_source": "posterior"}
+    source = "-posterior" if posterior else ""
+    cap = f"-cap{args.max_samples}" if args.max_samples else ""
+    every = f"-every{args.estimate_every}" if args.estimate_every != 1 else ""
+    return gvm, source + cap + every
+
+
+def _check_cap_leaves_room(args) -> None:
+    """A reused estimate draws no pre-samples, so the whole budget (samples_per_prompt x B) is allocated under
+    the cap: a cap at or below samples_per_prompt then gives every prompt exactly samples_per_prompt, a fixed
+    allocation under GVM's name."""
+    if args.estimate_every == 1 or not args.max_samples:
+        return
+    from rollwise.config import RunConfig
+    from rollwise.presets import preset_values
+
+    per_prompt = RunConfig.from_dict(preset_values(args.preset) if args.preset else {}).samples_per_prompt
+    if args.max_samples <= per_prompt:
+        raise SystemExit(f"--max-samples {args.max_samples} with --estimate-every {args.estimate_every}: steps that "
+                         f"reuse estimates allocate all {per_prompt} samples per prompt under a cap of "
+                         f"{args.max_samples}, which leaves GVM nothing to move; use a cap above {per_prompt}")
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0], own_arguments)
+    posterior = args.p_source == "posterior"
+    gvm, methods = gvm_settings(args)
+    suffix = (f"-{args.preset}" if args.preset else "") + methods
     results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "gvm_settings": gvm, "pairs": {}}
     for pair in args.pairs:
         base = {**MOPPS, **PAIRS[pair]} if posterior else PAIRS[pair]
         base_name = f"mopps-{pair}" if posterior else pair
-        pair_variants = {base_name: base, f"gvm{source}{cap}-{base_name}": {**base, **gvm}}
+        pair_variants = {base_name: base, f"gvm{methods}-{base_name}": {**base, **gvm}}
         variants = preset_variants({SHARED_NAMES.get(n, n): v for n, v in pair_variants.items()}, args)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against

@@ -85,3 +85,25 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
     steps = [{name: r["summary"]["variants"][name]["to_target"]["mean_curve"]["steps"] for name in loaded}
              for r in rows]
     assert steps == [{"base": 20, "fast": 10}, {"base": 40, "fast": None}]
+
+
+def test_gvm_bench_settings_name_every_ablation_they_set():
+    """bench.gvm's options become GVM configuration keys and the suffix of its variant and result names, so
+    that an ablation's runs never share a directory with the published settings' runs."""
+    from argparse import Namespace
+
+    from bench.gvm import gvm_settings
+    from rollwise.presets import GVM
+
+    def settings(**given):
+        defaults = {"max_samples": 0, "estimate_every": 1, "p_source": "presample", "preset": None}
+        return gvm_settings(Namespace(**(defaults | given)))
+
+    assert settings() == (GVM, "")
+    assert settings(max_samples=8)[1] == "-cap8"  # with pre-samples every step, a cap of 8 still reallocates
+    gvm, suffix = settings(max_samples=12, estimate_every=64)
+    assert gvm == {**GVM, "gvm_max_samples": 12, "gvm_estimate_every": 64} and suffix == "-cap12-every64"
+    with pytest.raises(SystemExit, match="leaves GVM nothing to move"):  # 8 per prompt is the default run's
+        settings(max_samples=8, estimate_every=64)
+    gvm, suffix = settings(p_source="posterior")
+    assert "gvm_presamples" not in gvm and gvm["gvm_p_source"] == "posterior" and suffix == "-posterior"
