@@ -111,3 +111,13 @@ def at_gain_fractions(loaded: dict[str, list[dict]], final: float, metric: str, 
         target = initial + fraction * (final - initial)
         rows.append({"fraction": fraction, "target": target, "summary": summarize(loaded, target, metric)})
     return rows
+
+
+def speedups_by_gain(summary: dict, loaded: dict, base: str, variant: str, fractions) -> dict[str, float | None]:
+    """A variant's speed-up in steps over the base (mean curves) to targets a fraction of the way from the
+    base's start to the summary's target, keyed by the fraction as a string (JSON keys)."""
+    speedups = {}
+    for row in at_gain_fractions(loaded, summary["target"], summary["metric"], fractions):
+        steps_base, steps_variant = (mean_curve_cost(row["summary"], v, "steps") for v in (base, variant))
+        speedups[str(row["fraction"])] = cost_ratio(steps_base, steps_variant)
+    return speedups

@@ -18,8 +18,8 @@ bench/results/pool_dependence-tN/.
 
 from __future__ import annotations
 
-from bench.common import (at_gain_fractions, cost_ratio, load_variants, mean_curve_cost, parse_args, results_path,
-                          run_variants, write_results)
+from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args, results_path, run_variants,
+                          speedups_by_gain, write_results)
 from rollwise.config import DEFAULT_TASK_OPTIONS
 
 MAX_TERMS = (2, 3, 5)
@@ -55,7 +55,8 @@ def main() -> None:
             "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
             "mopps_speedup_steps": cost_ratio(steps_u, steps_m),
             "final_acc": {v: summary["variants"][v]["stats"]["final_acc"] for v in (uniform, mopps)},
-            "mopps_speedup_steps_by_gain": speedups_by_gain(summary, load_variants(variants, args), uniform, mopps)}
+            "mopps_speedup_steps_by_gain": speedups_by_gain(summary, load_variants(variants, args), uniform, mopps,
+                                                            GAIN_FRACTIONS)}
     figure = plot(pools, results_path("pool_dependence.png"))
     path = write_results("pool_dependence", {"seeds": args.seeds, "device": args.device,
                                              "max_terms": list(MAX_TERMS), "pools": pools,
@@ -67,15 +68,6 @@ def main() -> None:
               + (f"{speed:.2f}x fewer steps" if speed else "never reached uniform's final accuracy")
               + f" to {pool['target']:.3f}; at fractions of uniform's gain: {pool['mopps_speedup_steps_by_gain']}")
     print(f"written to {path} and {figure}")
-
-
-def speedups_by_gain(summary: dict, loaded: dict, uniform: str, mopps: str) -> dict[str, float | None]:
-    """MoPPS's speed-up in steps to targets a fraction of the way from the start to uniform's final accuracy."""
-    speedups = {}
-    for row in at_gain_fractions(loaded, summary["target"], summary["metric"], GAIN_FRACTIONS):
-        steps_u, steps_m = (mean_curve_cost(row["summary"], v, "steps") for v in (uniform, mopps))
-        speedups[str(row["fraction"])] = cost_ratio(steps_u, steps_m)
-    return speedups
 
 
 def pool_label(max_terms: int) -> str:

@@ -73,7 +73,7 @@ def test_device_and_results_dir_reach_the_runs_and_the_written_results(tmp_path,
 def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_path):
     """Targets part of the way from the baseline's step-0 accuracy to a final accuracy, each with the
     summary at that target: a variant level with the baseline at the end still shows its earlier lead."""
-    from bench.common import at_gain_fractions
+    from bench.common import at_gain_fractions, speedups_by_gain
     from rollwise.evidence.summary import load_run
     from tests.test_report import write_run
 
@@ -85,6 +85,8 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
     steps = [{name: r["summary"]["variants"][name]["to_target"]["mean_curve"]["steps"] for name in loaded}
              for r in rows]
     assert steps == [{"base": 20, "fast": 10}, {"base": 40, "fast": None}]
+    summary = {"target": 0.5, "metric": "eval_temp_acc"}
+    assert speedups_by_gain(summary, loaded, "base", "fast", (0.5, 1.0)) == {"0.5": 2.0, "1.0": None}
 
 
 def test_gvm_bench_settings_name_every_ablation_they_set():
