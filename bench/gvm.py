@@ -9,7 +9,7 @@ samples per prompt). Pairs, each from the same initial policy, three seeds:
 The claim: the GVM variant reaches its baseline's final held-out accuracy in at most half the steps.
 
     .venv/bin/python -m bench.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
-                                  [--max-samples N] [--estimate-every K] [--pairs raft++ grpo]
+                                  [--max-samples N] [--estimate-every K] [--pairs raft++ grpo] [--mopps]
 
 `--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
 an optional cap, the default run none): an ablation, its variants and results carry `-capN` in their
@@ -22,9 +22,10 @@ from the estimate its previous visit left. Such steps allocate the whole budget 
 exceed samples_per_prompt (the script refuses one that does not: it would be a fixed allocation). Names
 carry `-everyK`. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
 pre-samples, G_i from the prompt's previous visit), so both sides of each pair select with MoPPS
-(`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. Writes
-bench/results/gvm[-PRESET][-posterior][-capN][-everyK].json and the reports in
-bench/results/gvm[-PRESET][-posterior][-capN][-everyK]-*/.
+(`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. `--mopps` selects
+with MoPPS on both sides with any p source: GVM composed with MoPPS, against MoPPS alone. Writes
+bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK].json and the reports in
+bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK]-*/.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from rollwise.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-sa
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 # GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
-# that bench.frontier names `uniform` and `gvm` (and bench.mopps_vs_uniform `uniform`): shared, not run twice.
-SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm"}
+# that bench.frontier names `uniform`, `gvm` and `mopps` (and bench.mopps_vs_uniform `uniform` and `mopps`):
+# shared, not run twice.
+SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps"}
 # Also measured part of the way to the baseline's final accuracy: a variant that ends level with its baseline
 # can still get there first, and the speed-up at the final accuracy alone would hide it.
 GAIN_FRACTIONS = (0.5, 0.75)
@@ -52,6 +54,8 @@ def own_arguments(parser) -> None:
     parser.add_argument("--p-source", choices=("presample", "posterior"), default="presample",
                         help="where GVM's p_i comes from: 4 pre-samples per prompt (published), or the MoPPS "
                              "posterior (rollwise's variant; both sides of the pair then select with MoPPS)")
+    parser.add_argument("--mopps", action="store_true",
+                        help="select with MoPPS on both sides of each pair (implied by --p-source posterior)")
 
 
 def gvm_settings(args) -> tuple[dict, str]:
@@ -87,17 +91,24 @@ def _check_cap_leaves_room(args) -> None:
                          f"{args.max_samples}, which leaves GVM nothing to move; use a cap above {per_prompt}")
 
 
+def pair_variants(args, pair: str, gvm: dict, methods: str) -> dict[str, dict]:
+    """The baseline and its GVM variant, named as the runs folder knows them (shared with other benches)."""
+    mopps = args.mopps or args.p_source == "posterior"
+    base = {**MOPPS, **PAIRS[pair]} if mopps else PAIRS[pair]
+    base_name = f"mopps-{pair}" if mopps else pair
+    variants = {base_name: base, f"gvm{methods}-{base_name}": {**base, **gvm}}
+    return {SHARED_NAMES.get(name, name): values for name, values in variants.items()}
+
+
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0], own_arguments)
-    posterior = args.p_source == "posterior"
     gvm, methods = gvm_settings(args)
-    suffix = (f"-{args.preset}" if args.preset else "") + methods
+    # results name the selection too (variant names carry it in their baseline's name, mopps-PAIR)
+    selection = "-mopps" if args.mopps and args.p_source != "posterior" else ""
+    suffix = (f"-{args.preset}" if args.preset else "") + selection + methods
     results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "gvm_settings": gvm, "pairs": {}}
     for pair in args.pairs:
-        base = {**MOPPS, **PAIRS[pair]} if posterior else PAIRS[pair]
-        base_name = f"mopps-{pair}" if posterior else pair
-        pair_variants = {base_name: base, f"gvm{methods}-{base_name}": {**base, **gvm}}
-        variants = preset_variants({SHARED_NAMES.get(n, n): v for n, v in pair_variants.items()}, args)
+        variants = preset_variants(pair_variants(args, pair, gvm, methods), args)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
         summary = run_variants(f"gvm{suffix}-{pair}", variants, args)

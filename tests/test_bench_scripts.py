@@ -109,3 +109,20 @@ def test_gvm_bench_settings_name_every_ablation_they_set():
         settings(max_samples=8, estimate_every=64)
     gvm, suffix = settings(p_source="posterior")
     assert "gvm_presamples" not in gvm and gvm["gvm_p_source"] == "posterior" and suffix == "-posterior"
+
+
+def test_gvm_bench_pairs_share_the_runs_other_benches_name():
+    """GRPO pairs are the default run (`uniform`) and MoPPS (`mopps`) that bench.frontier and
+    bench.mopps_vs_uniform also run; --mopps selects with MoPPS on both sides of a pair."""
+    from argparse import Namespace
+
+    from bench.gvm import pair_variants
+    from rollwise.presets import GVM
+
+    args = Namespace(mopps=False, p_source="presample")
+    assert pair_variants(args, "grpo", GVM, "") == {"uniform": {"algo": "grpo"}, "gvm": {"algo": "grpo", **GVM}}
+    args.mopps = True
+    both = pair_variants(args, "grpo", GVM, "-cap12")
+    assert both == {"mopps": {"selector": "mopps", "algo": "grpo"},
+                    "gvm-cap12-mopps-grpo": {"selector": "mopps", "algo": "grpo", **GVM}}
+    assert list(pair_variants(args, "raft++", GVM, "")) == ["mopps-raft++", "gvm-mopps-raft++"]
