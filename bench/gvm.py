@@ -36,9 +36,9 @@ from rollwise.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-sa
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 # GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
-# that bench.frontier names `uniform`, `gvm` and `mopps` (and bench.mopps_vs_uniform `uniform` and `mopps`):
+# that bench.frontier names `uniform`, `gvm`, `mopps` and `mopps-gvm` (bench.mopps_vs_uniform `uniform`, `mopps`):
 # shared, not run twice.
-SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps"}
+SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps", "gvm-mopps-grpo": "mopps-gvm"}
 # Also measured part of the way to the baseline's final accuracy: a variant that ends level with its baseline
 # can still get there first, and the speed-up at the final accuracy alone would hide it.
 GAIN_FRACTIONS = (0.5, 0.75)

@@ -125,4 +125,5 @@ def test_gvm_bench_pairs_share_the_runs_other_benches_name():
     both = pair_variants(args, "grpo", GVM, "-cap12")
     assert both == {"mopps": {"selector": "mopps", "algo": "grpo"},
                     "gvm-cap12-mopps-grpo": {"selector": "mopps", "algo": "grpo", **GVM}}
+    assert list(pair_variants(args, "grpo", GVM, "")) == ["mopps", "mopps-gvm"]  # bench.frontier's names
     assert list(pair_variants(args, "raft++", GVM, "")) == ["mopps-raft++", "gvm-mopps-raft++"]
