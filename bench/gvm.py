@@ -18,9 +18,9 @@ names. `--estimate-every K` reuses a prompt's p_i and G_i for K steps after it w
 several steps. Uniform selection visits each prompt of the default pool (2,000 prompts, 64 a step) once an
 epoch of about 31 steps, so revisits come 1-62 steps apart: with K = 64 only a prompt's first visit (and one
 that was allocated no samples for K steps) is pre-sampled, and every later visit allocates the whole budget
-from the estimate its previous visit left. Such steps allocate the whole budget under the cap, so a cap must
-exceed samples_per_prompt (the script refuses one that does not: it would be a fixed allocation). Names
-carry `-everyK`. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
+from the estimate its previous visit left. Such steps (and every step with `--p-source posterior`) allocate
+the whole budget under the cap, so a cap must exceed samples_per_prompt (the script refuses one that does
+not: it would be a fixed allocation). Names carry `-everyK`. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
 pre-samples, G_i from the prompt's previous visit), so both sides of each pair select with MoPPS
 (`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. `--mopps` selects
 with MoPPS on both sides with any p source: GVM composed with MoPPS, against MoPPS alone. Writes
@@ -76,18 +76,20 @@ def gvm_settings(args) -> tuple[dict, str]:
 
 
 def _check_cap_leaves_room(args) -> None:
-    """A reused estimate draws no pre-samples, so the whole budget (samples_per_prompt x B) is allocated under
-    the cap: a cap at or below samples_per_prompt then gives every prompt exactly samples_per_prompt, a fixed
-    allocation under GVM's name."""
-    if args.estimate_every == 1 or not args.max_samples:
+    """A step without pre-samples (estimates reused, or p from the posterior) allocates the whole budget
+    (samples_per_prompt x B) under the cap: a cap at or below samples_per_prompt then gives every prompt
+    exactly samples_per_prompt, a fixed allocation under GVM's name."""
+    without_presamples = args.estimate_every != 1 or args.p_source == "posterior"
+    if not without_presamples or not args.max_samples:
         return
     from rollwise.config import RunConfig
     from rollwise.presets import preset_values
 
     per_prompt = RunConfig.from_dict(preset_values(args.preset) if args.preset else {}).samples_per_prompt
     if args.max_samples <= per_prompt:
-        raise SystemExit(f"--max-samples {args.max_samples} with --estimate-every {args.estimate_every}: steps that "
-                         f"reuse estimates allocate all {per_prompt} samples per prompt under a cap of "
+        raise SystemExit(f"--max-samples {args.max_samples} with --estimate-every {args.estimate_every} and "
+                         f"--p-source {args.p_source}: steps without pre-samples allocate all {per_prompt} "
+                         f"samples per prompt under a cap of "
                          f"{args.max_samples}, which leaves GVM nothing to move; use a cap above {per_prompt}")
 
 

@@ -109,6 +109,9 @@ def test_gvm_bench_settings_name_every_ablation_they_set():
         settings(max_samples=8, estimate_every=64)
     gvm, suffix = settings(p_source="posterior")
     assert "gvm_presamples" not in gvm and gvm["gvm_p_source"] == "posterior" and suffix == "-posterior"
+    with pytest.raises(SystemExit, match="leaves GVM nothing to move"):  # the posterior never pre-samples
+        settings(p_source="posterior", max_samples=8)
+    assert settings(p_source="posterior", max_samples=12)[1] == "-posterior-cap12"
 
 
 def test_gvm_bench_pairs_share_the_runs_other_benches_name():
