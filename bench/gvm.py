@@ -20,10 +20,11 @@ epoch of about 31 steps, so revisits come 1-62 steps apart: with K = 64 only a p
 that was allocated no samples for K steps) is pre-sampled, and every later visit allocates the whole budget
 from the estimate its previous visit left. Such steps (and every step with `--p-source posterior`) allocate
 the whole budget under the cap, so a cap must exceed samples_per_prompt (the script refuses one that does
-not: it would be a fixed allocation). Names carry `-everyK`. `--p-source posterior` measures rollwise's own variant: p_i from the MoPPS posterior (no
-pre-samples, G_i from the prompt's previous visit), so both sides of each pair select with MoPPS
-(`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the allocation. `--mopps` selects
-with MoPPS on both sides with any p source: GVM composed with MoPPS, against MoPPS alone. Writes
+not: it would be a fixed allocation). Names carry `-everyK`. `--p-source posterior` measures rollwise's own
+variant: p_i from the MoPPS posterior (no pre-samples, G_i from the prompt's previous visit), so both sides
+of each pair select with MoPPS (`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the
+allocation. `--mopps` selects with MoPPS on both sides with any p source: GVM composed with MoPPS, against
+MoPPS alone. Writes
 bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK].json and the reports in
 bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK]-*/.
 """
@@ -39,9 +40,6 @@ PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 # that bench.frontier names `uniform`, `gvm`, `mopps` and `mopps-gvm` (bench.mopps_vs_uniform `uniform`, `mopps`):
 # shared, not run twice.
 SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps", "gvm-mopps-grpo": "mopps-gvm"}
-# Also measured part of the way to the baseline's final accuracy: a variant that ends level with its baseline
-# can still get there first, and the speed-up at the final accuracy alone would hide it.
-GAIN_FRACTIONS = (0.5, 0.75)
 
 
 def own_arguments(parser) -> None:
@@ -88,9 +86,9 @@ def _check_cap_leaves_room(args) -> None:
     per_prompt = RunConfig.from_dict(preset_values(args.preset) if args.preset else {}).samples_per_prompt
     if args.max_samples <= per_prompt:
         raise SystemExit(f"--max-samples {args.max_samples} with --estimate-every {args.estimate_every} and "
-                         f"--p-source {args.p_source}: steps without pre-samples allocate all {per_prompt} "
-                         f"samples per prompt under a cap of "
-                         f"{args.max_samples}, which leaves GVM nothing to move; use a cap above {per_prompt}")
+                         f"--p-source {args.p_source}: steps without pre-samples allocate all {per_prompt} samples "
+                         f"per prompt under a cap of {args.max_samples}, which leaves GVM nothing to move; use a cap "
+                         f"above {per_prompt}")
 
 
 def pair_variants(args, pair: str, gvm: dict, methods: str) -> dict[str, dict]:
@@ -123,7 +121,7 @@ def main() -> None:
             "seconds_to_target": {n: costs[n].get("seconds") for n in names},
             "final_acc": {n: summary["variants"][n]["stats"]["final_acc"] for n in names},
             "claim_half_the_steps": bool(speedup and speedup >= 2.0),
-            "speedup_steps_by_gain": speedups_by_gain(summary, load_variants(variants, args), *names, GAIN_FRACTIONS)}
+            "speedup_steps_by_gain": speedups_by_gain(summary, load_variants(variants, args), *names)}
         print(f"{pair}: target {summary['target']:.3f}; steps {steps_base} vs GVM {steps_gvm}"
               + (f" -> {speedup:.2f}x" if speedup is not None else " (no ratio: GVM never reached it, or at step 0)")
               + f"; to fractions of the baseline's gain: {results['pairs'][pair]['speedup_steps_by_gain']}")
