@@ -35,7 +35,7 @@ def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float
     requests = [GenRequest(tuple(codec.prompt_ids(it)), 1) for it in items]
     with forked_torch_rng(seed):  # CPU and CUDA generators restored afterwards
         greedy = engine.generate(requests, SamplingParams(max_new_tokens=max_new_tokens, greedy=True))
-        result = {"eval_items": len(items)}
+        result = {"eval_items": len(items), "eval_successes": None}
         g = score_samples(greedy, items, codec, verifier)[:, 0]
         result.update(eval_greedy_acc=float(g.mean()), eval_greedy_se=standard_error(g))
         tokens = sum(s.generated_tokens for grp in greedy for s in grp)
@@ -44,7 +44,9 @@ def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float
             sampled_requests = [GenRequest(r.prompt_ids, samples) for r in requests]
             params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
             sampled = engine.generate(sampled_requests, params)
-            per_item = score_samples(sampled, items, codec, verifier).mean(axis=1)
+            scored = score_samples(sampled, items, codec, verifier)
+            result["eval_successes"] = scored.sum(axis=1).astype(np.int64)  # per item, for the outcome log
+            per_item = scored.mean(axis=1)
             result.update(eval_temp_acc=float(per_item.mean()), eval_temp_se=standard_error(per_item))
             tokens += sum(s.generated_tokens for grp in sampled for s in grp)
             rollouts += len(items) * samples

@@ -24,6 +24,7 @@ from rollwise.allocate import build_allocator
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
 from rollwise.models import Policy, load_policy
 from rollwise.pool import build_pools
+from rollwise.predict.outcomes import OutcomeLog
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
 from rollwise.rollout.engine import SamplingParams
@@ -73,6 +74,11 @@ class Run:
     metrics: MetricsLog
     log: object
 
+    @property
+    def outcomes(self):
+        """The run's outcome log (outcomes.jsonl), which the rollout context writes to."""
+        return self.ctx.outcomes
+
     def components(self) -> dict:
         """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
         parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
@@ -105,7 +111,8 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
         if cfg.rollout == "partial" else None
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
                          grad_norms=_grad_norm_measure(cfg, policy), partial=partial,
-                         shaping=RewardShaping.from_config(cfg, policy.max_new_tokens))
+                         shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
+                         outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     selector = build_selector(cfg, train_pool)
     critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
@@ -159,7 +166,7 @@ def save_checkpoint(run: Run, step: int, identity: dict) -> None:
             raise NonFiniteError(f"parameter {name} holds NaN/inf at step {step}: no checkpoint written; "
                                  "resume from the previous checkpoint with a lower learning rate")
     state = {"step": step, "components": {k: c.state_dict() for k, c in run.components().items()},
-             "metrics_offset": run.metrics.offset(), "config": run.cfg.to_dict(), "identity": identity}
+             "metrics_offset": run.metrics.offset(), "outcomes_offset": run.outcomes.offset(), "config": run.cfg.to_dict(), "identity": identity}
     ckpt.save_checkpoint(run.out, step, state, run.cfg.keep_checkpoints)
 
 
@@ -171,6 +178,10 @@ def restore(run: Run, state: dict) -> int:
                                        "another rollwise version?): start a new run directory")
         component.load_state_dict(saved[name])
     run.metrics.truncate_to(state["metrics_offset"])
+    if "outcomes_offset" not in state:
+        raise ckpt.CheckpointError(f"the checkpoint of step {state['step']} has no outcome-log offset (written by "
+                                   "another rollwise version?): start a new run directory")
+    run.outcomes.truncate_to(state["outcomes_offset"])
     return int(state["step"])
 
 

@@ -31,7 +31,7 @@ from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
 from rollwise.learn import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
-from rollwise.rollout.collect import collect, fill_cache, roll_out
+from rollwise.rollout.collect import collect, fill_cache, log_outcomes, roll_out
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.rundir import check_same_run, open_run_dir
@@ -102,6 +102,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
 def _start(run: Run) -> dict:
     """A new run: the selector's up-front estimate (if any) and the step-0 evaluation; returns row 0."""
     run.metrics.truncate_to(0)
+    run.outcomes.truncate_to(0)
     row = {"step": 0, **_prefilter(run), **_fill_cache(run)}
     run.evals.initial = run.evals.last = _evaluate(run, 0)
     return {**row, **run.evals.initial}
@@ -159,7 +160,7 @@ def _train_step(run: Run, step: int) -> dict:
     if ctx.partial is not None:  # RPO: refresh the cache from every group paid for; rpo_* metrics
         row.update(ctx.partial.finish_step(got.rolled_out, run.streams.train, step))
     if cfg.probe_every and step % cfg.probe_every == 0:
-        row.update(_probe(run))
+        row.update(_probe(run, step))
     for phase in ("select", "gen", "verify", "gradnorm", "update"):
         row[f"time_{phase}"] = timer.get(phase)
     row["time_weight_sync"] = timer.get("sync")
@@ -202,11 +203,14 @@ def _evaluate(run: Run, step: int) -> dict:
                       temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=policy.max_new_tokens,
                       samples=cfg.eval_samples, seed=cfg.seed * 100_003 + step)
     run.acct.add_evaluation(result.pop("eval_rollouts"), result.pop("eval_tokens"))
+    successes = result.pop("eval_successes")
+    if successes is not None:
+        run.outcomes.write(step, "eval", np.arange(len(successes)), successes, np.full(len(successes), cfg.eval_samples))
     result.update({f"eval_verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()})
     return result
 
 
-def _probe(run: Run) -> dict:
+def _probe(run: Run, step: int) -> dict:
     """Prediction quality on a uniformly drawn probe: free of the selector's own selection bias.
 
     Its prompts come from the probe's own stream and its sampling runs under a forked torch RNG, so a
@@ -220,6 +224,7 @@ def _probe(run: Run) -> dict:
         return {}
     with forked_torch_rng(int(stream.integers(2**62))):
         groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer())
+    log_outcomes(ctx, step, "probe", groups)
     counts = ctx.verifier.pop_counts()
     run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
     observed = np.array([g.acc.mean() for g in groups])
@@ -239,6 +244,7 @@ def _prefilter(run: Run) -> dict:
         return {}
     indices = np.arange(len(run.ctx.pool))
     groups = roll_out(run.ctx, indices, run.cfg.offline_samples, Timer())
+    log_outcomes(run.ctx, 0, "prefilter", groups)
     successes = np.array([g.acc.sum() for g in groups])
     trials = np.array([len(g.acc) for g in groups])
     run.selector.fit(successes, trials)

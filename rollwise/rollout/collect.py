@@ -87,6 +87,25 @@ class RolloutContext:
     grad_norms: Callable[[list], np.ndarray] | None = None  # per-sample G for allocators that need it
     partial: object | None = None  # rollwise.rollout.rpo.PartialRollouts with rollout=partial
     shaping: object | None = None  # rollwise.rollout.shaping.RewardShaping (training rollouts only)
+    outcomes: object = field(default_factory=lambda: NO_LOG)  # the run's outcome log (rollwise.predict.outcomes)
+
+
+class _NoOutcomeLog:
+    """Stands in for the outcome log where nothing is recorded (library use without a run directory)."""
+
+    def write(self, step, kind, ids, successes, trials) -> None:
+        pass
+
+
+NO_LOG = _NoOutcomeLog()
+
+
+def log_outcomes(ctx: RolloutContext, step: int, kind: str, groups: list["Group"], mask=None) -> None:
+    """Record verified groups in the run's outcome log (`mask` picks some of them)."""
+    mask = np.ones(len(groups), dtype=bool) if mask is None else mask
+    picked = [g for g, m in zip(groups, mask) if m and len(g.acc) > 0]  # a prompt allotted no sample has no outcome
+    successes, trials = _outcomes(picked)
+    ctx.outcomes.write(step, kind, [g.index for g in picked], successes, trials)
 
 
 def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:
@@ -157,6 +176,7 @@ def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_av
         pre_groups = roll_out(ctx, marked, allocator.presamples, timer,
                               plan.take(np.flatnonzero(estimate)) if plan is not None else None)
         allocator.observe(marked, *_outcomes(pre_groups), _group_grad_norms(ctx, pre_groups, timer))
+        log_outcomes(ctx, step, "presample", pre_groups)
         pre = {g.index: g for g in pre_groups}
         budget -= allocator.presamples * len(marked)
     counts = allocator.allocate(indices, budget)
@@ -165,6 +185,9 @@ def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_av
     norms = _group_grad_norms(ctx, main, timer) if not estimate.any() and allocator.needs_grad_norms else \
         np.full(len(main), np.nan)
     allocator.observe(indices, *_outcomes(main), norms)
+    continued = plan.cached if plan is not None else np.zeros(len(main), dtype=bool)
+    log_outcomes(ctx, step, "train", main, ~continued)
+    log_outcomes(ctx, step, "partial", main, continued)
     groups = [_merge(pre.get(g.index), g) for g in main]
     if ctx.partial is not None:
         ctx.partial.record(plan, [g.samples for g in groups])
