@@ -51,7 +51,7 @@ def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
     """Variants on top of `--preset` (names prefixed with it, so that runs of different presets never mix)."""
     if not args.preset:
         return variants
-    from rollwise.presets import preset_values
+    from rollwise.config.presets import preset_values
 
     base = preset_values(args.preset)
     # --steps must beat the preset's own steps, which the variant values would otherwise carry over the base

@@ -25,7 +25,7 @@ from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args
                           run_variants, write_results)
 from rollwise.evidence.summary import summarize
 from rollwise.evaluate import standard_error
-from rollwise.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
+from rollwise.config.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
 
 VARIANTS = {
     "uniform": {},

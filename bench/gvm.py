@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from bench.common import (cost_ratio, load_variants, parse_args, preset_variants, run_variants, speedups_by_gain,
                           write_results)
-from rollwise.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-samples per prompt
+from rollwise.config.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-samples per prompt
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 # GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
@@ -81,7 +81,7 @@ def _check_cap_leaves_room(args) -> None:
     if not without_presamples or not args.max_samples:
         return
     from rollwise.config import RunConfig
-    from rollwise.presets import preset_values
+    from rollwise.config.presets import preset_values
 
     per_prompt = RunConfig.from_dict(preset_values(args.preset) if args.preset else {}).samples_per_prompt
     if args.max_samples <= per_prompt:

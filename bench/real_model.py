@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.common import parse_args, run_dirs, run_variants, write_results
 from rollwise.evaluate import standard_error
-from rollwise.presets import preset_values
+from rollwise.config.presets import preset_values
 from rollwise.track import read_metrics
 
 PRESET = "smollm2-sums"

@@ -34,7 +34,7 @@ from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
 from rollwise.evaluate import standard_error
 from rollwise.models import load_model_dir_or_file, prepare_policy
-from rollwise.presets import preset_values
+from rollwise.config.presets import preset_values
 from rollwise.evidence.report import write_report
 from rollwise.track import read_metrics
 

@@ -19,7 +19,7 @@ import importlib
 import sys
 
 from rollwise.config import RunConfig
-from rollwise.presets import PRESETS, describe_presets
+from rollwise.config.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
 SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.evidence.compare", "rollwise.evidence.report")

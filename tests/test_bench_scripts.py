@@ -95,7 +95,7 @@ def test_gvm_bench_settings_name_every_ablation_they_set():
     from argparse import Namespace
 
     from bench.gvm import gvm_settings
-    from rollwise.presets import GVM
+    from rollwise.config.presets import GVM
 
     def settings(**given):
         defaults = {"max_samples": 0, "estimate_every": 1, "p_source": "presample", "preset": None}
@@ -120,7 +120,7 @@ def test_gvm_bench_pairs_share_the_runs_other_benches_name():
     from argparse import Namespace
 
     from bench.gvm import pair_variants
-    from rollwise.presets import GVM
+    from rollwise.config.presets import GVM
 
     args = Namespace(mopps=False, p_source="presample")
     assert pair_variants(args, "grpo", GVM, "") == {"uniform": {"algo": "grpo"}, "gvm": {"algo": "grpo", **GVM}}

@@ -121,7 +121,7 @@ def test_spec_from_yaml_file_and_flags(tmp_path):
 
 
 def test_a_preset_is_the_base_that_the_config_and_flags_override(tmp_path):
-    from rollwise.presets import preset_values
+    from rollwise.config.presets import preset_values
 
     scratchpad = preset_values("scratchpad")
     args = build_parser().parse_args(["compare", "--preset", "scratchpad", "--steps", "3", "--variant", "u:"])

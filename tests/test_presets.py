@@ -4,7 +4,7 @@ import pytest
 
 from rollwise.cli import build_parser, config_from_args, main
 from rollwise.config import RunConfig
-from rollwise.presets import PRESETS, preset_values
+from rollwise.config.presets import PRESETS, preset_values
 
 
 def test_a_preset_sets_its_values_over_the_defaults():

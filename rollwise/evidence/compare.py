@@ -300,7 +300,7 @@ def add_parser(subparsers) -> None:
 def spec_from_args(args: argparse.Namespace) -> dict:
     """The comparison the flags describe: the preset (--preset or the spec's preset:), then the --config file
     (spec or base config), then the flags; the base is saved resolved, so a rerun does not depend on the preset."""
-    from rollwise.presets import preset_values
+    from rollwise.config.presets import preset_values
 
     loaded = load_yaml(args.config) if args.config else {}
     spec = dict(loaded) if "variants" in loaded else {"base": loaded}

@@ -256,8 +256,8 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field and the allowed values (the checks: rollwise.config_checks)."""
-        from rollwise.config_checks import check
+        """Raise ValueError naming the field and the allowed values (the checks: rollwise.config.checks)."""
+        from rollwise.config.checks import check
 
         check(self)
 
@@ -283,9 +283,9 @@ class RunConfig:
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                      preset: str | None = None) -> "RunConfig":
-        """Defaults, then a named preset (rollwise.presets), then a YAML file, then overrides (command line),
+        """Defaults, then a named preset (rollwise.config.presets), then a YAML file, then overrides (command line),
         later winning; an unknown preset is an error listing the known ones."""
-        from rollwise.presets import preset_values
+        from rollwise.config.presets import preset_values
 
         values: dict[str, Any] = preset_values(preset) if preset else {}
         if yaml_path:
