@@ -58,7 +58,7 @@ def throughput(name: str, seeds: list[int], threads: int) -> dict:
     """Tokens/s of both engines on one batch of `name`'s training prompts, per seed."""
     from rollwise.config import RunConfig
     from rollwise.models import load_policy
-    from rollwise.pool import build_pools
+    from rollwise.data.pool import build_pools
     from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
     from rollwise.rollout.vllm_engine import VLLMEngine
 

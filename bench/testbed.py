@@ -88,7 +88,7 @@ def accuracy_by_terms(model, codec, items, samples: int = 4, seed: int = 0) -> d
 
 def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
     """Accuracy by number of terms of the initial policy and of the run's last checkpoint."""
-    from rollwise.pool import build_pools
+    from rollwise.data.pool import build_pools
 
     _, held_out = build_pools(cfg)
     model, codec = load_model_dir_or_file(Path(model_dir))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import reasoning_gym
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks.guard import GuardedVerifier
 from rollwise.tasks.verifiers import build_verifier
 

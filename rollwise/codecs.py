@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 
 ANSWER_INSTRUCTION = (
     "Think briefly, then give only the final answer inside <answer></answer> tags, "

@@ -166,7 +166,7 @@ def _locked(path: Path):
 
 
 def _build_tiny(cfg, directory: Path, log) -> None:
-    from rollwise.pool import reasoning_gym_pools
+    from rollwise.data.pool import reasoning_gym_pools
 
     if cfg.task not in TINY_TASKS:
         raise ValueError(f"the built-in tiny model reads sums ({', '.join(TINY_TASKS)}), not task={cfg.task}: "

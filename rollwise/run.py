@@ -23,7 +23,7 @@ from rollwise.filters import build_filter
 from rollwise.allocate import build_allocator
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
 from rollwise.models import Policy, load_policy
-from rollwise.pool import build_pools
+from rollwise.data.pool import build_pools
 from rollwise.predict.outcomes import OutcomeLog
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext

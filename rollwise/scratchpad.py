@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tiny import CHAR_TO_ID, EOS, PAD, VOCAB, expression_text, read_reversed, reversed_number
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 
 VOCAB = ["<pad>", "<eos>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+", "-", "*", "=", ","]
 PAD, EOS = 0, 1

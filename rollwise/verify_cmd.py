@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks.guard import MAX_ANSWER_CHARS, GuardedVerifier
 from rollwise.tasks.verifiers import VERIFIER_NAMES, build_verifier
 

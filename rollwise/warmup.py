@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tiny import PAD, widest_number
 
 

@@ -12,7 +12,7 @@ from rollwise.codecs import ChatCodec
 from rollwise.config import RunConfig
 from rollwise.export import is_adapter_export, plain_state_dict, save_policy
 from rollwise.models import Policy, apply_lora, load_model_dir_or_file, load_policy
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from tests.test_models import hf_config, hf_model_dir  # noqa: F401 (a fixture)
 
 torch.set_num_threads(1)

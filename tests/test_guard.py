@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import reasoning_gym  # noqa: F401  (loaded here so the workers' forkserver preloads it once)
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks import protocol
 from rollwise.tasks.guard import GuardedVerifier, precheck

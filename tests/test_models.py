@@ -8,7 +8,7 @@ import torch
 
 from rollwise.config import RunConfig
 from rollwise.models import load_policy
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.track import read_metrics
 from rollwise.train import train
 

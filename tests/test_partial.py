@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rollwise import tiny
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.rollout.cache import ExperienceCache
 from rollwise.rollout.collect import verify_samples
 from rollwise.rollout.engine import GenRequest, HFEngine, Sample, SamplingParams

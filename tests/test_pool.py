@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-import rollwise.jsonl
-from rollwise.pool import DataError, PromptPool, PoolItem, item_hash, load_file_pool, reasoning_gym_pools
+import rollwise.data.jsonl
+from rollwise.data.pool import DataError, PromptPool, PoolItem, item_hash, load_file_pool, reasoning_gym_pools
 
 TASK_OPTIONS = {
     "basic_arithmetic": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2, "operators": ["+"],
@@ -174,7 +174,7 @@ def test_rows_split_at_newlines_only_and_bom_is_skipped(tmp_path):
 
 
 def test_a_very_long_line_is_a_bounded_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(rollwise.jsonl, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(rollwise.data.jsonl, "MAX_LINE_BYTES", 100)
     path = write_jsonl(tmp_path / "long.jsonl", [row(), row(id=1, prompt="x" * 200)])
     with pytest.raises(DataError, match="long.jsonl: row 2: longer than 100 bytes"):
         load_file_pool(path)
@@ -235,7 +235,7 @@ def test_content_hash_covers_ids_order_prompts_and_answers_only():
 
 def test_content_hash_is_stable_across_processes(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [row(id=i, prompt=f"q{i}", answer=str(i)) for i in range(50)])
-    code = f"from rollwise.pool import load_file_pool; print(load_file_pool({str(path)!r}).content_hash())"
+    code = f"from rollwise.data.pool import load_file_pool; print(load_file_pool({str(path)!r}).content_hash())"
     env = {"PYTHONHASHSEED": "123", "PATH": ""}
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert other.stdout.strip() == load_file_pool(path).content_hash()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks import seccomp, supervisor
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks.guard import GuardedVerifier

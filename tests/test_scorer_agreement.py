@@ -32,7 +32,7 @@ from fractions import Fraction
 
 import pytest
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks.expressions import answer_expression, evaluate_expression
 from rollwise.tasks.verifiers import build_verifier
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rollwise.config import RunConfig
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
 from rollwise.tasks.verifiers import build_verifier
 from rollwise.tiny import EOS, VOCAB, build_tiny_model, make_codec

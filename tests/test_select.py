@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rollwise.config import RunConfig
-from rollwise.pool import DataError, PoolItem, PromptPool, item_hash
+from rollwise.data.pool import DataError, PoolItem, PromptPool, item_hash
 from rollwise.select import build_selector
 from rollwise.select.mopps import MoPPSSelector, band_select, top_b, update_posterior
 from rollwise.select.offline import OfflineFilterSelector

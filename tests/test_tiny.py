@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tiny import VOCAB, TinyCodec, TinyLayout, make_codec
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from rollwise.pool import PoolItem, json_safe
+from rollwise.data.pool import PoolItem, json_safe
 from rollwise.tasks.base import WRONG
 from rollwise.tasks.expressions import answer_expression, evaluate_expression
 from rollwise.tasks.extract import extract_answer, last_number

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rollwise.integrations.verl_data import verl_rows, write_parquet
-from rollwise.pool import PoolItem, PromptPool
+from rollwise.data.pool import PoolItem, PromptPool
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "verl"
 POOL = 24

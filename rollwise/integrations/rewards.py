@@ -21,7 +21,7 @@ rollwise's selectors count as a success; `reward="score"` returns the verifier's
 
 from __future__ import annotations
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tasks.extract import extract_answer, last_number
 from rollwise.tasks.guard import COUNTERS, GuardedVerifier
 from rollwise.tasks.verifiers import build_verifier

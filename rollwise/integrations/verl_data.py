@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from rollwise.codecs import ANSWER_INSTRUCTION
-from rollwise.pool import PromptPool, reasoning_gym_pools
+from rollwise.data.pool import PromptPool, reasoning_gym_pools
 
 
 def verl_rows(pool: PromptPool, instruction: str = ANSWER_INSTRUCTION) -> list[dict]:

@@ -1,6 +1,6 @@
 """The selector interface: which prompts of the pool a step trains on.
 
-Prompts are addressed by their pool index 0..N-1 (see `rollwise.pool`). Selectors keep their state
+Prompts are addressed by their pool index 0..N-1 (see `rollwise.data.pool`). Selectors keep their state
 in flat numpy arrays of length N so that a pool of millions of prompts selects in milliseconds and
 saves as a few arrays. All randomness comes from the generator passed in, so a resumed run makes the
 same selections as an uninterrupted one.

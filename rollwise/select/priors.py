@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rollwise.jsonl import DataError, jsonl_rows, parse_json, short_repr
-from rollwise.pool import parse_id
+from rollwise.data.jsonl import DataError, jsonl_rows, parse_json, short_repr
+from rollwise.data.pool import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _parse_hash(value, where: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{16}", value):
-        raise DataError(f"{where}: column 'hash' must be 16 hex digits (f\"{{rollwise.pool.item_hash(prompt, "
+        raise DataError(f"{where}: column 'hash' must be 16 hex digits (f\"{{rollwise.data.pool.item_hash(prompt, "
                         f"answer):016x}}\"), got {short_repr(value)}")
     return int(value, 16)
 

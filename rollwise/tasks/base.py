@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 
 
 @dataclass(frozen=True)

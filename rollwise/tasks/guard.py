@@ -37,7 +37,7 @@ import math
 import pickle
 import time
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT, checked,
                                      failed)

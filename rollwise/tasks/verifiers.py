@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tasks.base import WRONG, Score
 from rollwise.tasks.expressions import answer_expression, evaluate_expression
 

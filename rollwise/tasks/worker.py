@@ -25,7 +25,7 @@ import sys
 import time
 from functools import partial
 
-from rollwise.pool import PoolItem
+from rollwise.data.pool import PoolItem
 from rollwise.tasks import seccomp
 from rollwise.tasks.base import Score
 from rollwise.tasks.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,

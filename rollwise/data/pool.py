@@ -10,7 +10,7 @@ selectors index their flat arrays with; `pool.ids[index]` is the user's id. Ids 
 wrote, so a pool also has content hashes (`item_hashes`, `content_hash`): an earlier run's prior or a
 resumed run can check that an id still means the same prompt.
 
-Files are read as streams; JSONL through `rollwise.jsonl` (strict JSON, rows split at newlines only).
+Files are read as streams; JSONL through `rollwise.data.jsonl` (strict JSON, rows split at newlines only).
 Every format gets the same checks of each value: ids are integers in 0 .. 2**63 - 1, prompts and
 answers non-empty valid Unicode, answers finite, metadata at most MAX_NESTING levels deep.
 """
@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from rollwise.jsonl import DataError, jsonl_rows, short_repr
+from rollwise.data.jsonl import DataError, jsonl_rows, short_repr
 
 INT64_MAX = 2**63 - 1
 MAX_NESTING = 64  # metadata levels; deeper values would overflow the recursive code that walks them
