@@ -20,7 +20,7 @@ import numpy as np
 from bench.common import parse_args, run_variants, write_results
 from rollwise.config import RunConfig
 from rollwise.evaluate import standard_error
-from rollwise.models import prepare_policy
+from rollwise.policy.models import prepare_policy
 from rollwise.track import read_metrics
 
 START_STEPS = 5  # "at the start": the mean over the first steps, before RL has moved anything

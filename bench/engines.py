@@ -57,7 +57,7 @@ def mean_se(values) -> dict:
 def throughput(name: str, seeds: list[int], threads: int) -> dict:
     """Tokens/s of both engines on one batch of `name`'s training prompts, per seed."""
     from rollwise.config import RunConfig
-    from rollwise.models import load_policy
+    from rollwise.policy.models import load_policy
     from rollwise.data.pool import build_pools
     from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
     from rollwise.rollout.vllm_engine import VLLMEngine
@@ -150,7 +150,7 @@ def learning(seeds: list[int], parallel: int, steps: int | None) -> dict:
     """The default run (or its first `steps` steps) with each engine over seeds: final accuracy within noise?"""
     from bench.common import RUNS, run_compare
     from rollwise.config import RunConfig
-    from rollwise.models import prepare_policy
+    from rollwise.policy.models import prepare_policy
     from rollwise.track import read_metrics
 
     prepare_policy(RunConfig())

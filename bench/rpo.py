@@ -112,7 +112,7 @@ def chosen_variants(cut: str) -> dict[str, dict]:
 
 
 def _prepare(cfg, log=print) -> None:
-    from rollwise.models import prepare_policy
+    from rollwise.policy.models import prepare_policy
 
     prepare_policy(cfg, log)
 

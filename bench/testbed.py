@@ -33,7 +33,7 @@ from rollwise.checkpoint import list_checkpoints
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
 from rollwise.evaluate import standard_error
-from rollwise.models import load_model_dir_or_file, prepare_policy
+from rollwise.policy.models import load_model_dir_or_file, prepare_policy
 from rollwise.config.presets import preset_values
 from rollwise.evidence.report import write_report
 from rollwise.track import read_metrics
@@ -208,8 +208,8 @@ def warmup_family(family: dict = WARMUP_FAMILY) -> list[dict]:
     """Build every member in a throwaway cache; record where it reached its target or how it stopped."""
     import tempfile
 
-    from rollwise.models import ensure_tiny
-    from rollwise.warmup import WarmupMissedTarget
+    from rollwise.policy.models import ensure_tiny
+    from rollwise.policy.warmup import WarmupMissedTarget
 
     torch.set_num_threads(1)
     results = []

@@ -22,7 +22,7 @@ from rollwise.config import RunConfig
 from rollwise.filters import build_filter
 from rollwise.allocate import build_allocator
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
-from rollwise.models import Policy, load_policy
+from rollwise.policy.models import Policy, load_policy
 from rollwise.data.pool import build_pools
 from rollwise.predict.outcomes import OutcomeLog
 from rollwise.randomness import RandomStreams
@@ -208,7 +208,7 @@ def save_selector(run: Run) -> None:
 
 def export_policy(run: Run) -> str:
     """The trained policy as a Hugging Face model directory that `from_pretrained` and `--model DIR` load."""
-    from rollwise.export import save_policy
+    from rollwise.policy.export import save_policy
 
     return str(save_policy(run.policy, run.out / "model", merge_lora=run.cfg.merge_lora))
 

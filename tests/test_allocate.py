@@ -15,7 +15,7 @@ from rollwise.learn import build_batch
 from rollwise.rollout.engine import Sample
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.select.uniform import UniformSelector
-from rollwise.tiny import PAD, tiny_model_config
+from rollwise.policy.tiny import PAD, tiny_model_config
 
 NAN = np.nan
 

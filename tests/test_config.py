@@ -52,7 +52,7 @@ def test_task_options_default_per_task():
 
 
 def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
-    from rollwise.models import ensure_tiny
+    from rollwise.policy.models import ensure_tiny
 
     with pytest.raises(ValueError, match="reads sums .* not task=countdown: pass --model DIR"):
         ensure_tiny(RunConfig(task="countdown", cache_dir=str(tmp_path)))

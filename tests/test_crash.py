@@ -13,7 +13,7 @@ import torch
 from rollwise import checkpoint as ckpt
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch, update_policy
 from rollwise.rollout.engine import Sample
-from rollwise.tiny import build_tiny_model
+from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
 from rollwise.train import train
 from tests.test_train import comparable, model_parameters, tiny_config

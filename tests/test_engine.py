@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from rollwise import tiny
+from rollwise.policy import tiny
 from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams, sampling_config
 
 torch.set_num_threads(1)
@@ -70,7 +70,7 @@ def test_model_generation_config_does_not_change_samples(model, params):
 
 
 def test_lora_model_generation_config_is_set_aside_too(model):
-    from rollwise.models import apply_lora
+    from rollwise.policy.models import apply_lora
 
     params = SamplingParams(temperature=1.0, max_new_tokens=6)
     plain, meddled = apply_lora(copy.deepcopy(model), 2, 4), apply_lora(meddling(model), 2, 4)

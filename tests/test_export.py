@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from rollwise import tiny
-from rollwise.codecs import ChatCodec
+from rollwise.policy import tiny
+from rollwise.policy.codecs import ChatCodec
 from rollwise.config import RunConfig
-from rollwise.export import is_adapter_export, plain_state_dict, save_policy
-from rollwise.models import Policy, apply_lora, load_model_dir_or_file, load_policy
+from rollwise.policy.export import is_adapter_export, plain_state_dict, save_policy
+from rollwise.policy.models import Policy, apply_lora, load_model_dir_or_file, load_policy
 from rollwise.data.pool import PoolItem
 from tests.test_models import hf_config, hf_model_dir  # noqa: F401 (a fixture)
 

@@ -5,7 +5,7 @@ import copy
 import torch
 
 from rollwise.learn import Batch, UpdateSettings, minibatch_rows, update_policy
-from rollwise.tiny import build_tiny_model
+from rollwise.policy.tiny import build_tiny_model
 
 
 def _batch(advantages) -> Batch:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rollwise.config import RunConfig
-from rollwise.models import load_policy
+from rollwise.policy.models import load_policy
 from rollwise.data.pool import PoolItem
 from rollwise.track import read_metrics
 from rollwise.train import train
@@ -69,7 +69,7 @@ def test_lora_trains_only_adapters(tmp_path, hf_model_dir):
 
 def test_lora_run_exports_merged_and_unmerged_to_the_same_policy(tmp_path, hf_model_dir):
     """A LoRA run ends with OUT_DIR/model; merged or not, `--model DIR` loads the same trained policy."""
-    from rollwise.models import load_model_dir_or_file
+    from rollwise.policy.models import load_model_dir_or_file
 
     loaded = {}
     for merge in (True, False):

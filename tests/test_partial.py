@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise import tiny
+from rollwise.policy import tiny
 from rollwise.data.pool import PoolItem
 from rollwise.rollout.cache import ExperienceCache
 from rollwise.rollout.collect import verify_samples
@@ -15,8 +15,8 @@ from rollwise.rollout.engine import GenRequest, HFEngine, Sample, SamplingParams
 from rollwise.rollout.partial import (answer_ids, answer_lengths, check_suffix_budget, choose_refresh, clip_to_budget,
                                       cut_lengths, length_aware_rewards, overlong_penalty, partial_requests,
                                       refresh_cache, rpo_metrics, suffix_budget)
-from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
-from rollwise.tiny import EOS
+from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
+from rollwise.policy.tiny import EOS
 
 torch.set_num_threads(1)
 

@@ -5,10 +5,10 @@ import torch
 
 from rollwise.config import RunConfig
 from rollwise.data.pool import PoolItem
-from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
+from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
 from rollwise.tasks.verifiers import build_verifier
-from rollwise.tiny import EOS, VOCAB, build_tiny_model, make_codec
-from rollwise.warmup import WarmupMissedTarget, copy_items, supervised_batch, warm_up
+from rollwise.policy.tiny import EOS, VOCAB, build_tiny_model, make_codec
+from rollwise.policy.warmup import WarmupMissedTarget, copy_items, supervised_batch, warm_up
 
 torch.set_num_threads(1)  # one thread is fastest for these tiny models (CALIBRATION.md)
 
@@ -104,7 +104,7 @@ def test_a_short_warm_up_reaches_nonzero_accuracy():
 
 
 def test_a_warm_up_that_misses_its_target_stops_the_run_with_what_to_change(tmp_path):
-    from rollwise.models import ensure_tiny
+    from rollwise.policy.models import ensure_tiny
 
     cfg = RunConfig.from_sources(preset="scratchpad", overrides=dict(
         cache_dir=str(tmp_path), warmup_steps=2, warmup_target_acc=0.9, warmup_items=200, train_size=40, eval_size=10,

@@ -3,7 +3,7 @@
 import pytest
 
 from rollwise.data.pool import PoolItem
-from rollwise.tiny import VOCAB, TinyCodec, TinyLayout, make_codec
+from rollwise.policy.tiny import VOCAB, TinyCodec, TinyLayout, make_codec
 
 
 def item(expression, answer="0"):

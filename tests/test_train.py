@@ -53,7 +53,7 @@ def test_two_step_smoke_run_changes_parameters(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_eval"] == summary["final_eval"]
     assert (tmp_path / "run" / "config.yaml").is_file()
     # parameters moved away from the initial (cached) model
-    from rollwise.models import load_policy
+    from rollwise.policy.models import load_policy
 
     initial = load_policy(cfg).model.state_dict()
     trained = model_parameters(cfg.out_dir)

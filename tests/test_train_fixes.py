@@ -66,8 +66,8 @@ def test_group_relative_algorithms_refuse_groups_of_one():
 def test_the_trained_policy_is_exported_and_loads_as_a_model_directory(tmp_path):
     from pathlib import Path
 
-    from rollwise.models import load_model_dir_or_file
-    from rollwise.tiny import TinyCodec
+    from rollwise.policy.models import load_model_dir_or_file
+    from rollwise.policy.tiny import TinyCodec
 
     cfg = tiny_config(tmp_path, "export", steps=2)
     summary = train(cfg)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise import tiny
+from rollwise.policy import tiny
 from rollwise.config import RunConfig
 from rollwise.learn import build_batch, token_logprobs
 from rollwise.rollout.engine import GenRequest, HFEngine, Sample, SamplingParams
@@ -90,7 +90,7 @@ def test_config_engine_field():
 
 
 def test_hf_engine_built_by_name(model):
-    from rollwise.models import Policy
+    from rollwise.policy.models import Policy
 
     policy = Policy(model, tiny.TinyCodec(), "test", 6)
     engine = build_engine(RunConfig(engine="hf"), policy)
@@ -99,7 +99,7 @@ def test_hf_engine_built_by_name(model):
 
 
 def test_merged_weights_equal_peft_merge(model):
-    from rollwise.models import apply_lora
+    from rollwise.policy.models import apply_lora
 
     lora = apply_lora(copy.deepcopy(model), 4, 8)
     with torch.no_grad():
@@ -264,7 +264,7 @@ def test_weight_sync_changes_samples_in_place(model, engine):
 
 @needs_vllm
 def test_lora_policy_syncs_merged_weights(model, engine):
-    from rollwise.models import apply_lora
+    from rollwise.policy.models import apply_lora
 
     lora = apply_lora(copy.deepcopy(model), 4, 8)
     with torch.no_grad():

@@ -123,7 +123,7 @@ class RunConfig:
                                    "something to learn).")
     warmup_copy_fraction: float = _f(0.0, "Built-in tiny model: share of each warm-up batch that is one-term copy "
                                      "items (`17` -> 17); they give the warm-up a first signal, so it leaves its "
-                                     "plateau on every seed measured (rollwise.warmup). 0 for the default run: its "
+                                     "plateau on every seed measured (rollwise.policy.warmup). 0 for the default run: its "
                                      "seed reaches the target without them and RL then gains more (README).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))

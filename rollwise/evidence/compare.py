@@ -65,7 +65,7 @@ def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir
 
     launcher(config, resume) runs one training run and returns its directory; the default launches
     `python -m rollwise.cli train` in a subprocess. prepare(config) builds the initial policy once
-    before any launch; it defaults to rollwise.models.prepare_policy with the default launcher, and to
+    before any launch; it defaults to rollwise.policy.models.prepare_policy with the default launcher, and to
     nothing with a custom one (a fake launcher in tests needs no model).
     """
     root = Path(out_dir)
@@ -167,7 +167,7 @@ def _prepare_policies(pending: list[PlannedRun], prepare, launcher, threads: int
     if prepare is None and launcher is not None:
         return
     if prepare is None:
-        from rollwise.models import prepare_policy as prepare
+        from rollwise.policy.models import prepare_policy as prepare
     done = set()
     for run in pending:
         key = json.dumps({k: v for k, v in run.config.to_dict().items() if k not in ("seed", "out_dir")},

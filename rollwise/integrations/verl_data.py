@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rollwise.codecs import ANSWER_INSTRUCTION
+from rollwise.policy.codecs import ANSWER_INSTRUCTION
 from rollwise.data.pool import PromptPool, reasoning_gym_pools
 
 

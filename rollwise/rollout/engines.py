@@ -36,7 +36,7 @@ def build_engine(cfg, policy, log=print):
     if name == "hf":
         return HFEngine(policy.model, codec.eos_token_id, codec.pad_token_id, cfg.gen_batch_size,
                         share_prefill=cfg.gen_share_prefill)
-    from rollwise.models import cache_root
+    from rollwise.policy.models import cache_root
 
     engine = VLLMEngine(policy.model, codec.eos_token_id, codec.pad_token_id, dtype=cfg.dtype,
                         max_num_seqs=cfg.gen_batch_size, cache_root=cache_root(cfg))

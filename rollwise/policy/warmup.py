@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rollwise.data.pool import PoolItem
-from rollwise.tiny import PAD, widest_number
+from rollwise.policy.tiny import PAD, widest_number
 
 
 @dataclass

@@ -14,7 +14,7 @@ W + 1 symbols per possible term, unused slots filled with <pad>. Term i and sum 
 exactly `prompt length` positions apart and s_(i-1) is W + 1 positions before s_i, so every step is
 the same two-number addition at fixed distances, and all prompts have the same length (no padding in
 generation). Numbers and sums share the width of the largest possible sum, max_terms * 10**max_digits
-(randint(0, 10**d) includes 10**d; see rollwise.tiny.widest_number).
+(randint(0, 10**d) includes 10**d; see rollwise.policy.tiny.widest_number).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rollwise.data.pool import PoolItem
-from rollwise.tiny import CHAR_TO_ID, EOS, PAD, VOCAB, expression_text, read_reversed, reversed_number
+from rollwise.policy.tiny import CHAR_TO_ID, EOS, PAD, VOCAB, expression_text, read_reversed, reversed_number
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,14 @@ from pathlib import Path
 
 import torch
 
-from rollwise import tiny
+from rollwise.policy import tiny
 
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
 
 
 def save_policy(policy, directory: Path, merge_lora: bool = False) -> Path:
-    """Write policy (a `rollwise.models.Policy`) as a model directory at `directory`; returns it.
+    """Write policy (a `rollwise.policy.models.Policy`) as a model directory at `directory`; returns it.
 
     merge_lora only matters for a LoRA policy: True writes the merged full model (plus `adapter/`),
     False writes `base/` and `adapter/` (see the module docstring for both layouts).

@@ -1,13 +1,13 @@
 """The built-in tiny policy: a 0.6M-parameter Llama that reads sums and answers in reversed digits.
 
 It exists so that `rollwise train` shows real RL learning on two CPU cores in minutes. It is made by
-a short supervised warm-up on the chosen task with rollwise's own code (`rollwise.warmup`), then
+a short supervised warm-up on the chosen task with rollwise's own code (`rollwise.policy.warmup`), then
 saved as an ordinary Hugging Face model directory plus `rollwise.json` (its codec), cached by a hash
 of every setting that shapes it, so later runs and all runs of a comparison start from the same policy.
 
 Two codecs share one 17-symbol character vocabulary:
 - `TinyCodec` (`tiny_codec: answer`, the default run): the answer only;
-- `ScratchpadCodec` (`tiny_codec: scratchpad`, rollwise.scratchpad): the running partial sums, then
+- `ScratchpadCodec` (`tiny_codec: scratchpad`, rollwise.policy.scratchpad): the running partial sums, then
   the answer, so that the model writes intermediate steps the verifier never reads.
 
 Deliberate choices (measured on two cores; see CALIBRATION.md and the README):
@@ -143,7 +143,7 @@ def make_codec(name: str, options: dict):
     if name == "answer":
         return TinyCodec(TinyLayout.for_task(options))
     if name == "scratchpad":
-        from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
+        from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
 
         return ScratchpadCodec(ScratchpadLayout.for_task(options))
     raise ValueError(f"tiny_codec={name!r}: expected one of {', '.join(CODECS)}")
@@ -178,7 +178,7 @@ def save_codec_info(directory: Path, codec, info: dict) -> None:
 def load_codec(directory: Path):
     info = json.loads((Path(directory) / CODEC_FILE).read_text())
     if info.get("layout_kind", "answer") == "scratchpad":
-        from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
+        from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
 
         return ScratchpadCodec(ScratchpadLayout(**info["layout"]))
     return TinyCodec(TinyLayout(**info["layout"]))

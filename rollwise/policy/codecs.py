@@ -1,7 +1,7 @@
 """Prompt codecs: how a policy sees a pool item and how its completion becomes an answer.
 
 A codec turns an item into prompt token ids and a completion back into the answer string the
-verifier scores. The built-in tiny model has its own compact codec (`rollwise.tiny.TinyCodec`);
+verifier scores. The built-in tiny model has its own compact codec (`rollwise.policy.tiny.TinyCodec`);
 Hugging Face models use `ChatCodec` (chat template when the tokenizer has one, plain text otherwise)
 and ask for the final answer inside <answer></answer>, the convention reasoning-gym's tasks use.
 """

