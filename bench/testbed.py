@@ -69,7 +69,7 @@ def accuracy_by_terms(model, codec, items, samples: int = 4, seed: int = 0) -> d
     """Held-out temperature-1 accuracy per number of terms (`samples` completions per item)."""
     from rollwise.evaluate import score_samples
     from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
-    from rollwise.tasks.verifiers import build_verifier
+    from rollwise.verify.verifiers import build_verifier
 
     class InProcess:  # the numeric scorer is safe in-process for these digit-only answers
         verifier = build_verifier("basic_arithmetic")

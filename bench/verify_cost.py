@@ -22,8 +22,8 @@ from pathlib import Path
 import reasoning_gym
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks.guard import GuardedVerifier
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.guard import GuardedVerifier
+from rollwise.verify.verifiers import build_verifier
 
 RESULTS = Path("bench/results/verify_cost.json")
 

@@ -22,7 +22,7 @@ from rollwise.config import RunConfig
 from rollwise.config.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.evidence.compare", "rollwise.evidence.report")
+SUBCOMMAND_MODULES = ("rollwise.verify.command", "rollwise.evidence.compare", "rollwise.evidence.report")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

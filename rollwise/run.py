@@ -32,8 +32,8 @@ from rollwise.rollout.engines import build_engine
 from rollwise.rollout.rpo import PartialRollouts
 from rollwise.rollout.shaping import RewardShaping
 from rollwise.select import build_selector
-from rollwise.tasks.guard import GuardedVerifier
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.guard import GuardedVerifier
+from rollwise.verify.verifiers import build_verifier
 from rollwise.track import Accounting, MetricsLog
 
 

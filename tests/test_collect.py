@@ -11,7 +11,7 @@ from rollwise.rollout.rpo import PartialRollouts
 from rollwise.rollout.shaping import RewardShaping
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.select.uniform import UniformSelector
-from rollwise.tasks.base import Score
+from rollwise.verify.base import Score
 from rollwise.track import Timer
 
 

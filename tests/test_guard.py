@@ -14,11 +14,11 @@ import pytest
 import reasoning_gym  # noqa: F401  (loaded here so the workers' forkserver preloads it once)
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks.base import WRONG, Score
-from rollwise.tasks import protocol
-from rollwise.tasks.guard import GuardedVerifier, precheck
-from rollwise.tasks.protocol import ProtocolError, encode_ready, encode_result, parse_ready, parse_result
-from rollwise.tasks.verifiers import OWN_SCORERS, build_verifier
+from rollwise.verify.base import WRONG, Score
+from rollwise.verify.sandbox import protocol
+from rollwise.verify.guard import GuardedVerifier, precheck
+from rollwise.verify.sandbox.protocol import ProtocolError, encode_ready, encode_result, parse_ready, parse_result
+from rollwise.verify.verifiers import OWN_SCORERS, build_verifier
 
 TIMEOUT = 0.5
 HARD = TIMEOUT + 1.0  # the parent's backstop (timeout + max(1, timeout / 4))

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import pytest
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks import seccomp, supervisor
-from rollwise.tasks.base import WRONG, Score
-from rollwise.tasks.guard import GuardedVerifier
-from rollwise.tasks.protocol import encode_ready, encode_result, read_job
-from rollwise.tasks.sandbox import KEEP_ENVIRONMENT, SandboxPolicy, protections
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.sandbox import seccomp, supervisor
+from rollwise.verify.base import WRONG, Score
+from rollwise.verify.guard import GuardedVerifier
+from rollwise.verify.sandbox.protocol import encode_ready, encode_result, read_job
+from rollwise.verify.sandbox.policy import KEEP_ENVIRONMENT, SandboxPolicy, protections
+from rollwise.verify.verifiers import build_verifier
 
 TIMEOUT = 2.0
 
@@ -128,7 +128,7 @@ def rg_item(task: str) -> PoolItem:
 
 
 # Rewrites the globals the audit hook reads: from here on only the OS layers stand.
-DISARM = ("import rollwise.tasks.worker as w\n"
+DISARM = ("import rollwise.verify.sandbox.worker as w\n"
           "w._BLOCKED_PREFIXES = ('-',)\n"
           "w._WRITE_FLAGS = 0\n")
 
@@ -223,8 +223,8 @@ def test_os_layers_say_blocked(tmp_path, report):
 def test_poisoning_answer_cannot_change_the_next_score():
     """An answer patches the scorer's module; the next answers are scored by untouched processes."""
     item = rg_item("spiral_matrix")
-    poison = ("setattr(__import__('rollwise.tasks.verifiers', fromlist=['_']), 'from_reward', "
-              "lambda value: __import__('rollwise.tasks.verifiers', fromlist=['_']).RIGHT) or []")
+    poison = ("setattr(__import__('rollwise.verify.verifiers', fromlist=['_']), 'from_reward', "
+              "lambda value: __import__('rollwise.verify.verifiers', fromlist=['_']).RIGHT) or []")
     wrong = "1 2 3"
     with GuardedVerifier(build_verifier("spiral_matrix", "auto"), workers=1, timeout=TIMEOUT) as guard:
         assert guard.score(wrong, item) == Score(False, 0.0)

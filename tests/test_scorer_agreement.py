@@ -3,7 +3,7 @@
 Both scorers score every answer below: the reference solution and benign rewrites of it (reordered
 terms and factors, whitespace, parentheses, a trailing period, unicode operators, perturbed numbers,
 swapped operators, other expressions over the given numbers, ...). Their rewards must be equal except
-where a row of INTENDED_DIFFERENCES (the same table as in rollwise/tasks/verifiers.py) explains it,
+where a row of INTENDED_DIFFERENCES (the same table as in rollwise/verify/verifiers.py) explains it,
 and every row must actually occur, so that the table stays true.
 
 reasoning-gym's scorers call sympy `parse_expr`, which runs Python. This test calls them directly, in
@@ -33,8 +33,8 @@ from fractions import Fraction
 import pytest
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks.expressions import answer_expression, evaluate_expression
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.expressions import answer_expression, evaluate_expression
+from rollwise.verify.verifiers import build_verifier
 
 ITEMS_PER_TASK = 150
 TOKEN = re.compile(r"\d+|[-+*/()]")

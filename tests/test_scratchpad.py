@@ -6,7 +6,7 @@ import torch
 from rollwise.config import RunConfig
 from rollwise.data.pool import PoolItem
 from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.verifiers import build_verifier
 from rollwise.policy.tiny import EOS, VOCAB, build_tiny_model, make_codec
 from rollwise.policy.warmup import WarmupMissedTarget, copy_items, supervised_batch, warm_up
 

@@ -6,10 +6,10 @@ import time
 import pytest
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks.base import WRONG
-from rollwise.tasks.expressions import answer_expression, evaluate_expression
-from rollwise.tasks.extract import extract_answer, last_number
-from rollwise.tasks.verifiers import (
+from rollwise.verify.base import WRONG
+from rollwise.verify.expressions import answer_expression, evaluate_expression
+from rollwise.verify.extract import extract_answer, last_number
+from rollwise.verify.verifiers import (
     CountdownVerifier, ExactVerifier, MathVerifier, NumericVerifier, ReasoningGymVerifier, build_verifier,
     canonical_number,
 )
@@ -98,7 +98,7 @@ def test_numeric_tolerates_formatting():
 
 
 def test_hot_path_is_fast():
-    from rollwise.tasks.guard import GuardedVerifier
+    from rollwise.verify.guard import GuardedVerifier
 
     items = rg_items("basic_arithmetic", n=8)
     answers = [str(i * 37 % 1000) for i in range(512)]

@@ -4,7 +4,7 @@ TRL calls a reward function with the prompts, the completions and every other da
 keyword lists (one entry per completion). `reward_function(task)` returns such a callable: it reads
 the reference answer from the `answer` column, extracts the completion's final answer the way
 rollwise does for chat models (last <answer>...</answer>, else the last number), and scores it
-behind the verifier guard (rollwise.tasks.guard: pre-check, in-process only for rollwise's own
+behind the verifier guard (rollwise.verify.guard: pre-check, in-process only for rollwise's own
 eval-free scorers, sandboxed workers with time limits for everything else). Completions are
 untrusted model output; no scorer runs them in the trainer's process unless it is one of ours.
 
@@ -22,9 +22,9 @@ rollwise's selectors count as a success; `reward="score"` returns the verifier's
 from __future__ import annotations
 
 from rollwise.data.pool import PoolItem
-from rollwise.tasks.extract import extract_answer, last_number
-from rollwise.tasks.guard import COUNTERS, GuardedVerifier
-from rollwise.tasks.verifiers import build_verifier
+from rollwise.verify.extract import extract_answer, last_number
+from rollwise.verify.guard import COUNTERS, GuardedVerifier
+from rollwise.verify.verifiers import build_verifier
 
 REWARDS = ("acc", "score")
 
@@ -117,7 +117,7 @@ class VerifierReward:
 def reward_function(task: str, verifier: str = "auto", reward: str = "acc", **kwargs) -> VerifierReward:
     """A TRL reward function for a reasoning-gym task (or "file" data with verifier "math"/"exact").
 
-    task, verifier: as `rollwise train --task/--verifier` (rollwise.tasks.verifiers.build_verifier);
+    task, verifier: as `rollwise train --task/--verifier` (rollwise.verify.verifiers.build_verifier);
     reward: "acc" (0/1 verified) or "score" (the verifier's shaped score); further keyword
     arguments go to `VerifierReward` (options, answer_column, fallback_last_number, workers,
     timeout, memory_mb).

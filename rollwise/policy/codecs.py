@@ -62,7 +62,7 @@ class ChatCodec:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def answer(self, completion: str) -> str | None:
-        from rollwise.tasks.extract import extract_answer, last_number
+        from rollwise.verify.extract import extract_answer, last_number
 
         found = extract_answer(completion)
         if found is None and self.fallback_last_number:

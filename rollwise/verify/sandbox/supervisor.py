@@ -2,7 +2,7 @@
 
 Workers start lazily from a "forkserver" (never a fork of the torch process). Work goes out in
 chunks (length-prefixed pickles, written without blocking); results come back as lines of the
-strict byte protocol (`rollwise.tasks.protocol`), one per answer and in order, so the trainer
+strict byte protocol (`rollwise.verify.sandbox.protocol`), one per answer and in order, so the trainer
 always knows which answer a worker is on. A result that breaks the protocol in any way, silence
 past the hard deadline (the template's own timeout plus slack: a hang in the template itself) or
 a dead worker charge that answer "crash" or "timeout"; the worker is killed, a fresh one starts
@@ -20,13 +20,13 @@ import select
 import time
 from collections import deque
 
-from rollwise.tasks.base import Score
-from rollwise.tasks.protocol import (BREAKER, BUDGET, CRASH, TIMEOUT, LineReader, ProtocolError, encode_job,
+from rollwise.verify.base import Score
+from rollwise.verify.sandbox.protocol import (BREAKER, BUDGET, CRASH, TIMEOUT, LineReader, ProtocolError, encode_job,
                                      failed, parse_ready, parse_result)
-from rollwise.tasks.sandbox import SandboxPolicy
-from rollwise.tasks.worker import worker_main
+from rollwise.verify.sandbox.policy import SandboxPolicy
+from rollwise.verify.sandbox.worker import worker_main
 
-log = logging.getLogger("rollwise.tasks.guard")
+log = logging.getLogger("rollwise.verify.guard")
 
 STARTUP_TIMEOUT = 120.0  # importing sympy or reasoning-gym on two busy cores takes seconds
 MAX_STARTUP_FAILURES = 3
@@ -113,7 +113,7 @@ class WorkerPool:
         self.ctx = context()
         if self.ctx.get_start_method() == "forkserver":
             extra = getattr(verifier, "preload_modules", ())
-            self.ctx.set_forkserver_preload(["rollwise.tasks.worker", type(verifier).__module__, *extra])
+            self.ctx.set_forkserver_preload(["rollwise.verify.sandbox.worker", type(verifier).__module__, *extra])
         self.slots: list[_Worker | None] = [None] * workers
         self.startup_failures = 0
         self.protections: dict | None = None

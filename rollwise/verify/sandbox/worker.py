@@ -1,14 +1,14 @@
 """The verifier worker: a sandboxed, pre-imported template that forks one process per answer.
 
-The guard (`rollwise.tasks.guard`) starts `worker_main` in a process of its own. That prepares
+The guard (`rollwise.verify.guard`) starts `worker_main` in a process of its own. That prepares
 the verifier (imports, datasets) with the trainer's rights, then enters the sandbox
-(`rollwise.tasks.sandbox`) and serves there: for each answer the template forks a child that
+(`rollwise.verify.sandbox.policy`) and serves there: for each answer the template forks a child that
 adds a stricter seccomp filter, a CPU-time limit and an audit hook, scores the one answer,
 writes one result line and is killed. No answer ever runs in a process an earlier answer
 touched, so an answer that patches the scorer changes nothing for the next one.
 
 The template enforces the per-answer timeout (it kills the child), reads at most one bounded
-line from it and checks it with the same strict parser the trainer uses (`rollwise.tasks.protocol`).
+line from it and checks it with the same strict parser the trainer uses (`rollwise.verify.sandbox.protocol`).
 Results: "" (scored), "timeout", "memory" (MemoryError), "blocked" (a refused system call killed
 the child, or the audit hook refused a side effect), "error" (the scorer raised), "crash" (the
 child died or sent garbage).
@@ -26,11 +26,11 @@ import time
 from functools import partial
 
 from rollwise.data.pool import PoolItem
-from rollwise.tasks import seccomp
-from rollwise.tasks.base import Score
-from rollwise.tasks.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,
+from rollwise.verify.sandbox import seccomp
+from rollwise.verify.base import Score
+from rollwise.verify.sandbox.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,
                                      encode_ready, encode_result, failed, parse_result, read_job)
-from rollwise.tasks.sandbox import SandboxPolicy, run_confined
+from rollwise.verify.sandbox.policy import SandboxPolicy, run_confined
 
 
 class _CallState:

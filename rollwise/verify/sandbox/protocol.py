@@ -12,7 +12,7 @@ the guard treats as a crashed worker. Nothing from a worker is ever unpickled.
 
 Trainer -> worker is trusted (the trainer wrote it): length-prefixed pickles of job chunks.
 
-    >>> from rollwise.tasks.base import Score
+    >>> from rollwise.verify.base import Score
     >>> parse_result(encode_result(3, Score(True, 1.0)).rstrip(b"\\n"), expected=3)
     Score(acc=True, reward=1.0, error='')
 """
@@ -25,7 +25,7 @@ import os
 import pickle
 import struct
 
-from rollwise.tasks.base import Score
+from rollwise.verify.base import Score
 
 TIMEOUT, CRASH, ERROR, MEMORY, BLOCKED, REJECTED = "timeout", "crash", "error", "memory", "blocked", "rejected"
 BUDGET, BREAKER = "budget", "breaker"

@@ -2,7 +2,7 @@
 
 Model output is untrusted (DESIGN.md, Conventions). Each verifier says whether it may run in the
 training process (`in_process_safe`: pure Python of our own, bounded work, no eval); all others run
-only inside the guard's worker processes (`rollwise.tasks.guard`). Several reasoning-gym scorers
+only inside the guard's worker processes (`rollwise.verify.guard`). Several reasoning-gym scorers
 execute their input: countdown, puzzle24, polynomial_multiplication and the integration tasks call
 sympy `parse_expr` (which `eval`s Python), and n_queens, binary_matrix, spiral_matrix and
 string_insertion call `eval` on the answer itself. So the tasks people train on most have scorers
@@ -40,8 +40,8 @@ from fractions import Fraction
 from typing import ClassVar
 
 from rollwise.data.pool import PoolItem
-from rollwise.tasks.base import WRONG, Score
-from rollwise.tasks.expressions import answer_expression, evaluate_expression
+from rollwise.verify.base import WRONG, Score
+from rollwise.verify.expressions import answer_expression, evaluate_expression
 
 RIGHT = Score(True, 1.0)
 VERIFIER_NAMES = ("auto", "math", "exact")
@@ -179,7 +179,7 @@ class KnightsKnavesVerifier:
 
 
 # ---------------------------------------------------------------------------- arithmetic expressions
-# Parsed by rollwise.tasks.expressions (never eval or sympy).
+# Parsed by rollwise.verify.expressions (never eval or sympy).
 
 
 @dataclass(frozen=True)

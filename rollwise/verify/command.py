@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from rollwise.data.pool import PoolItem, json_safe
-from rollwise.tasks.guard import MAX_ANSWER_CHARS, GuardedVerifier
-from rollwise.tasks.verifiers import VERIFIER_NAMES, build_verifier
+from rollwise.verify.guard import MAX_ANSWER_CHARS, GuardedVerifier
+from rollwise.verify.verifiers import VERIFIER_NAMES, build_verifier
 
 
 def add_parser(subparsers) -> None:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def extracted(completion: str | None) -> str | None:
     """What training scores of a completion: the last <answer> tag, else the last number."""
-    from rollwise.tasks.extract import extract_answer, last_number
+    from rollwise.verify.extract import extract_answer, last_number
 
     if completion is None:
         return None

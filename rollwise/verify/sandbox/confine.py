@@ -1,6 +1,6 @@
 """Confining the verifier template process, then measuring from inside what took effect.
 
-Runs in the template (PID 1 of its PID namespace, see `rollwise.tasks.sandbox`), in this order:
+Runs in the template (PID 1 of its PID namespace, see `rollwise.verify.sandbox.policy`), in this order:
 mounts (needs the capabilities the user namespace gave), identity, limits, prctl flags, seccomp
 (last: it forbids the calls the steps before it make). Every step that the kernel refuses is
 noted; `measure` then reads /proc and the namespace links rather than trusting the steps.
@@ -14,8 +14,8 @@ import resource
 import signal
 import sys
 
-from rollwise.tasks import linux, seccomp
-from rollwise.tasks.sandbox import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
+from rollwise.verify.sandbox import linux, seccomp
+from rollwise.verify.sandbox.policy import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
 
 
 def confine(active: set, notes: list, memory_mb: int, policy: SandboxPolicy, ids: tuple, origin: tuple) -> dict:
@@ -167,7 +167,7 @@ def _limits(memory_mb: int, own_count: bool) -> dict:
     for which in (resource.RLIMIT_CORE, resource.RLIMIT_MSGQUEUE, resource.RLIMIT_MEMLOCK):
         set_hard_limit(which, 0)
     set_hard_limit(resource.RLIMIT_NOFILE, 256)
-    # RLIMIT_FSIZE is set to 0 in each answer's process (rollwise.tasks.worker), not here: the
+    # RLIMIT_FSIZE is set to 0 in each answer's process (rollwise.verify.sandbox.worker), not here: the
     # template must still be able to write a traceback to a stderr that is a log file.
     limits = {"memory_limit_mb": memory // 2**20}
     # NPROC counts every process of the uid (per user namespace): only a count of the sandbox's own

@@ -1,6 +1,6 @@
 """The verifier sandbox: OS-level isolation of the processes that run scorers on untrusted text.
 
-A worker process (started by the guard, `rollwise.tasks.guard`) calls `run_confined(body, ...)`.
+A worker process (started by the guard, `rollwise.verify.guard`) calls `run_confined(body, ...)`.
 That forks a namespace creator, which forks the confined template that runs `body`:
 
     worker (the trainer's user; maps the ids)  ->  creator (unshares namespaces)  ->  template
@@ -19,15 +19,15 @@ The template, before it sees any answer:
 - has no_new_privs, a parent-death signal (SIGKILL, so the chain dies with the trainer), is not
   dumpable (no ptrace by same-uid processes, no core files), has no controlling terminal and an
   emptied environment (tokens in the trainer's environment are gone);
-- has a seccomp filter (`rollwise.tasks.seccomp`) that kills the process on exec, sockets, ptrace,
+- has a seccomp filter (`rollwise.verify.sandbox.seccomp`) that kills the process on exec, sockets, ptrace,
   namespaces, mounts, memfd_create, prlimit on other processes, and refuses file modification.
 
 Each answer then runs in its own fork of the template, which adds a stricter filter (no process
 creation, signals to itself only, no raising of limits) and a CPU-time limit; see
-`rollwise.tasks.worker`. Where the kernel lacks a feature the sandbox goes on without it and says
+`rollwise.verify.sandbox.worker`. Where the kernel lacks a feature the sandbox goes on without it and says
 so: `protections()` returns what is active here, measured inside a real sandbox.
 
-    >>> from rollwise.tasks.sandbox import SandboxPolicy
+    >>> from rollwise.verify.sandbox.policy import SandboxPolicy
     >>> SandboxPolicy().namespaces
     ('user', 'mount', 'pid', 'network', 'ipc', 'uts', 'cgroup')
 """
@@ -43,8 +43,8 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from rollwise.tasks import linux
-from rollwise.tasks.base import WRONG
+from rollwise.verify.sandbox import linux
+from rollwise.verify.base import WRONG
 
 NOBODY = 65534
 PROCESS_LIMIT = 64  # per sandbox user namespace: template, its creator and one answer at a time
@@ -84,7 +84,7 @@ class ProbeVerifier:
 
 @functools.lru_cache(maxsize=None)
 def _probe() -> tuple:
-    from rollwise.tasks.guard import GuardedVerifier  # the guard imports this module
+    from rollwise.verify.guard import GuardedVerifier  # the guard imports this module
 
     with GuardedVerifier(ProbeVerifier(), workers=1) as guard:
         return tuple(guard.protections.items())
@@ -241,7 +241,7 @@ def _template(body, alive_r, creator, active, notes, memory_mb, policy, ids, ori
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
-    from rollwise.tasks.confine import confine
+    from rollwise.verify.sandbox.confine import confine
 
     return body(confine(active, notes, memory_mb, policy, ids, origin))
 

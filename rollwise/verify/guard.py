@@ -8,10 +8,10 @@ Model output is untrusted (DESIGN.md, Conventions). Three layers:
    fast paths run in the training process: the hot path, microseconds per answer.
 3. Everything else runs in sandboxed worker processes (docs/sandbox.md): each worker is a
    pre-imported template in its own namespaces, read-only files, uid 65534, hard limits and a
-   seccomp filter (`rollwise.tasks.sandbox`), which forks one child per answer
-   (`rollwise.tasks.worker`), so no answer runs where an earlier one ran. Results come back
-   through a strict byte protocol (`rollwise.tasks.protocol`), never pickles; the trainer's side
-   (`rollwise.tasks.supervisor`) checks every result and replaces a worker that breaks it.
+   seccomp filter (`rollwise.verify.sandbox.policy`), which forks one child per answer
+   (`rollwise.verify.sandbox.worker`), so no answer runs where an earlier one ran. Results come back
+   through a strict byte protocol (`rollwise.verify.sandbox.protocol`), never pickles; the trainer's side
+   (`rollwise.verify.sandbox.supervisor`) checks every result and replaces a worker that breaks it.
 
 A batch has a time budget (`batch_budget` seconds) and a circuit breaker (after
 `breaker_timeouts` timeouts that are at least `breaker_rate` of the answers finished, the rest of
@@ -38,11 +38,11 @@ import pickle
 import time
 
 from rollwise.data.pool import PoolItem
-from rollwise.tasks.base import WRONG, Score
-from rollwise.tasks.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT, checked,
+from rollwise.verify.base import WRONG, Score
+from rollwise.verify.sandbox.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT, checked,
                                      failed)
-from rollwise.tasks.sandbox import SandboxPolicy
-from rollwise.tasks.supervisor import Breaker, WorkerPool
+from rollwise.verify.sandbox.policy import SandboxPolicy
+from rollwise.verify.sandbox.supervisor import Breaker, WorkerPool
 
 log = logging.getLogger(__name__)
 
