@@ -13,7 +13,7 @@ Writes bench/results/algorithms[-PRESET].json and the report in bench/results/al
 from __future__ import annotations
 
 from bench.common import load_variants, parse_args, preset_variants, run_variants, write_results
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 
 ALGOS = ("grpo", "raft", "raft++", "reinforce++", "ppo")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.common import parse_args, run_variants, write_results
 from rollwise.config import RunConfig
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import prepare_policy
 from rollwise.track import read_metrics
 

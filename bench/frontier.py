@@ -24,7 +24,7 @@ from __future__ import annotations
 from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args, preset_variants,
                           run_variants, write_results)
 from rollwise.evidence.summary import summarize
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 from rollwise.config.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
 
 VARIANTS = {

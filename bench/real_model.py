@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.common import parse_args, run_dirs, run_variants, write_results
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 from rollwise.config.presets import preset_values
 from rollwise.track import read_metrics
 

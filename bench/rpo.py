@@ -45,7 +45,7 @@ from rollwise.evidence.compare import run_compare
 from rollwise.rollout.partial import parse_cut
 from rollwise.rundir import holds_a_run
 from rollwise.track import read_metrics
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 
 # Up-front fill (booked as training cost: one whole completion per pool prompt, under 1% of the budget's
 # rollouts at 400 steps): the uniform selector visits each prompt once per epoch (31 steps on the

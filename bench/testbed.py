@@ -32,7 +32,7 @@ from bench.common import device_override, mean_curve_cost, parse_args, results_p
 from rollwise.checkpoint import list_checkpoints
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
-from rollwise.evaluate import standard_error
+from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import load_model_dir_or_file, prepare_policy
 from rollwise.config.presets import preset_values
 from rollwise.evidence.report import write_report
@@ -67,7 +67,7 @@ def time_shares(rows: list[dict]) -> float:
 
 def accuracy_by_terms(model, codec, items, samples: int = 4, seed: int = 0) -> dict[int, float]:
     """Held-out temperature-1 accuracy per number of terms (`samples` completions per item)."""
-    from rollwise.evaluate import score_samples
+    from rollwise.rollout.evaluate import score_samples
     from rollwise.rollout.engine import GenRequest, HFEngine, SamplingParams
     from rollwise.verify.verifiers import build_verifier
 

@@ -19,9 +19,9 @@ from rollwise import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
 from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
-from rollwise.filters import build_filter
+from rollwise.select.filters import build_filter
 from rollwise.allocate import build_allocator
-from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
+from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch
 from rollwise.policy.models import Policy, load_policy
 from rollwise.data.pool import build_pools
 from rollwise.predict.outcomes import OutcomeLog

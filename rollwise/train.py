@@ -28,8 +28,8 @@ import torch
 from rollwise import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
 from rollwise.config import RunConfig
-from rollwise.evaluate import evaluate
-from rollwise.learn import NonFiniteError, build_batch, update_policy
+from rollwise.rollout.evaluate import evaluate
+from rollwise.algos.update import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
 from rollwise.rollout.collect import collect, fill_cache, log_outcomes, roll_out
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,

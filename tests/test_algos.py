@@ -10,7 +10,7 @@ from rollwise import config
 from rollwise.algos import ALGORITHMS, ppo
 from rollwise.algos.raft import accepted_advantages, likelihood_loss
 from rollwise.algos.reinforce_pp import batch_normalised_advantages
-from rollwise.learn import Batch, UpdateSettings, update_policy
+from rollwise.algos.update import Batch, UpdateSettings, update_policy
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
 from rollwise.train import train

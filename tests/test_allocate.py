@@ -11,7 +11,7 @@ from rollwise.allocate.base import largest_remainder
 from rollwise.allocate.fixed import FixedAllocator
 from rollwise.allocate.gradnorm import mean_over_correct, sequence_embedding_grad_norms
 from rollwise.allocate.gvm import GVMAllocator, gvm_weights
-from rollwise.learn import build_batch
+from rollwise.algos.update import build_batch
 from rollwise.rollout.engine import Sample
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.select.uniform import UniformSelector

@@ -3,7 +3,7 @@
 import numpy as np
 
 from rollwise.allocate import FixedAllocator, GVMAllocator
-from rollwise.filters import DynamicSampling, NoFilter
+from rollwise.select.filters import DynamicSampling, NoFilter
 from rollwise.data.pool import PoolItem, PromptPool
 from rollwise.rollout.collect import RolloutContext, collect
 from rollwise.rollout.engine import GenRequest, Sample, SamplingParams

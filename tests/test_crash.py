@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rollwise import checkpoint as ckpt
-from rollwise.learn import NonFiniteError, UpdateSettings, build_batch, update_policy
+from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch, update_policy
 from rollwise.rollout.engine import Sample
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics

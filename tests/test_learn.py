@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from rollwise.learn import Batch, UpdateSettings, minibatch_rows, update_policy
+from rollwise.algos.update import Batch, UpdateSettings, minibatch_rows, update_policy
 from rollwise.policy.tiny import build_tiny_model
 
 

@@ -14,7 +14,7 @@ import torch
 
 from rollwise.policy import tiny
 from rollwise.config import RunConfig
-from rollwise.learn import build_batch, token_logprobs
+from rollwise.algos.update import build_batch, token_logprobs
 from rollwise.rollout.engine import GenRequest, HFEngine, Sample, SamplingParams
 from rollwise.rollout.engines import build_engine, resolve_engine
 from rollwise.rollout.vllm_engine import merged_weights, vllm_available
@@ -55,7 +55,7 @@ def ids(groups):
 
 
 def policy_logprobs(model, samples, temperature):
-    """The loss's own log-probabilities of each sample's completion tokens (rollwise.learn)."""
+    """The loss's own log-probabilities of each sample's completion tokens (rollwise.algos.update)."""
     batch = build_batch(samples, np.zeros(len(samples)), PAD)
     logp = token_logprobs(model, batch, temperature)
     out = []

@@ -29,7 +29,7 @@ import contextlib
 import numpy as np
 import torch
 
-from rollwise.learn import Batch, token_logprobs
+from rollwise.algos.update import Batch, token_logprobs
 
 
 def sequence_embedding_grad_norms(model, batch: Batch, temperature: float = 1.0, micro_batch: int = 16) -> np.ndarray:

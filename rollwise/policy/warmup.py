@@ -94,7 +94,7 @@ def warm_up(model, codec, train_items: list[PoolItem], val_items: list[PoolItem]
     purpose: these models learn sums in a sudden jump, and a fixed step count lands before or after it.
     A `copy_fraction` of every batch is drawn from `copies` (one-term items; see the module docstring).
     """
-    from rollwise.evaluate import greedy_accuracy
+    from rollwise.rollout.evaluate import greedy_accuracy
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)

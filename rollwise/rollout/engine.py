@@ -25,7 +25,7 @@ import torch
 class SamplingParams:
     """What the sampler does, and all it does: softmax(logits / temperature), optionally top-p truncated.
 
-    The loss (`rollwise.learn.token_logprobs`) scores each sampled token with the full softmax at the
+    The loss (`rollwise.algos.update.token_logprobs`) scores each sampled token with the full softmax at the
     same temperature. With top_p = 1 that is exactly the distribution sampled from (on-policy). With
     top_p < 1 the sampler draws from the renormalised nucleus, q(t) = p(t) / P(nucleus) for t in the
     nucleus and 0 outside, while the loss uses log p(t): the importance ratio is off by the constant
