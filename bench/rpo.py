@@ -43,7 +43,7 @@ import rollwise
 from bench.common import device_override, load_variants, parse_args, preset_variants, write_results
 from rollwise.evidence.compare import run_compare
 from rollwise.rollout.partial import parse_cut
-from rollwise.rundir import holds_a_run
+from rollwise.store.rundir import holds_a_run
 from rollwise.track import read_metrics
 from rollwise.rollout.evaluate import standard_error
 

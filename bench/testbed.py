@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from bench.common import device_override, mean_curve_cost, parse_args, results_path, run_dirs, write_results
-from rollwise.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import standard_error

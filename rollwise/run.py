@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rollwise import checkpoint as ckpt
+from rollwise.store import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
 from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rollwise import checkpoint as ckpt
+from rollwise.store import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import evaluate
@@ -34,7 +34,7 @@ from rollwise.randomness import forked_torch_rng
 from rollwise.rollout.collect import collect, fill_cache, log_outcomes, roll_out
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
-from rollwise.rundir import check_same_run, open_run_dir
+from rollwise.store.rundir import check_same_run, open_run_dir
 from rollwise.select.quality import group_stats, mae, spearman
 from rollwise.track import Timer
 

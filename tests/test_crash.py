@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise import checkpoint as ckpt
+from rollwise.store import checkpoint as ckpt
 from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch, update_policy
 from rollwise.rollout.engine import Sample
 from rollwise.policy.tiny import build_tiny_model

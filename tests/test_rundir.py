@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from rollwise import checkpoint as ckpt
+from rollwise.store import checkpoint as ckpt
 from rollwise.config import RunConfig
-from rollwise.rundir import RunDirError, holds_a_run
+from rollwise.store.rundir import RunDirError, holds_a_run
 from rollwise.track import MetricsLog, read_metrics
 from rollwise.train import train
 from tests.test_train import tiny_config

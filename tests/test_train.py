@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train

@@ -29,10 +29,10 @@ from typing import Callable
 import yaml
 
 import rollwise
-from rollwise.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.evidence.report import SPEC_FILE, write_report
-from rollwise.rundir import holds_a_run
+from rollwise.store.rundir import holds_a_run
 from rollwise.evidence.summary import format_tables
 
 Launcher = Callable[[RunConfig, bool], Path]  # (config, resume) -> run dir

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rollwise import checkpoint as ckpt
+from rollwise.store import checkpoint as ckpt
 
 # Fields that do not change what the run computes, or only extend it: a resume may change them.
 RESUMABLE_CHANGES = frozenset({
