@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise import config
+from rollwise.config import fields as config
 from rollwise.algos import ALGORITHMS, ppo
+from rollwise.algos.critic import ValueCritic, ValueSettings
 from rollwise.algos.raft import accepted_advantages, likelihood_loss
 from rollwise.algos.reinforce_pp import batch_normalised_advantages
 from rollwise.algos.update import Batch, UpdateSettings, update_policy
@@ -90,14 +91,14 @@ def _batch(n=4, width=8):
 
 def test_ppo_update_trains_the_value_head_and_keeps_every_row():
     model = build_tiny_model(1, 32, 2, seed=0)
-    critic = ppo.ValueHead(32)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(critic.parameters()), lr=1e-2)
+    critic = ValueCritic(ppo.ValueHead(32), ValueSettings())
+    opt = torch.optim.AdamW(list(model.parameters()) + critic.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    settings = UpdateSettings("ppo", 1.0, 0.2, 0.28, 0.0, 1.0, 2, 1, 8, "stop")
-    assert not settings.skip_zero_advantage
+    settings = UpdateSettings("ppo", 1.0, 0.2, 0.28, 1.0, 2, 1, 8, "stop")
     stats = update_policy(model, opt, sched, _batch(), settings, critic=critic)
+    # every row goes through (two have advantage 0 but a value loss)
     assert stats["update_rows"] == 4 and np.isfinite(stats["value_loss"]) and stats["value_loss"] > 0
-    assert float(critic.linear.weight.detach().abs().sum()) > 0  # moved from its zero initialisation
+    assert float(critic.head.linear.weight.detach().abs().sum()) > 0  # moved from its zero initialisation
 
 
 @pytest.mark.parametrize("algo", ["raft", "raft++", "reinforce++", "ppo"])

@@ -6,7 +6,8 @@ branches on the name. An entry says:
 - `policy_loss(logp, old_logp, advantages, mask, clip_low, clip_high)`: the token-mean policy loss;
 - `group_relative`: advantages compare samples of one prompt, so a group needs >= 2 samples;
 - `accepted_only`: only verified-correct samples enter the update (RAFT);
-- `critic`: a value head and GAE token advantages (PPO).
+- `build_critic(cfg, model)`: what the update adds beyond the policy loss (PPO: a value head and GAE token
+  advantages; `rollwise.algos.critic`); the others build `NoCritic`.
 
     >>> sorted(ALGORITHMS)
     ['grpo', 'ppo', 'raft', 'raft++', 'reinforce++']
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from rollwise.algos import ppo, raft, reinforce_pp
+from rollwise.algos.critic import no_critic, value_critic
 from rollwise.algos.grpo import clipped_policy_loss, group_advantages
 
 
@@ -32,7 +34,7 @@ class Algorithm:
     policy_loss: Callable
     group_relative: bool = False
     accepted_only: bool = False
-    critic: bool = False
+    build_critic: Callable = no_critic
 
 
 ALGORITHMS = {
@@ -40,5 +42,5 @@ ALGORITHMS = {
     "raft": Algorithm("raft", raft.accepted_advantages, raft.likelihood_loss, accepted_only=True),
     "raft++": Algorithm("raft++", raft.accepted_advantages, clipped_policy_loss, accepted_only=True),
     "reinforce++": Algorithm("reinforce++", reinforce_pp.batch_normalised_advantages, clipped_policy_loss),
-    "ppo": Algorithm("ppo", ppo.sample_rewards, clipped_policy_loss, critic=True),
+    "ppo": Algorithm("ppo", ppo.sample_rewards, clipped_policy_loss, build_critic=value_critic),
 }

@@ -24,7 +24,8 @@ SELECTORS = {
     "uniform": lambda cfg, pool: UniformSelector(len(pool)),
     "mopps": lambda cfg, pool: _mopps(cfg, pool),
     "mopps-threshold": lambda cfg, pool: _mopps(cfg, pool, band=tuple(cfg.mopps_band)),
-    "offline": lambda cfg, pool: OfflineFilterSelector(len(pool), band=tuple(cfg.offline_band)),
+    "offline": lambda cfg, pool: OfflineFilterSelector(len(pool), band=tuple(cfg.offline_band),
+                                                              samples=cfg.offline_samples),
 }
 
 

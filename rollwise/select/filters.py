@@ -10,8 +10,16 @@ counts in the accounting: that is the price MoPPS avoids.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+
+class GroupFilter(Protocol):
+    name: str
+    max_gen_batches: int  # generation batches a step may spend collecting B kept groups
+
+    def keep(self, acc: np.ndarray) -> bool: ...
 
 
 def is_effective(acc: np.ndarray) -> bool:
