@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rollwise.algos import ALGORITHMS
+from rollwise.algos import algorithm
 from rollwise.algos.critic import Critic
 from rollwise.algos.reference import Reference, build_reference
 from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch
@@ -111,7 +111,7 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     selector = build_selector(cfg, train_pool)
-    critic = ALGORITHMS[cfg.algo].build_critic(cfg, policy.model)
+    critic = algorithm(cfg.algo).build_critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad] + critic.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from rollwise.store import checkpoint as ckpt
-from rollwise.algos import ALGORITHMS
+from rollwise.algos import algorithm
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import evaluate
 from rollwise.algos.update import NonFiniteError, build_batch, update_policy
@@ -239,7 +239,7 @@ def _allocation_stats(trials: np.ndarray, step_groups: StepGroups) -> dict:
 
 def _update(run: Run, kept: list) -> dict:
     """Advantages of the kept groups' samples, then the policy update."""
-    cfg, algo = run.cfg, ALGORITHMS[run.cfg.algo]
+    cfg, algo = run.cfg, algorithm(run.cfg.algo)
     rewards = np.concatenate([g.rewards for g in kept]) if kept else np.zeros(0)
     if not np.isfinite(rewards).all():
         if cfg.nonfinite == "stop":

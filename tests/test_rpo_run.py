@@ -52,12 +52,12 @@ def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tm
     assert summary["total_tokens"] == sum(r["tokens"] for r in b[1:])
     assert summary["total_prefix_tokens"] == sum(r["rpo_prefix_tokens"] for r in b[1:]) > 0
     # the checkpoint holds the cache, refreshed at the last step, paths ending at their only EOS (if any)
-    cache = last_state(partial)["components"]["rpo_cache"]["cache"]
+    cache = last_state(partial)["components"]["rollout"]["cache"]
     assert (cache["length"] > 0).all() and (cache["stored_step"] == 3).all()
     eos = 1  # the tiny codecs' EOS id
     paths = np.split(cache["tokens"], np.cumsum(cache["length"])[:-1])
     assert all(eos not in p[:-1].tolist() for p in paths)
-    assert "rpo_cache" not in last_state(full)["components"]
+    assert last_state(full)["components"]["rollout"] == {}  # whole paths keep nothing
 
 
 # All three cost factors at once (MoPPS + GVM + RPO, the mopps-gvm-rpo preset's keys) with dynamic sampling on
@@ -81,7 +81,7 @@ def test_resume_is_exact_with_the_cache(tmp_path, changes):
         assert any(r["gen_batches"] > 1 for r in rows) and any("probe_spearman" in r for r in rows)
     pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    ca, cb = (last_state(c)["components"]["rpo_cache"]["cache"] for c in (straight, split))
+    ca, cb = (last_state(c)["components"]["rollout"]["cache"] for c in (straight, split))
     assert all(np.array_equal(ca[k], cb[k]) for k in ("tokens", "length", "stored_step", "last_used"))
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rollwise.algos import ALGORITHMS, Algorithm
+from rollwise.algos import algorithm
+from rollwise.algos.table import Algorithm
 from rollwise.algos.critic import NoCritic
 from rollwise.algos.reference import NoReference
 
@@ -125,7 +126,7 @@ class UpdateSettings:
 
     @property
     def algorithm(self) -> Algorithm:
-        return ALGORITHMS[self.algo]
+        return algorithm(self.algo)
 
 
 def _micro_batches(batch: Batch, size: int):

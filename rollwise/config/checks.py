@@ -1,8 +1,10 @@
-"""The run configuration's checks, one function per section of `RunConfig` (DESIGN.md's data flow).
+"""The run configuration's one validation pass: generic checks here, each chosen component's own checks
+in its registry entry.
 
 `RunConfig.validate()` calls `check(cfg)` on construction, so a bad value fails at the boundary with a
-message naming the field and what it allows, before any model is loaded. Kept apart from the field
-declarations so that each file holds one idea: config.py says what can be set, this file what is allowed.
+message naming the field and what it allows, before any pool or model is built. Kept apart from the
+field declarations so that each file holds one idea: fields.py says what can be set, this file what is
+allowed.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ from __future__ import annotations
 import dataclasses
 
 
+def registries() -> tuple:
+    """The registries of interchangeable components; the config field of each is named by its `kind`."""
+    from rollwise.algos import ALGORITHMS
+    from rollwise.allocate.registry import ALLOCATORS
+    from rollwise.rollout.registry import ROLLOUT_MODES
+    from rollwise.select.registry import FILTERS, SELECTORS
+
+    return SELECTORS, FILTERS, ALLOCATORS, ROLLOUT_MODES, ALGORITHMS
+
+
 def check(cfg) -> None:
     """Raise ValueError naming the field and the allowed values."""
-    for checker in (_choices, _counts, _verification, _selection, _algorithm, _allocation, _rpo, _sampling, _data):
+    for checker in (_choices, _counts, _verification, _components, _shaping, _sampling, _data):
         checker(cfg)
 
 
@@ -25,8 +37,7 @@ def _choices(cfg) -> None:
 
 def _counts(cfg) -> None:
     positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches", "updates_per_step",
-                "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size", "micro_batch",
-                "keep_checkpoints"]
+                "threads", "gen_batch_size", "micro_batch", "keep_checkpoints"]
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)}: must be at least 1")
@@ -43,45 +54,15 @@ def _verification(cfg) -> None:
                          "budget >= 0 and timeouts >= 0 (0 switches each off) and a rate in (0, 1]")
 
 
-def _selection(cfg) -> None:
-    if not 0 < cfg.mopps_decay <= 1:
-        raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
-    if not 0 <= cfg.mopps_target <= 1:
-        raise ValueError(f"mopps_target={cfg.mopps_target}: must be in [0, 1]")
-    for name in ("mopps_band", "offline_band"):
-        lo, hi = getattr(cfg, name)
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"{name}={[lo, hi]}: need 0 <= low <= high <= 1")
+def _components(cfg) -> None:
+    """Each chosen component's own checks (its registry entry): its settings, and what it needs of the others."""
+    for registry in registries():
+        registry.check(getattr(cfg, registry.kind), cfg)
 
 
-def _algorithm(cfg) -> None:
-    from rollwise.config import GROUP_RELATIVE
-
-    if cfg.algo in GROUP_RELATIVE and cfg.samples_per_prompt < 2:
-        raise ValueError(f"samples_per_prompt={cfg.samples_per_prompt} with algo={cfg.algo}: group-relative "
-                         "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
-    if not (0 < cfg.ppo_gamma <= 1 and 0 <= cfg.ppo_lambda <= 1 and cfg.ppo_vf_coef >= 0 and cfg.ppo_value_clip > 0):
-        raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
-                         "ppo_value_clip > 0")
-
-
-def _allocation(cfg) -> None:
-    if cfg.allocator == "gvm" and cfg.gvm_p_source == "presample" and not 0 < cfg.gvm_presamples < cfg.samples_per_prompt:
-        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 1 and below samples_per_prompt="
-                         f"{cfg.samples_per_prompt} (pre-samples are part of each prompt's budget)")
-
-
-def _rpo(cfg) -> None:
-    from rollwise.rollout.partial import check_suffix_budget, parse_cut
-
-    parse_cut(cfg.rpo_cut)
-    check_suffix_budget(cfg.rpo_suffix_budget)
-    if not 0 <= cfg.rpo_refresh_epsilon <= 1:
-        raise ValueError(f"rpo_refresh_epsilon={cfg.rpo_refresh_epsilon}: must be in [0, 1]")
-    if cfg.rpo_length_alpha <= 0:
-        raise ValueError(f"rpo_length_alpha={cfg.rpo_length_alpha}: must be positive")
-    if cfg.rpo_cache_tokens < 0 or cfg.overlong_buffer < 0 or cfg.overlong_penalty < 0:
-        raise ValueError("rpo_cache_tokens, overlong_buffer and overlong_penalty must not be negative")
+def _shaping(cfg) -> None:
+    if cfg.overlong_buffer < 0 or cfg.overlong_penalty < 0:
+        raise ValueError("overlong_buffer and overlong_penalty must not be negative")
     if cfg.max_new_tokens and cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds max_new_tokens={cfg.max_new_tokens}")
 

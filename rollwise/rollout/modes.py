@@ -110,18 +110,19 @@ class PartialPaths:
         self.rpo.load_state_dict(state)
 
 
-def _partial(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> PartialPaths:
+def whole_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> WholePaths:
+    return WholePaths(max_new_tokens)
+
+
+def partial_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> PartialPaths:
     from rollwise.rollout.rpo import PartialRollouts
 
     rpo = PartialRollouts.from_config(cfg, pool_size, max_new_tokens, eos_token_id)
     return PartialPaths(rpo, upfront_fill=cfg.rpo_fill == "upfront")
 
 
-ROLLOUT_MODES: dict[str, Callable] = {
-    "full": lambda cfg, pool_size, max_new_tokens, eos_token_id: WholePaths(max_new_tokens),
-    "partial": _partial,
-}
-
-
 def build_rollout_mode(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> RolloutMode:
-    return ROLLOUT_MODES[cfg.rollout](cfg, pool_size, max_new_tokens, eos_token_id)
+    """The mode `cfg.rollout` names (rollwise.rollout.registry)."""
+    from rollwise.rollout.registry import ROLLOUT_MODES
+
+    return ROLLOUT_MODES.build(cfg.rollout, cfg, pool_size, max_new_tokens, eos_token_id)

@@ -3,7 +3,7 @@
     collect: plan(indices) --> requests (prompt + cached prefix, suffix budget) --> engine --> record
     train, after the update: finish_step(rolled-out groups) --> refresh the cache, the step's rpo_* metrics
 
-`PartialRollouts` is one stateful part of `rollwise.run.Run` (checkpoint key "rpo_cache"): its state is
+`PartialRollouts` is one stateful part of `rollwise.run.Run` (checkpoint key "rollout", through rollwise.rollout.modes.PartialPaths): its state is
 the experience cache, restored exactly; the cut and refresh draws come from the run's training stream,
 which is checkpointed too, so a resumed run cuts and refreshes like an uninterrupted one. The pure
 pieces (cuts, budgets, the refresh rule, metrics) are in `rollwise.rollout.partial`; docs/rpo.md says

@@ -46,11 +46,16 @@ class DynamicSampling:
         return is_effective(acc)
 
 
-FILTERS = {
-    "none": lambda cfg: NoFilter(),
-    "dynamic": lambda cfg: DynamicSampling(cfg.ds_max_gen_batches),
-}
+def no_filter(cfg) -> NoFilter:
+    return NoFilter()
 
 
-def build_filter(cfg):
-    return FILTERS[cfg.filter](cfg)
+def dynamic_sampling(cfg) -> DynamicSampling:
+    return DynamicSampling(cfg.ds_max_gen_batches)
+
+
+def build_filter(cfg) -> GroupFilter:
+    """The filter `cfg.filter` names (rollwise.select.registry.FILTERS)."""
+    from rollwise.select.registry import FILTERS
+
+    return FILTERS.build(cfg.filter, cfg)

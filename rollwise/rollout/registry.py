@@ -1,0 +1,27 @@
+"""The rollout modes users name (`--rollout`), each with its checks; builders in `rollwise.rollout.modes`."""
+
+from __future__ import annotations
+
+from rollwise.registry import Registry
+
+
+def _partial(cfg) -> None:
+    from rollwise.rollout.partial import check_suffix_budget, parse_cut  # numpy only
+
+    parse_cut(cfg.rpo_cut)
+    check_suffix_budget(cfg.rpo_suffix_budget)
+    if not 0 <= cfg.rpo_refresh_epsilon <= 1:
+        raise ValueError(f"rpo_refresh_epsilon={cfg.rpo_refresh_epsilon}: must be in [0, 1]")
+    if cfg.rpo_length_alpha <= 0:
+        raise ValueError(f"rpo_length_alpha={cfg.rpo_length_alpha}: must be positive")
+    if cfg.rpo_cache_tokens < 0:
+        raise ValueError(f"rpo_cache_tokens={cfg.rpo_cache_tokens}: must not be negative")
+    if cfg.max_new_tokens and 0 < cfg.rpo_cache_tokens < cfg.max_new_tokens:
+        raise ValueError(f"rpo_cache_tokens={cfg.rpo_cache_tokens} cannot hold one path of max_new_tokens="
+                         f"{cfg.max_new_tokens} tokens: raise it (or 0: unbounded)")
+
+
+ROLLOUT_MODES = Registry("rollout", section="sampling")
+ROLLOUT_MODES.add("full", "rollwise.rollout.modes:whole_paths", "whole completions from the prompt")
+ROLLOUT_MODES.add("partial", "rollwise.rollout.modes:partial_paths", "RPO: continue a cached path of each prompt cut "
+                  "by m tokens (docs/rpo.md)", check=_partial)
