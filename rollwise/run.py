@@ -22,7 +22,7 @@ from rollwise.config import RunConfig
 from rollwise.filters import build_filter
 from rollwise.allocate import build_allocator
 from rollwise.learn import NonFiniteError, UpdateSettings, build_batch
-from rollwise.models import Policy, load_policy
+from rollwise.models import Policy, load_policy, model_identity
 from rollwise.pool import build_pools
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
@@ -87,7 +87,7 @@ class Run:
     def identity(self) -> dict:
         """What makes a checkpoint belong to this run beyond its config: the data and the model."""
         return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
-                "model": self.policy.source}
+                "model": model_identity(self.cfg, self.policy.source)}
 
 
 def build_run(cfg: RunConfig, out: Path, log) -> Run:
