@@ -79,9 +79,9 @@ class RunConfig:
     threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
     device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
     progress: bool = _f(True, "Show a progress bar on stderr.")
-    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl: tensorboard (OUT_DIR/tb, when "
-                        "installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; WANDB_PROJECT and "
-                        "WANDB_MODE=offline apply) or none.", choices=("tensorboard", "wandb", "none"))
+    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl, a comma-separated list: tensorboard "
+                        "(OUT_DIR/tb, when installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; "
+                        "WANDB_PROJECT and WANDB_MODE=offline apply), both (tensorboard,wandb), or none.")
 
     _section("data", "which prompts exist: the task or files, the pools, how answers are scored")
     task: str = _f(
