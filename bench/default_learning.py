@@ -3,7 +3,9 @@
 Claims checked (issue: the training loop): held-out temperature-1 accuracy rises by at least 10
 points over the starting policy (mean of 3 seeds, with standard error); under uniform sampling at
 least 40% of groups have zero variance at the start; one run, warm-up of the built-in model
-included, takes about 10 minutes or less on two cores.
+included, takes about 10 minutes or less on two cores. The default run starts from the warm-up shipped
+with the package (rollwise.shipped, the same weights on every machine), so a newcomer's first run has
+no warm-up: `warmup_seconds` is 0 then, and `starting_policy` names the shipped weights and their hash.
 
     .venv/bin/python -m bench.default_learning [--seeds 0 1 2] [--parallel 2]
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import parse_args, run_variants, write_results
+from rollwise import shipped
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import prepare_policy
@@ -26,9 +29,13 @@ from rollwise.track import read_metrics
 START_STEPS = 5  # "at the start": the mean over the first steps, before RL has moved anything
 
 
-def warmup_seconds(model_dir: str) -> float:
-    info = json.loads((Path(model_dir) / "rollwise.json").read_text())
-    return float(info["warmup"]["seconds"])
+def starting_policy(model_dir: str) -> dict:
+    """Where the runs' starting policy came from: the shipped warm-up (no warm-up to pay) or a cached one."""
+    info = json.loads((Path(model_dir) / "rollwise.json").read_text())["warmup"]
+    is_shipped = Path(model_dir).resolve().parent == shipped.SHIPPED_DIR
+    return {"shipped": is_shipped, "name": Path(model_dir).name,
+            "sha256": shipped.sha256(Path(model_dir) / shipped.WEIGHTS), "warmup_best_step": info["best_step"],
+            "warmup_greedy_acc": info["best_greedy_acc"], "warmup_seconds": 0.0 if is_shipped else info["seconds"]}
 
 
 def main() -> None:
@@ -42,9 +49,10 @@ def main() -> None:
     gains = final - initial
     zero_var = np.array([np.mean([r["zero_var_ratio"] for r in run[1:1 + START_STEPS]]) for run in rows])
     run_wall = np.array([run[-1]["wall_seconds"] for run in rows])
-    warm = warmup_seconds(model_dir)
+    policy = starting_policy(model_dir)
+    warm = policy["warmup_seconds"]
     results = {
-        "seeds": args.seeds, "model": model_dir, "steps": rows[0][-1]["step"],
+        "seeds": args.seeds, "starting_policy": policy, "steps": rows[0][-1]["step"],
         "initial_temp_acc": {"mean": float(initial.mean()), "se": standard_error(initial)},
         "final_temp_acc": {"mean": float(final.mean()), "se": standard_error(final)},
         "gain_points": {"mean": float(100 * gains.mean()), "se": float(100 * standard_error(gains)),
