@@ -4,7 +4,7 @@ Claims checked (issue: the training loop): held-out temperature-1 accuracy rises
 points over the starting policy (mean of 3 seeds, with standard error); under uniform sampling at
 least 40% of groups have zero variance at the start; one run, warm-up of the built-in model
 included, takes about 10 minutes or less on two cores. The default run starts from the warm-up shipped
-with the package (rollwise.shipped, the same weights on every machine), so a newcomer's first run has
+with the package (rollwise.policy.shipped, the same weights on every machine), so a newcomer's first run has
 no warm-up: `warmup_seconds` is 0 then, and `starting_policy` names the shipped weights and their hash.
 
     .venv/bin/python -m bench.default_learning [--seeds 0 1 2] [--parallel 2]
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import parse_args, run_variants, write_results
-from rollwise import shipped
+from rollwise.policy import shipped
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import prepare_policy

@@ -1,11 +1,15 @@
 """The training recipe: RL fine-tuning with verifiable rewards, readable top to bottom.
 
-    pool --select--> B prompts --rollout--> n completions each --verify--> acc, reward
-         --filter--> kept groups --GRPO--> one policy update; every N steps: held-out evaluation
+One step (`train_step`), for each generation batch (more than one only when the filter discards):
 
-`Run` (rollwise.run) holds everything one run is made of; its `components()` are the stateful parts,
-which a checkpoint saves and restores by name. This file is the loop; rollwise.run builds the parts
-and writes them out.
+    select B prompts --> allocate n_i each --> roll out --> verify (acc, reward) --> observe (selector,
+    allocator, outcome log) --> filter
+    then: advantages --> update --> refresh (the rollout mode's cache); every N steps: held-out evaluation
+
+Every phase calls a component behind a small interface, chosen by name in the configuration and built
+by `rollwise.run`; optional behaviour is a neutral strategy (whole-path rollouts, identity reward
+shaping, no critic, no KL reference), so the recipe has no branch on whether a component exists.
+`Run.components()` are the stateful parts, which a checkpoint saves and restores by name.
 
 Deliberate simplifications (each is a setting or a later issue, not a hidden branch):
 - the engine samples from the training model itself (no separate inference copy);
@@ -91,7 +95,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     interrupted = _loop(run, start_step, wall_start, identity)
     run.metrics.close()
     run.ctx.verifier.close()
-    getattr(run.ctx.engine, "close", lambda: None)()
+    run.ctx.engine.close()
     result = summary(run, interrupted)
     if not interrupted:
         save_selector(run)

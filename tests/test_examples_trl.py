@@ -29,7 +29,7 @@ def example():
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from rollwise.export_cmd import export_model
+    from rollwise.policy.export_command import export_model
 
     return export_model("tiny", tmp_path_factory.mktemp("models") / "tiny", log=lambda m: None)
 
@@ -74,7 +74,7 @@ def test_paper_setup_sets_the_published_values_and_keeps_explicit_flags():
 def test_prior_beliefs_read_rates_runs_and_trl_checkpoints(tmp_path):
     from rollwise.integrations.selection import save_state
     from rollwise.integrations.trl import prior_beliefs
-    from rollwise.pool import PoolItem, PromptPool
+    from rollwise.data.pool import PoolItem, PromptPool
 
     pool = PromptPool([PoolItem(i, f"{i} + 1 =", str(i + 1)) for i in range(4)], "basic_arithmetic")
     (tmp_path / "rates.json").write_text(json.dumps({"1": 0.25, "3": 1.0}))

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rollwise import shipped, tiny
+from rollwise.policy import shipped, tiny
 from rollwise.config import RunConfig
-from rollwise.pool import PoolItem, reasoning_gym_pools
-from rollwise.scratchpad import ScratchpadCodec, ScratchpadLayout
-from rollwise.tiny_tokenizer import build_tokenizer
+from rollwise.data.pool import PoolItem, reasoning_gym_pools
+from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
+from rollwise.policy.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
 
@@ -81,8 +81,8 @@ print(json.dumps({"answers": answers, "direct": direct, "chat": chat, "ids": tok
 
 
 def test_an_exported_tiny_model_answers_sums_with_transformers_alone(tmp_path):
-    from rollwise.export import save_policy
-    from rollwise.models import Policy, load_model_dir_or_file
+    from rollwise.policy.export import save_policy
+    from rollwise.policy.models import Policy, load_model_dir_or_file
 
     model, codec = load_model_dir_or_file(shipped.SHIPPED_DIR / "sums")
     out = save_policy(Policy(model, codec, str(shipped.SHIPPED_DIR / "sums"), 5), tmp_path / "model")
@@ -102,8 +102,8 @@ def test_an_exported_tiny_model_answers_sums_with_transformers_alone(tmp_path):
 
 
 def test_exported_files_hold_no_absolute_paths(tmp_path):
-    from rollwise.export import save_policy
-    from rollwise.models import Policy, load_model_dir_or_file
+    from rollwise.policy.export import save_policy
+    from rollwise.policy.models import Policy, load_model_dir_or_file
 
     model, codec = load_model_dir_or_file(shipped.SHIPPED_DIR / "scratchpad")
     out = save_policy(Policy(model, codec, str(shipped.SHIPPED_DIR / "scratchpad"), 24), tmp_path / "model")

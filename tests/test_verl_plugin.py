@@ -160,7 +160,7 @@ def test_verl_data_defaults_to_rollwises_default_task(tmp_path):
 
     from rollwise.config import RunConfig
     from rollwise.integrations.verl_data import main
-    from rollwise.pool import build_pools
+    from rollwise.data.pool import build_pools
 
     main(["--train-size", "40", "--eval-size", "10", "--out", str(tmp_path)])
     rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
@@ -238,7 +238,7 @@ def test_launch_script_stops_at_once_without_a_gpu(tmp_path):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A local model directory verl's HFModelConfig loads (config + tokenizer): the exported tiny model."""
-    from rollwise.export_cmd import export_model
+    from rollwise.policy.export_command import export_model
 
     return export_model("tiny", tmp_path_factory.mktemp("verl-model") / "tiny", log=lambda m: None)
 

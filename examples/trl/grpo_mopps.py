@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def prompt_pool(args):
     """The rollwise pool the dataset rows come from (row i = item i), and the verifier's task name."""
     from rollwise.config import RunConfig
-    from rollwise.pool import build_pools, load_file_pool
+    from rollwise.data.pool import build_pools, load_file_pool
 
     if args.dataset:
         return load_file_pool(args.dataset), "file"
@@ -110,8 +110,8 @@ def trl_dataset(pool, model_dir: str, tokenizer):
     """`prompt` as the model reads it, `answer` for the reward, `id`; chat models get rollwise's answer format."""
     from datasets import Dataset
 
-    from rollwise.codecs import ANSWER_INSTRUCTION
-    from rollwise.tiny import is_tiny_dir
+    from rollwise.policy.codecs import ANSWER_INSTRUCTION
+    from rollwise.policy.tiny import is_tiny_dir
 
     tiny = Path(model_dir).is_dir() and is_tiny_dir(Path(model_dir))  # its tokenizer reads the sum from the text
     chat = bool(getattr(tokenizer, "chat_template", None)) and not tiny

@@ -116,7 +116,7 @@ def _save_tiny_tokenizer(codec, directory: Path) -> None:
     `AutoTokenizer` / `pipeline("text-generation")` use the export without rollwise (docs/tiny-model.md)."""
     from transformers import GenerationConfig
 
-    from rollwise.tiny_tokenizer import save_tokenizer
+    from rollwise.policy.tokenizer import save_tokenizer
 
     save_tokenizer(codec, directory)
     generation = GenerationConfig.from_pretrained(directory)

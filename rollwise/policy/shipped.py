@@ -1,19 +1,19 @@
 """Warmed-up tiny policies shipped with the package, so that every machine starts from the same weights.
 
-The tiny model's warm-up (`rollwise.warmup`) is deterministic on one processor but not across
+The tiny model's warm-up (`rollwise.policy.warmup`) is deterministic on one processor but not across
 processors: float rounding differs, the warm-up stops at its accuracy target on another step, and RL
 starts from another policy (one new user's warm-up stopped at step 725 where the README's stopped at
 375). So the warm-ups of the built-in presets (`sums`, the default run, and `scratchpad`) ship inside
-the package under `rollwise/policy_weights/NAME/` (an ordinary Hugging Face model directory plus
+the package under `rollwise/policy/weights/NAME/` (an ordinary Hugging Face model directory plus
 rollwise.json), listed in `manifest.json` with the sha256 of their weights and every setting that
-shapes them (`rollwise.models.TINY_KEYS`). `rollwise.models.ensure_tiny` uses a shipped policy whenever
+shapes them (`rollwise.policy.models.TINY_KEYS`). `rollwise.policy.models.ensure_tiny` uses a shipped policy whenever
 the run's tiny-model settings hash to its cache key, and warms up (and caches) as before otherwise.
 
 Rebuild them (on purpose: it changes every built-in run's starting policy) with
 
-    python -m rollwise.shipped rebuild                 # warm up each preset afresh, in a scratch cache
-    python -m rollwise.shipped rebuild --from-cache ~/.cache/rollwise   # or copy existing warm-ups
-    python -m rollwise.shipped check                   # the shipped files against the manifest
+    python -m rollwise.policy.shipped rebuild                 # warm up each preset afresh, in a scratch cache
+    python -m rollwise.policy.shipped rebuild --from-cache ~/.cache/rollwise   # or copy existing warm-ups
+    python -m rollwise.policy.shipped check                   # the shipped files against the manifest
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "policy_weights"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 FILES = ("config.json", "generation_config.json", WEIGHTS, "rollwise.json")  # what the warm-up writes
@@ -61,7 +61,7 @@ def check(name: str, entry: dict, directory: Path) -> None:
     missing = [f for f in FILES if not (directory / f).is_file()]
     if missing:
         raise ShippedWeightsError(f"shipped tiny policy {name!r}: {', '.join(missing)} missing from {directory}; "
-                                  "reinstall rollwise (or rebuild: python -m rollwise.shipped rebuild)")
+                                  "reinstall rollwise (or rebuild: python -m rollwise.policy.shipped rebuild)")
     found = sha256(directory / WEIGHTS)
     if found != entry["sha256"]:
         raise ShippedWeightsError(f"shipped tiny policy {name!r}: {directory / WEIGHTS} has sha256 {found}, the "
@@ -75,7 +75,7 @@ def entry_for(cfg, directory: Path) -> dict:
     import torch
     import transformers
 
-    from rollwise.models import TINY_FORMAT, TINY_KEYS, tiny_cache_key
+    from rollwise.policy.models import TINY_FORMAT, TINY_KEYS, tiny_cache_key
 
     info = json.loads((Path(directory) / "rollwise.json").read_text())
     report = info.get("warmup", {})
@@ -100,7 +100,7 @@ def rebuild(presets=PRESETS, root: Path = SHIPPED_DIR, from_cache: Path | None =
     """Warm up each preset's tiny model with rollwise's own code (or take it from a cache directory) and
     write it, with the manifest, under root. Returns the manifest."""
     from rollwise.config import RunConfig
-    from rollwise.models import ensure_tiny
+    from rollwise.policy.models import ensure_tiny
 
     root = Path(root)
     entries = manifest(root)["policies"]
@@ -115,13 +115,13 @@ def rebuild(presets=PRESETS, root: Path = SHIPPED_DIR, from_cache: Path | None =
                 shutil.copyfile(built / file, target / file)
             entries[name] = entry_for(cfg, target)
             log(f"{name}: {target} (sha256 {entries[name]['sha256']}, warm-up step {entries[name]['warmup']['best_step']})")
-    data = {"about": "warmed-up tiny policies of the built-in presets (rollwise.shipped)", "policies": entries}
+    data = {"about": "warmed-up tiny policies of the built-in presets (rollwise.policy.shipped)", "policies": entries}
     (root / MANIFEST).write_text(json.dumps(data, indent=1) + "\n")
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rollwise.shipped", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rollwise.policy.shipped", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("rebuild", help="warm up the presets' tiny models and ship them (changes every "
                                            "built-in run's starting policy)")

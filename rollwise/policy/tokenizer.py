@@ -4,7 +4,7 @@
     pipe = pipeline("text-generation", model="runs/default/model")
     pipe("Calculate 47 + 45.", return_full_text=False)[0]["generated_text"]    # '92' once trained
 
-The tiny model reads a fixed layout (`rollwise.tiny`): every number zero-padded and written least-
+The tiny model reads a fixed layout (`rollwise.policy.tiny`): every number zero-padded and written least-
 significant digit first, `<pad>` symbols filling unused room, `=` at the end; it answers in the same
 reversed layout (`120` for 21). A plain character vocabulary cannot do that, so the layout lives in the
 `tokenizers` pipeline itself, as rules that serialise into `tokenizer.json` (no custom code to load):
@@ -22,7 +22,7 @@ again. 10 w + 14 rules instead of one rule per possible number.
 
 from __future__ import annotations
 
-from rollwise.tiny import EOS, PAD, VOCAB
+from rollwise.policy.tiny import EOS, PAD, VOCAB
 
 SLOTS = "abcdefghijklmnopqrstuvwxyz"  # input letters are removed first, so these never clash
 MARKS = "ABCDEFGHIJ"  # mark of digit d: MARKS[d]
