@@ -1,11 +1,11 @@
-"""The benchmark scripts' own logic: bench.frontier's subset runs (--only: which variants run, which claims
-can be judged), bench.rpo's cut ablation (--cut); the shared --device and --results-dir options."""
+"""The benchmark scripts' own logic: bench.claims.frontier's subset runs (--only: which variants run, which claims
+can be judged), bench.claims.rpo's cut ablation (--cut); the shared --device and --results-dir options."""
 
 import pytest
 
-from bench.frontier import VARIANTS, claims, only_variants
-from bench.rpo import VARIANTS as RPO_VARIANTS
-from bench.rpo import chosen_variants
+from bench.claims.frontier import VARIANTS, claims, only_variants
+from bench.claims.rpo import VARIANTS as RPO_VARIANTS
+from bench.claims.rpo import chosen_variants
 
 
 def _acc(mean):
@@ -90,11 +90,11 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
 
 
 def test_gvm_bench_settings_name_every_ablation_they_set():
-    """bench.gvm's options become GVM configuration keys and the suffix of its variant and result names, so
+    """bench.claims.gvm's options become GVM configuration keys and the suffix of its variant and result names, so
     that an ablation's runs never share a directory with the published settings' runs."""
     from argparse import Namespace
 
-    from bench.gvm import gvm_settings
+    from bench.claims.gvm import gvm_settings
     from rollwise.config.presets import GVM
 
     def settings(**given):
@@ -115,11 +115,11 @@ def test_gvm_bench_settings_name_every_ablation_they_set():
 
 
 def test_gvm_bench_pairs_share_the_runs_other_benches_name():
-    """GRPO pairs are the default run (`uniform`) and MoPPS (`mopps`) that bench.frontier and
-    bench.mopps_vs_uniform also run; --mopps selects with MoPPS on both sides of a pair."""
+    """GRPO pairs are the default run (`uniform`) and MoPPS (`mopps`) that bench.claims.frontier and
+    bench.claims.mopps_vs_uniform also run; --mopps selects with MoPPS on both sides of a pair."""
     from argparse import Namespace
 
-    from bench.gvm import pair_variants
+    from bench.claims.gvm import pair_variants
     from rollwise.config.presets import GVM
 
     args = Namespace(mopps=False, p_source="presample")
@@ -128,5 +128,5 @@ def test_gvm_bench_pairs_share_the_runs_other_benches_name():
     both = pair_variants(args, "grpo", GVM, "-cap12")
     assert both == {"mopps": {"selector": "mopps", "algo": "grpo"},
                     "gvm-cap12-mopps-grpo": {"selector": "mopps", "algo": "grpo", **GVM}}
-    assert list(pair_variants(args, "grpo", GVM, "")) == ["mopps", "mopps-gvm"]  # bench.frontier's names
+    assert list(pair_variants(args, "grpo", GVM, "")) == ["mopps", "mopps-gvm"]  # bench.claims.frontier's names
     assert list(pair_variants(args, "raft++", GVM, "")) == ["mopps-raft++", "gvm-mopps-raft++"]

@@ -2,7 +2,7 @@
 
 METHODS.md section 4, rollwise issue 12. Three variants from the same initial policy (the preset's
 warmed-up tiny model), three seeds, the preset's budget:
-- uniform: full-path GRPO, the preset unchanged (bench.frontier's `uniform` runs);
+- uniform: full-path GRPO, the preset unchanged (bench.claims.frontier's `uniform` runs);
 - rpo: partial rollouts (half_min cuts, `limit` suffix budgets, up-front fill, refresh epsilon 0.5) with
   the group length-aware reward (its default with partial rollouts);
 - rpo-nolen: the same without the length-aware reward.
@@ -10,7 +10,7 @@ Claims (issue 12): at least 80% fewer generated tokens per rollout than full-pat
 a shorter wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published:
 without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
 
-    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N] [--cut L]
+    .venv/bin/python -m bench.claims.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N] [--cut L]
 
 `--cut L` (an ablation of the cut rule, rpo_cut): one partial variant with a fixed L instead of
 `half_min`, with the length-aware reward, named rpo-partial-cutL, against the same full-path runs;
@@ -51,7 +51,7 @@ from rollwise.rollout.evaluate import standard_error
 # rollouts at 400 steps): the uniform selector visits each prompt once per epoch (31 steps on the
 # scratchpad pool), so a lazy fill would make the whole first epoch full-path, a third of a 100-step run.
 FILL = {"rpo_fill": "upfront"}
-# Full-path GRPO is the preset unchanged, named as bench.frontier names it, so that both benches share its runs.
+# Full-path GRPO is the preset unchanged, named as bench.claims.frontier names it, so that both benches share its runs.
 VARIANTS = {"uniform": {},
             "rpo-partial": {"rollout": "partial", "rpo_length_reward": "auto", **FILL},
             "rpo-partial-nolen": {"rollout": "partial", "rpo_length_reward": "off", **FILL}}

@@ -5,7 +5,7 @@ points over the starting policy (mean of 3 seeds, with standard error); under un
 least 40% of groups have zero variance at the start; one run, warm-up of the built-in model
 included, takes about 10 minutes or less on two cores.
 
-    .venv/bin/python -m bench.default_learning [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.default_learning [--seeds 0 1 2] [--parallel 2]
 
 Writes bench/results/default_learning.json (and the report in bench/results/default_learning/).
 """

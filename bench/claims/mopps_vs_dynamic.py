@@ -8,7 +8,7 @@ When MoPPS does not reach that accuracy within the budget, the script also repor
 highest accuracy both reach (the lower of the two final accuracies), so the rollout saving is
 still measured rather than left blank.
 
-    .venv/bin/python -m bench.mopps_vs_dynamic [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.mopps_vs_dynamic [--seeds 0 1 2] [--parallel 2]
 
 Writes bench/results/mopps_vs_dynamic.json and the report in bench/results/mopps_vs_dynamic/.
 """

@@ -7,7 +7,7 @@ fraction throughout, and predicts difficulty (Spearman on the unbiased probe abo
 posteriors have warmed up). A third variant, MoPPS with half the batch (32 prompts), asks the
 question users pay for: can fewer, better-chosen rollouts reach the same accuracy?
 
-    .venv/bin/python -m bench.mopps_vs_uniform [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.mopps_vs_uniform [--seeds 0 1 2] [--parallel 2]
 
 Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps_vs_uniform/.
 """

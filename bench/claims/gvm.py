@@ -8,7 +8,7 @@ samples per prompt). Pairs, each from the same initial policy, three seeds:
   all equal per step (the published code took about 8x more updates per step under GVM).
 The claim: the GVM variant reaches its baseline's final held-out accuracy in at most half the steps.
 
-    .venv/bin/python -m bench.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+    .venv/bin/python -m bench.claims.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
                                   [--max-samples N] [--estimate-every K] [--pairs raft++ grpo] [--mopps]
 
 `--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
@@ -37,7 +37,7 @@ from rollwise.config.presets import GVM, MOPPS  # the gvm preset: p and G from 4
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
 # GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
-# that bench.frontier names `uniform`, `gvm`, `mopps` and `mopps-gvm` (bench.mopps_vs_uniform `uniform`, `mopps`):
+# that bench.claims.frontier names `uniform`, `gvm`, `mopps` and `mopps-gvm` (bench.claims.mopps_vs_uniform `uniform`, `mopps`):
 # shared, not run twice.
 SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps", "gvm-mopps-grpo": "mopps-gvm"}
 

@@ -5,7 +5,7 @@ GRPO, RAFT, RAFT++, Reinforce++ and PPO (METHODS.md section 5), each with the de
 every algorithm raises held-out temperature-1 accuracy within the budget; the figures go to the
 README next to each other.
 
-    .venv/bin/python -m bench.algorithms [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+    .venv/bin/python -m bench.claims.algorithms [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
 
 Writes bench/results/algorithms[-PRESET].json and the report in bench/results/algorithms[-PRESET]/.
 """

@@ -6,7 +6,7 @@ offline-filter run with zero training steps measures them (8 samples per prompt,
 part of MoPPS's cost), and MoPPS starts from them. Compared with uniform and plain MoPPS from the
 shared runs, three seeds each.
 
-    .venv/bin/python -m bench.mopps_prior [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.mopps_prior [--seeds 0 1 2] [--parallel 2]
 
 Writes bench/results/mopps_prior.json and the report in bench/results/mopps_prior/.
 """

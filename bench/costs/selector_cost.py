@@ -4,7 +4,7 @@ Target (issue: prompt selection): select plus observe under 5 ms together (media
 loading the pool's selector state under 1 s. MoPPS makes no model call to select; this measures the
 whole price it pays instead (drawing c x B Beta variables and updating B posteriors).
 
-    .venv/bin/python -m bench.selector_cost [--pool 1000000] [--candidates 4096] [--batch 512]
+    .venv/bin/python -m bench.costs.selector_cost [--pool 1000000] [--candidates 4096] [--batch 512]
 
 Writes bench/results/selector_cost.json and prints a summary.
 """

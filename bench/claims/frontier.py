@@ -13,7 +13,7 @@ seeds). Claims measured:
 - MoPPS's prediction quality: Spearman of its predicted against observed success rates on the
   unbiased probe (mean over the second half of the run).
 
-    .venv/bin/python -m bench.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+    .venv/bin/python -m bench.claims.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
 
 Writes bench/results/frontier[-PRESET].json and the report (with the figure) in
 bench/results/frontier[-PRESET]/.

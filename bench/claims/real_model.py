@@ -5,7 +5,7 @@ rollwise issue 13: `rollwise train --preset smollm2-sums` (LoRA r 16, vLLM rollo
 The claim: held-out accuracy at the training temperature rises over the run (final minus initial, with
 the standard error of each evaluation: 40 items x 2 samples, the same items at every evaluation).
 
-    .venv/bin/python -m bench.real_model [--seeds 0 1 2] [--parallel 1] [--steps N]
+    .venv/bin/python -m bench.claims.real_model [--seeds 0 1 2] [--parallel 1] [--steps N]
 
 Three seeds by default, like every benchmark; a run uses both cores (the preset's 2 threads) for 20
 minutes to an hour, so run them one at a time (--parallel 1), or one seed (--seeds 0) for a quick look. Writes

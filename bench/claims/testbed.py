@@ -10,8 +10,8 @@ Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 s
   about 15-20 minutes on two cores, the warm-up included;
 - RL moves the frontier: held-out accuracy by number of terms at the start and at the end.
 
-    .venv/bin/python -m bench.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
-    .venv/bin/python -m bench.testbed --warmups      # the warm-up family only
+    .venv/bin/python -m bench.claims.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
+    .venv/bin/python -m bench.claims.testbed --warmups      # the warm-up family only
 
 Writes bench/results/testbed.json and the report in bench/results/testbed/; `--warmups` builds the
 tiny model for every member of the warm-up family (WARMUP_FAMILY, data seeds 1234, 777, 42, each in

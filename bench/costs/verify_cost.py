@@ -4,7 +4,7 @@ the in-process scorers' rate (which must not have slowed down).
 Target (issue 9): >= 200 answers/s through the sandboxed path on two cores (a training step
 scores 512 answers). Every answer there runs in its own fork of a sandboxed template process.
 
-    .venv/bin/python -m bench.verify_cost [--workers 2] [--batches 5] [--batch 512]
+    .venv/bin/python -m bench.costs.verify_cost [--workers 2] [--batches 5] [--batch 512]
 
 Writes bench/results/verify_cost.json and prints a summary. The machine's load average is
 recorded with the numbers: other processes on the same cores slow fork-per-answer down.

@@ -10,7 +10,7 @@ final accuracy (mean curve over seeds), and to 50% and 75% of uniform's gain (at
 itself the ratio is knife-edge).
 The figure plots the speed-ups against the zero-variance fraction (rollwise issue 14).
 
-    .venv/bin/python -m bench.pool_dependence [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.pool_dependence [--seeds 0 1 2] [--parallel 2]
 
 Writes bench/results/pool_dependence.json, pool_dependence.png and a report per pool in
 bench/results/pool_dependence-tN/.
@@ -38,7 +38,7 @@ def pool_variants(max_terms: int) -> dict[str, dict]:
 def main() -> None:
     args = parse_args(__doc__.split("\n\n")[0])
     if args.preset:
-        raise SystemExit("bench.pool_dependence builds its own pools from the default run; --preset is not used")
+        raise SystemExit("bench.claims.pool_dependence builds its own pools from the default run; --preset is not used")
     pools = {}
     for max_terms in MAX_TERMS:
         variants = pool_variants(max_terms)

@@ -1,8 +1,8 @@
 """vLLM against transformers generate: generated tokens per second on the same model and batch, and
 seconds per training step end to end, side by side in one run (issue 13).
 
-    .venv/bin/python -m bench.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
-    .venv/bin/python -m bench.engines --learning        # the default run with each engine, 3 seeds
+    .venv/bin/python -m bench.costs.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
+    .venv/bin/python -m bench.costs.engines --learning        # the default run with each engine, 3 seeds
 
 Throughput: one policy, one batch of training prompts; after one untimed warm-up call per engine, for
 each seed both engines sample it (seeded, interleaved, so that both see the same machine load);
