@@ -1,39 +1,39 @@
 """Every algorithm on the same task and initial policy: does each raise held-out accuracy in the default budget?
 
-GRPO, RAFT, RAFT++, Reinforce++ and PPO (METHODS.md section 5), each with the default run's budget
-(or `--preset`'s), three seeds, one optimiser step per batch. The claim (rollwise issue 11) is that
-every algorithm raises held-out temperature-1 accuracy within the budget; the figures go to the
-README next to each other.
+GRPO, RAFT, RAFT++, Reinforce++ and PPO (docs/methods.md section 5), each with the default run's budget
+(or `--preset`'s), three seeds, one optimiser step per batch. The claim: every algorithm raises held-out
+temperature-1 accuracy within the budget (mean gain above zero by more than two standard errors).
 
     .venv/bin/python -m bench.claims.algorithms [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
 
-Writes bench/results/algorithms[-PRESET].json and the report in bench/results/algorithms[-PRESET]/.
+Its runs are named by algorithm (`raft`, `raft++`, `reinforce++`, `ppo`; PRESET-... with --preset), except
+GRPO's, the default run's `uniform`, which other benches share. Writes bench/results/algorithms[-PRESET].json
+(gains keyed by algorithm) and the report in bench/results/algorithms[-PRESET]/.
 """
 
 from __future__ import annotations
 
-from bench.common import load_variants, parse_args, preset_variants, run_variants, write_results
-from rollwise.rollout.evaluate import standard_error
+from bench.common import claim_name, load_variants, named_variants, parse_args, run_variants, write_results
+from bench.stats import mean_se
 
 ALGOS = ("grpo", "raft", "raft++", "reinforce++", "ppo")
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    variants = preset_variants({algo: {"algo": algo} for algo in ALGOS}, args)
-    claim = "algorithms" + (f"-{args.preset}" if args.preset else "")
+    args = parse_args(__doc__)
+    shorts = {algo: {"algo": algo} for algo in ALGOS}
+    variants, name = named_variants(shorts, args)
+    claim = claim_name("algorithms", args.preset)
     summary = run_variants(claim, variants, args)
-    gains = {}
-    for name, runs in load_variants(variants, args).items():
-        per_seed = [_gain(run["rows"], summary["metric"]) for run in runs]
-        gains[name] = {"mean": sum(per_seed) / len(per_seed), "se": standard_error(per_seed), "per_seed": per_seed,
-                       "final_acc": summary["variants"][name]["stats"]["final_acc"]}
+    loaded = load_variants(variants, args)
+    gains = {algo: {**mean_se([_gain(run["rows"], summary["metric"]) for run in loaded[name[algo]]]),
+                    "final_acc": summary["variants"][name[algo]]["stats"]["final_acc"]} for algo in ALGOS}
     results = {"seeds": args.seeds, "preset": args.preset, "metric": summary["metric"], "gain": gains,
                "claims": {"every_algorithm_learns": all(g["mean"] > 2 * g["se"] and g["mean"] > 0
                                                         for g in gains.values())}}
     path = write_results(claim, results)
-    for name, g in gains.items():
-        print(f"{name:>24}: held-out gain {g['mean']:+.3f} +- {g['se']:.3f} (seeds {[round(x, 3) for x in g['per_seed']]})")
+    for algo, g in gains.items():
+        print(f"{algo:>24}: held-out gain {g['mean']:+.3f} +- {g['se']:.3f} (seeds {[round(x, 3) for x in g['per_seed']]})")
     print(f"claims: {results['claims']}; written to {path}")
 
 
