@@ -23,7 +23,7 @@ from rollwise.allocate import build_allocator
 from rollwise.allocate.base import Allocator
 from rollwise.config import RunConfig
 from rollwise.data.pool import PromptPool, build_pools
-from rollwise.policy.models import Policy, load_policy
+from rollwise.policy.models import Policy, load_policy, model_identity
 from rollwise.predict.outcomes import OutcomeLog
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
@@ -92,7 +92,7 @@ class Run:
     def identity(self) -> dict:
         """What makes a checkpoint belong to this run beyond its config: the data and the model."""
         return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
-                "model": self.policy.source}
+                "model": model_identity(self.cfg, self.policy.source)}
 
 
 def build_run(cfg: RunConfig, out: Path, log) -> Run:

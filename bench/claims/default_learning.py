@@ -3,7 +3,10 @@
 Claims: held-out temperature-1 accuracy rises by at least 10 points over the starting policy (mean of
 3 seeds, with standard error); under uniform sampling at least 40% of groups have zero variance at the
 start (the first 5 steps); one run, the warm-up of the built-in model included, takes about 10 minutes
-or less on two cores. `--preset` asks the same of a preset's run.
+or less on two cores. The default run starts from the warm-up shipped with the package
+(rollwise.policy.shipped, the same weights on every machine), so a newcomer's first run has no warm-up:
+`warmup_seconds` is 0 then, and `starting_policy` names the shipped weights and their hash. `--preset`
+asks the same of a preset's run.
 
     .venv/bin/python -m bench.claims.default_learning [--seeds 0 1 2] [--parallel 2]
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from bench.common import claim_name, parse_args, preset_variants, run_dirs, run_variants, write_results
 from bench.stats import mean_se
+from rollwise.policy import shipped
 from rollwise.config import RunConfig
 from rollwise.policy.models import prepare_policy
 from rollwise.track import read_metrics
@@ -27,9 +31,13 @@ from rollwise.track import read_metrics
 START_STEPS = 5  # "at the start": the mean over the first steps, before RL has moved anything
 
 
-def warmup_seconds(model_dir: str) -> float:
-    info = json.loads((Path(model_dir) / "rollwise.json").read_text())
-    return float(info["warmup"]["seconds"])
+def starting_policy(model_dir: str) -> dict:
+    """Where the runs' starting policy came from: the shipped warm-up (no warm-up to pay) or a cached one."""
+    info = json.loads((Path(model_dir) / "rollwise.json").read_text())["warmup"]
+    is_shipped = Path(model_dir).resolve().parent == shipped.SHIPPED_DIR
+    return {"shipped": is_shipped, "name": Path(model_dir).name,
+            "sha256": shipped.sha256(Path(model_dir) / shipped.WEIGHTS), "warmup_best_step": info["best_step"],
+            "warmup_greedy_acc": info["best_greedy_acc"], "warmup_seconds": 0.0 if is_shipped else info["seconds"]}
 
 
 def main() -> None:
@@ -43,9 +51,10 @@ def main() -> None:
     initial = np.array([e[0]["eval_temp_acc"] for e in evals])
     final = np.array([e[-1]["eval_temp_acc"] for e in evals])
     run_wall = np.array([run[-1]["wall_seconds"] for run in rows])
-    warm = warmup_seconds(model_dir)
+    policy = starting_policy(model_dir)
+    warm = policy["warmup_seconds"]
     results = {
-        "seeds": args.seeds, "preset": args.preset, "model": model_dir, "steps": rows[0][-1]["step"],
+        "seeds": args.seeds, "preset": args.preset, "starting_policy": policy, "steps": rows[0][-1]["step"],
         "initial_temp_acc": mean_se(initial), "final_temp_acc": mean_se(final),
         "gain_points": mean_se(100 * (final - initial)),
         "eval_se_per_run": float(np.mean([e[-1]["eval_temp_se"] for e in evals])),

@@ -217,7 +217,8 @@ def warmup_family(family: dict = WARMUP_FAMILY) -> list[dict]:
                 row = {"family": name, "data_seed": seed, "warmup_lr": cfg.warmup_lr,
                        "copy_fraction": cfg.warmup_copy_fraction, "max_steps": cfg.warmup_steps}
                 try:
-                    info = warmup_info(str(ensure_tiny(cfg, log=lambda m: None)))
+                    # measured afresh, also where the settings are a shipped preset's (rollwise.shipped)
+                    info = warmup_info(str(ensure_tiny(cfg, log=lambda m: None, use_shipped=False)))
                     row.update(reached=True, step=info["best_step"], greedy_acc=info["best_greedy_acc"],
                                seconds=info["seconds"])
                 except WarmupMissedTarget as exc:

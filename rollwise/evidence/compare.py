@@ -403,5 +403,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         log(f"rollwise compare: {exc}")
         return 1
     print(format_tables(summary))
+    for line in summary.get("warnings", []):
+        print(f"warning: {line}")
     print(f"report: {Path(spec['out_dir']) / 'report.md'}, {Path(spec['out_dir']) / 'report.html'}")
     return 0
