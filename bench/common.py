@@ -69,8 +69,10 @@ def claim_name(claim: str, preset: str | None) -> str:
 
 
 # Configurations that more than one bench runs, under the one name all of them give it: GRPO is the default
-# algorithm, and `mopps` and `gvm` are the method presets, so a GRPO variant is the default run (`uniform`).
-SAME_RUN = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps", "gvm-mopps-grpo": "mopps-gvm"}
+# algorithm, the transformers engine the default engine, and `mopps` and `gvm` are the method presets, so a
+# GRPO variant, or bench.costs.engines' hf one, is the default run (`uniform`).
+SAME_RUN = {"grpo": "uniform", "engine-hf": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps",
+            "gvm-mopps-grpo": "mopps-gvm"}
 
 
 def run_name(variant: str, preset: str | None = None) -> str:

@@ -231,7 +231,8 @@ def test_one_run_name_per_configuration_across_the_benches():
              preset_variants(rpo.chosen_variants("24"), "scratchpad"),
              preset_variants({"uniform": {}}, None), preset_variants(mopps_vs_uniform.VARIANTS, None),
              preset_variants(mopps_vs_dynamic.VARIANTS, None),
-             preset_variants({algo: {"algo": algo} for algo in algorithms.ALGOS}, None)]
+             preset_variants({algo: {"algo": algo} for algo in algorithms.ALGOS}, None),
+             preset_variants({"engine-hf": {"engine": "hf"}, "engine-vllm": {"engine": "vllm"}}, None)]
     for preset in (None, "scratchpad"):
         for mopps in (False, True):
             for pair in gvm.PAIRS:
@@ -244,7 +245,7 @@ def test_one_run_name_per_configuration_across_the_benches():
             assert config_of.setdefault(name, config) == config, f"{name} names two configurations"
             assert name_of.setdefault(config, name) == name, f"{name} and {name_of[config]}: one configuration"
     assert {"scratchpad-uniform", "scratchpad-dynamic-half", "uniform", "raft++", "mopps-gvm"} <= set(config_of)
-    assert "grpo" not in config_of and "testbed-uniform" not in config_of
+    assert not {"grpo", "engine-hf", "testbed-uniform"} & set(config_of)
 
 
 def test_variant_steps_beat_steps_which_beat_the_presets():

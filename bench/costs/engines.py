@@ -14,10 +14,11 @@ seconds per step = the sum of the step's phases (select, generation, verificatio
 sync), mean over the steps; the engine's start is a one-off and reported apart.
 
 Ratios are within one run; absolute figures depend on the machine's load (two shared cores here).
-Of the shared options it takes --seeds, --parallel, --steps, --runs-dir (the last three for --learning,
-whose runs are `engine-hf[-N]` and `engine-vllm[-N]`) and --results-dir; not --preset or --device: the
-batches and step runs measured are fixed configurations (MODELS, STEP_RUNS), on the CPU. Writes
-bench/results/engines.json (keeping the entries of other models and labels) and prints a summary.
+Of the shared options it takes --seeds, --parallel, --steps, --runs-dir (the last three for --learning)
+and --results-dir; not --preset or --device: the batches and step runs measured are fixed configurations
+(MODELS, STEP_RUNS), on the CPU. The --learning runs are `uniform` (the default run, whose engine is hf;
+`engine-hf-N` with --steps N) and `engine-vllm[-N]`. Writes bench/results/engines.json (keeping the
+entries of other models and labels) and prints a summary.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import parse_args, results_path, run_runs
+from bench.common import parse_args, results_path, run_name, run_runs
 from bench.stats import cost_ratio, mean_se
 
 # The batches measured: the tiny model's is the default run's (64 prompts x 8 samples, about 5-token
@@ -158,13 +159,14 @@ def learning(args) -> dict:
 
     prepare_policy(RunConfig())
     steps, suffix = args.steps, steps_suffix(args.steps)
-    variants = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
-    run_runs(variants, args)
+    engines = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
+    run_names = {key: run_name(key) for key in engines}  # the whole default run with hf is `uniform`
+    run_runs({run_names[key]: values for key, values in engines.items()}, args)
     out = {}
-    for name in variants:
+    for name in engines:
         finals, initials, step_s = [], [], []
         for s in args.seeds:
-            rows = read_metrics(Path(args.runs_dir) / name / f"seed-{s}" / "metrics.jsonl")
+            rows = read_metrics(Path(args.runs_dir) / run_names[name] / f"seed-{s}" / "metrics.jsonl")
             evals = [r for r in rows if r.get("eval_temp_acc") is not None]
             initials.append(evals[0]["eval_temp_acc"])
             finals.append(evals[-1]["eval_temp_acc"])
@@ -172,7 +174,7 @@ def learning(args) -> dict:
                                          for r in rows if r["step"] > 0])))
         out[name] = {"initial": _mean_se(initials), "final": _mean_se(finals),
                      "gain": _mean_se(np.array(finals) - np.array(initials)), "gen_update_sync_s_per_step": _mean_se(step_s)}
-    hf, vllm = (out[name]["final"]["values"] for name in variants)
+    hf, vllm = (out[name]["final"]["values"] for name in engines)
     out["final_difference_vllm_minus_hf"] = _mean_se(np.array(vllm) - np.array(hf))
     out["steps"] = steps or RunConfig().steps
     return out
