@@ -1,31 +1,29 @@
 """What the verifier sandbox costs: answers per second through sandboxed workers, start-up, and
 the in-process scorers' rate (which must not have slowed down).
 
-Target (issue 9): >= 200 answers/s through the sandboxed path on two cores (a training step
-scores 512 answers). Every answer there runs in its own fork of a sandboxed template process.
+The claim: >= 200 answers/s through the sandboxed path on two cores (a training step scores 512
+answers). Every answer there runs in its own fork of a sandboxed template process.
 
-    .venv/bin/python -m bench.verify_cost [--workers 2] [--batches 5] [--batch 512]
+    .venv/bin/python -m bench.costs.verify_cost [--workers 2] [--batches 5] [--batch 512] [--tasks ...]
 
-Writes bench/results/verify_cost.json and prints a summary. The machine's load average is
-recorded with the numbers: other processes on the same cores slow fork-per-answer down.
+It runs no training, so of the shared options it takes only --results-dir. Writes
+bench/results/verify_cost.json and prints a summary. The machine's load average is recorded with the
+numbers: other processes on the same cores slow fork-per-answer down.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import reasoning_gym
 
+from bench.common import parse_args, results_path
 from rollwise.data.pool import PoolItem, json_safe
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.verify.verifiers import build_verifier
-
-RESULTS = Path("bench/results/verify_cost.json")
 
 
 def items(task: str, count: int) -> list[PoolItem]:
@@ -80,20 +78,24 @@ def in_process(n: int = 2000) -> dict:
     return {"task": "countdown", "answers": n, "seconds": best, "answers_per_s": n / best}
 
 
+def own_arguments(parser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="sandboxed workers [default: 2]")
+    parser.add_argument("--batch", type=int, default=512, help="answers per batch [default: 512]")
+    parser.add_argument("--batches", type=int, default=5, help="batches timed per task [default: 5]")
+    parser.add_argument("--tasks", nargs="+", default=["spiral_matrix", "n_queens"],
+                        help="reasoning-gym tasks scored [default: spiral_matrix n_queens]")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--batches", type=int, default=5)
-    parser.add_argument("--tasks", nargs="+", default=["spiral_matrix", "n_queens"])
-    args = parser.parse_args()
+    args = parse_args(__doc__, own_arguments, shared=["results_dir"])
+    path = results_path("verify_cost.json")
     load_before = os.getloadavg()
     results = {"cpus": os.cpu_count(), "load_average_before": load_before,
                "sandboxed": [sandboxed(t, args.workers, args.batch, args.batches) for t in args.tasks],
                "in_process": in_process()}
     results["load_average_after"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
     print(f"{results['cpus']} CPUs, load average {load_before[0]:.1f} before, "
           f"{results['load_average_after'][0]:.1f} after")
     for r in results["sandboxed"]:
@@ -102,7 +104,7 @@ def main() -> None:
               f"{r['startup_first_worker_s']:.2f} s first worker, {r['startup_all_workers_s']:.2f} s all")
     p = results["in_process"]
     print(f"in-process countdown: {p['answers']} answers in {p['seconds']:.3f} s ({p['answers_per_s']:.0f}/s)")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """vLLM against transformers generate: generated tokens per second on the same model and batch, and
-seconds per training step end to end, side by side in one run (issue 13).
+seconds per training step end to end, side by side in one run. The claim: vLLM generates at least 5x
+the tokens per second of transformers on the same batch; `--learning`: the default run learns as well
+with either engine (final accuracy within noise).
 
-    .venv/bin/python -m bench.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
-    .venv/bin/python -m bench.engines --learning        # the default run with each engine, 3 seeds
+    .venv/bin/python -m bench.costs.engines [--models tiny smollm2] [--seeds 0 1 2] [--threads 2]
+    .venv/bin/python -m bench.costs.engines --learning [--steps N]   # the default run with each engine
 
 Throughput: one policy, one batch of training prompts; after one untimed warm-up call per engine, for
 each seed both engines sample it (seeded, interleaved, so that both see the same machine load);
@@ -12,14 +14,16 @@ seconds per step = the sum of the step's phases (select, generation, verificatio
 sync), mean over the steps; the engine's start is a one-off and reported apart.
 
 Ratios are within one run; absolute figures depend on the machine's load (two shared cores here).
-Writes bench/results/engines.json and prints a summary.
+Of the shared options it takes --seeds, --parallel, --steps, --runs-dir (the last three for --learning)
+and --results-dir; not --preset or --device: the batches and step runs measured are fixed configurations
+(MODELS, STEP_RUNS), on the CPU. The --learning runs are `uniform` (the default run, whose engine is hf;
+`engine-hf-N` with --steps N) and `engine-vllm[-N]`. Writes bench/results/engines.json (keeping the
+entries of other models and labels) and prints a summary.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path("bench/results")
+from bench.common import parse_args, results_path, run_name, run_runs
+from bench.stats import cost_ratio, mean_se
 
 # The batches measured: the tiny model's is the default run's (64 prompts x 8 samples, about 5-token
 # answers); SmolLM2's is small because transformers generate makes a few tokens per second on it here.
@@ -48,10 +53,10 @@ STEP_RUNS = {
 }
 
 
-def mean_se(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
-    return {"mean": float(values.mean()), "se": se, "values": values.tolist()}
+def _mean_se(values) -> dict:
+    """bench.stats.mean_se with the values under `values`, as engines.json has always kept them (per seed for
+    throughput, per step for step times)."""
+    return mean_se(values, key="values")
 
 
 def throughput(name: str, seeds: list[int], threads: int) -> dict:
@@ -98,16 +103,16 @@ def throughput(name: str, seeds: list[int], threads: int) -> dict:
             print(f"  {name} seed {seed} {key}: {made} tokens in {seconds:.1f} s = {made / seconds:.1f} tokens/s "
                   f"({cpu:.1f} CPU s: {made / cpu:.1f} tokens per CPU second)", file=sys.stderr, flush=True)
     vllm.close()
-    ratios = [v / h for v, h in zip(rates["vllm"], rates["hf"])]
-    cpu_ratios = [v / h for v, h in zip(cpu_rates["vllm"], cpu_rates["hf"])]
+    ratios = [cost_ratio(v, h) for v, h in zip(rates["vllm"], rates["hf"])]
+    cpu_ratios = [cost_ratio(v, h) for v, h in zip(cpu_rates["vllm"], cpu_rates["hf"])]
     return {"batch": {"prompts": spec["prompts"], "samples": spec["samples"], "temperature": spec["temperature"],
                       "max_new_tokens": params.max_new_tokens, "threads": threads, "dtype": cfg.dtype},
-            "tokens_per_s": {k: mean_se(v) for k, v in rates.items()},
-            "tokens": {k: mean_se(v) for k, v in tokens.items()},
-            "ratio_vllm_over_hf": mean_se(ratios),
+            "tokens_per_s": {k: _mean_se(v) for k, v in rates.items()},
+            "tokens": {k: _mean_se(v) for k, v in tokens.items()},
+            "ratio_vllm_over_hf": _mean_se(ratios),
             # Per CPU second of this process: less sensitive to other processes' load on shared cores.
-            "tokens_per_cpu_s": {k: mean_se(v) for k, v in cpu_rates.items()},
-            "cpu_ratio_vllm_over_hf": mean_se(cpu_ratios),
+            "tokens_per_cpu_s": {k: _mean_se(v) for k, v in cpu_rates.items()},
+            "cpu_ratio_vllm_over_hf": _mean_se(cpu_ratios),
             "vllm_start_s": start, "vllm_first_sync_s": first_sync, "vllm_sync_s": sync}
 
 
@@ -127,17 +132,17 @@ def step_seconds(name: str, threads: int, out: Path) -> dict:
         rows = [r for r in read_metrics(out / f"{name}-{engine}" / "metrics.jsonl") if r["step"] > 0]
         phases = ("select", "gen", "verify", "gradnorm", "update", "weight_sync")
         per_step = [sum(r.get(f"time_{p}") or 0.0 for p in phases) for r in rows]
-        result[engine] = {"seconds_per_step": mean_se(per_step),
-                          "gen_per_step": mean_se([r["time_gen"] for r in rows]),
-                          "update_per_step": mean_se([r["time_update"] for r in rows]),
-                          "sync_per_step": mean_se([r.get("time_weight_sync") or 0.0 for r in rows]),
-                          "tokens_per_step": mean_se([r["tokens"] for r in rows]),
+        result[engine] = {"seconds_per_step": _mean_se(per_step),
+                          "gen_per_step": _mean_se([r["time_gen"] for r in rows]),
+                          "update_per_step": _mean_se([r["time_update"] for r in rows]),
+                          "sync_per_step": _mean_se([r.get("time_weight_sync") or 0.0 for r in rows]),
+                          "tokens_per_step": _mean_se([r["tokens"] for r in rows]),
                           "sampler_logp_absdiff": [r.get("sampler_logp_absdiff") for r in rows],
                           "sampler_ratio_mean": [r.get("sampler_ratio_mean") for r in rows],
                           "run_wall_s": wall, "steps": len(rows)}
         print(f"  {name} {engine}: {result[engine]['seconds_per_step']['mean']:.2f} s/step", file=sys.stderr, flush=True)
-    result["step_time_ratio_hf_over_vllm"] = result["hf"]["seconds_per_step"]["mean"] / \
-        result["vllm"]["seconds_per_step"]["mean"]
+    result["step_time_ratio_hf_over_vllm"] = cost_ratio(result["hf"]["seconds_per_step"]["mean"],
+                                                        result["vllm"]["seconds_per_step"]["mean"])
     return result
 
 
@@ -146,59 +151,60 @@ def steps_suffix(steps: int | None) -> str:
     return f"-{steps}" if steps else ""
 
 
-def learning(seeds: list[int], parallel: int, steps: int | None) -> dict:
-    """The default run (or its first `steps` steps) with each engine over seeds: final accuracy within noise?"""
-    from bench.common import RUNS, run_compare
+def learning(args) -> dict:
+    """The default run (or its first --steps steps) with each engine over seeds: final accuracy within noise?"""
     from rollwise.config import RunConfig
     from rollwise.policy.models import prepare_policy
     from rollwise.track import read_metrics
 
     prepare_policy(RunConfig())
-    suffix = steps_suffix(steps)
-    variants = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
-    run_compare({"steps": steps} if steps else {}, variants, seeds, str(RUNS), parallel=parallel)
+    steps, suffix = args.steps, steps_suffix(args.steps)
+    engines = {f"engine-hf{suffix}": {"engine": "hf"}, f"engine-vllm{suffix}": {"engine": "vllm"}}
+    run_names = {key: run_name(key) for key in engines}  # the whole default run with hf is `uniform`
+    run_runs({run_names[key]: values for key, values in engines.items()}, args)
     out = {}
-    for name in variants:
+    for name in engines:
         finals, initials, step_s = [], [], []
-        for s in seeds:
-            rows = read_metrics(RUNS / name / f"seed-{s}" / "metrics.jsonl")
+        for s in args.seeds:
+            rows = read_metrics(Path(args.runs_dir) / run_names[name] / f"seed-{s}" / "metrics.jsonl")
             evals = [r for r in rows if r.get("eval_temp_acc") is not None]
             initials.append(evals[0]["eval_temp_acc"])
             finals.append(evals[-1]["eval_temp_acc"])
             step_s.append(float(np.mean([r["time_gen"] + r["time_update"] + (r.get("time_weight_sync") or 0)
                                          for r in rows if r["step"] > 0])))
-        out[name] = {"initial": mean_se(initials), "final": mean_se(finals),
-                     "gain": mean_se(np.array(finals) - np.array(initials)), "gen_update_sync_s_per_step": mean_se(step_s)}
-    hf, vllm = (out[name]["final"]["values"] for name in variants)
-    out["final_difference_vllm_minus_hf"] = mean_se(np.array(vllm) - np.array(hf))
+        out[name] = {"initial": _mean_se(initials), "final": _mean_se(finals),
+                     "gain": _mean_se(np.array(finals) - np.array(initials)), "gen_update_sync_s_per_step": _mean_se(step_s)}
+    hf, vllm = (out[name]["final"]["values"] for name in engines)
+    out["final_difference_vllm_minus_hf"] = _mean_se(np.array(vllm) - np.array(hf))
     out["steps"] = steps or RunConfig().steps
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=list(MODELS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
+def own_arguments(parser) -> None:
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=list(MODELS),
+                        help="the batches measured [default: tiny smollm2]")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the measurements [default: 2]")
     parser.add_argument("--skip-steps", action="store_true", help="throughput only")
     parser.add_argument("--label", default="", help="store results under MODEL-LABEL (e.g. threads1), keeping others")
-    parser.add_argument("--learning", action="store_true", help="the default run with each engine over --seeds")
-    parser.add_argument("--parallel", type=int, default=2, help="--learning: runs at once (one thread each)")
-    parser.add_argument("--steps", type=int, default=None, help="--learning: only the first STEPS steps of the default run")
-    args = parser.parse_args()
-    path = RESULTS / "engines.json"
+    parser.add_argument("--learning", action="store_true", help="the default run with each engine over --seeds "
+                        "(--parallel at once, its first --steps steps only if given)")
+
+
+def main() -> None:
+    args = parse_args(__doc__, own_arguments, shared=["seeds", "parallel", "steps", "runs_dir", "results_dir"])
+    path = results_path("engines.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.learning:  # the whole default run under "learning", a shortened one under "learning-STEPS"
-        results["learning" + steps_suffix(args.steps)] = learning(args.seeds, args.parallel, args.steps)
+        results["learning" + steps_suffix(args.steps)] = learning(args)
     else:
         for name in args.models:
             key = f"{name}-{args.label}" if args.label else name
             entry = {**results.get(key, {}), "throughput": throughput(name, args.seeds, args.threads)}
             if not args.skip_steps and name in STEP_RUNS:  # throughput-only batches have no step run
-                entry["training_step"] = step_seconds(name, args.threads, RESULTS / "runs" / "engines")
+                entry["training_step"] = step_seconds(name, args.threads, Path(args.runs_dir) / "engines")
             results[key] = entry
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=1))
+            path.write_text(json.dumps(results, indent=1))  # each model's entry as soon as it is measured
     path.write_text(json.dumps(results, indent=1))
     print(summary(results))
 

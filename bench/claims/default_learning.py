@@ -1,15 +1,17 @@
 """Does the default run learn? `rollwise train` with no arguments, over three seeds.
 
-Claims checked (issue: the training loop): held-out temperature-1 accuracy rises by at least 10
-points over the starting policy (mean of 3 seeds, with standard error); under uniform sampling at
-least 40% of groups have zero variance at the start; one run, warm-up of the built-in model
-included, takes about 10 minutes or less on two cores. The default run starts from the warm-up shipped
-with the package (rollwise.policy.shipped, the same weights on every machine), so a newcomer's first run has
-no warm-up: `warmup_seconds` is 0 then, and `starting_policy` names the shipped weights and their hash.
+Claims: held-out temperature-1 accuracy rises by at least 10 points over the starting policy (mean of
+3 seeds, with standard error); under uniform sampling at least 40% of groups have zero variance at the
+start (the first 5 steps); one run, the warm-up of the built-in model included, takes about 10 minutes
+or less on two cores. The default run starts from the warm-up shipped with the package
+(rollwise.policy.shipped, the same weights on every machine), so a newcomer's first run has no warm-up:
+`warmup_seconds` is 0 then, and `starting_policy` names the shipped weights and their hash. `--preset`
+asks the same of a preset's run.
 
-    .venv/bin/python -m bench.default_learning [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.default_learning [--seeds 0 1 2] [--parallel 2]
 
-Writes bench/results/default_learning.json (and the report in bench/results/default_learning/).
+Its runs are `uniform` (PRESET-uniform with --preset), shared with the other benches. Writes
+bench/results/default_learning[-PRESET].json and the report in bench/results/default_learning[-PRESET]/.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import parse_args, run_variants, write_results
+from bench.common import claim_name, parse_args, preset_variants, run_dirs, run_variants, write_results
+from bench.stats import mean_se
 from rollwise.policy import shipped
 from rollwise.config import RunConfig
-from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import prepare_policy
 from rollwise.track import read_metrics
 
@@ -39,28 +41,27 @@ def starting_policy(model_dir: str) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    model_dir = prepare_policy(RunConfig())  # builds the tiny model once (cached) before the runs
-    summary = run_variants("default_learning", {"uniform": {}}, args)
-    rows = [read_metrics(f"{args.runs_dir}/uniform/seed-{s}/metrics.jsonl") for s in args.seeds]
+    args = parse_args(__doc__)
+    variants = preset_variants({"uniform": {}}, args.preset, args.steps)
+    claim = claim_name("default_learning", args.preset)
+    model_dir = prepare_policy(RunConfig.from_dict(next(iter(variants.values()))))  # built once (cached)
+    summary = run_variants(claim, variants, args)
+    rows = [read_metrics(path / "metrics.jsonl") for path in next(iter(run_dirs(variants, args).values()))]
     evals = [[r for r in run if r.get("eval_temp_acc") is not None] for run in rows]
     initial = np.array([e[0]["eval_temp_acc"] for e in evals])
     final = np.array([e[-1]["eval_temp_acc"] for e in evals])
-    gains = final - initial
-    zero_var = np.array([np.mean([r["zero_var_ratio"] for r in run[1:1 + START_STEPS]]) for run in rows])
     run_wall = np.array([run[-1]["wall_seconds"] for run in rows])
     policy = starting_policy(model_dir)
     warm = policy["warmup_seconds"]
     results = {
-        "seeds": args.seeds, "starting_policy": policy, "steps": rows[0][-1]["step"],
-        "initial_temp_acc": {"mean": float(initial.mean()), "se": standard_error(initial)},
-        "final_temp_acc": {"mean": float(final.mean()), "se": standard_error(final)},
-        "gain_points": {"mean": float(100 * gains.mean()), "se": float(100 * standard_error(gains)),
-                        "per_seed": (100 * gains).tolist()},
+        "seeds": args.seeds, "preset": args.preset, "starting_policy": policy, "steps": rows[0][-1]["step"],
+        "initial_temp_acc": mean_se(initial), "final_temp_acc": mean_se(final),
+        "gain_points": mean_se(100 * (final - initial)),
         "eval_se_per_run": float(np.mean([e[-1]["eval_temp_se"] for e in evals])),
-        "zero_var_ratio_at_start": {"mean": float(zero_var.mean()), "per_seed": zero_var.tolist()},
+        "zero_var_ratio_at_start": mean_se([np.mean([r["zero_var_ratio"] for r in run[1:1 + START_STEPS]])
+                                            for run in rows]),
         "warmup_seconds": warm,
-        "run_wall_seconds": {"mean": float(run_wall.mean()), "per_seed": run_wall.tolist()},
+        "run_wall_seconds": mean_se(run_wall),
         "first_run_minutes_incl_warmup": float((warm + run_wall.mean()) / 60),
         "parallel_runs": args.parallel,
         "target_source": summary.get("target_source"),
@@ -68,7 +69,7 @@ def main() -> None:
     results["claims"] = {"gain_at_least_10_points": results["gain_points"]["mean"] >= 10,
                          "zero_var_at_least_40pct": results["zero_var_ratio_at_start"]["mean"] >= 0.40,
                          "about_10_minutes": results["first_run_minutes_incl_warmup"] <= 10.5}
-    path = write_results("default_learning", results)
+    path = write_results(claim, results)
     g, z = results["gain_points"], results["zero_var_ratio_at_start"]
     print(f"default run, {len(args.seeds)} seeds, {results['steps']} steps: held-out temp-1 accuracy "
           f"{results['initial_temp_acc']['mean']:.3f} -> {results['final_temp_acc']['mean']:.3f}, "

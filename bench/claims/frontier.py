@@ -1,4 +1,4 @@
-"""The efficiency frontier: MoPPS, GVM and RPO alone and composed, against uniform GRPO (rollwise issue 14).
+"""The efficiency frontier: MoPPS, GVM and RPO alone and composed, against uniform GRPO.
 
 Eight variants on the scratchpad preset (`--preset` to change it), each from the same initial policy,
 three seeds: uniform GRPO; MoPPS; dynamic sampling; GVM; RPO; MoPPS + GVM; MoPPS + RPO;
@@ -13,18 +13,19 @@ seeds). Claims measured:
 - MoPPS's prediction quality: Spearman of its predicted against observed success rates on the
   unbiased probe (mean over the second half of the run).
 
-    .venv/bin/python -m bench.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+    .venv/bin/python -m bench.claims.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad] [--only V ...]
 
-Writes bench/results/frontier[-PRESET].json and the report (with the figure) in
-bench/results/frontier[-PRESET]/.
+`--only VARIANT ...` runs and reports a subset (uniform always); the claims whose variants did not run
+are null, and the results go to frontier-PRESET-partial.json. Its runs are PRESET-VARIANT
+(`scratchpad-uniform`, `scratchpad-mopps`, ...), shared with bench.claims.testbed, rpo and gvm. Writes
+bench/results/frontier-PRESET.json and the report (with the figure) in bench/results/frontier-PRESET/.
 """
 
 from __future__ import annotations
 
-from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args, preset_variants,
-                          run_variants, write_results)
+from bench.common import claim_name, load_variants, named_variants, parse_args, run_variants, write_results
+from bench.stats import cost_ratio, mean_curve_cost, mean_se
 from rollwise.evidence.summary import summarize
-from rollwise.rollout.evaluate import standard_error
 from rollwise.config.presets import GVM, MOPPS, RPO  # the method presets (rollwise presets)
 
 VARIANTS = {
@@ -41,12 +42,10 @@ COSTS = ("steps", "rollouts", "tokens", "seconds")
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], _add_only)
-    args.preset = args.preset or "scratchpad"
+    args = parse_args(__doc__, _add_only)
     chosen = only_variants(args.only)
-    variants = preset_variants(chosen, args)
-    name = {short: f"{args.preset}-{short}" for short in chosen}
-    claim = f"frontier-{args.preset}" + ("" if len(chosen) == len(VARIANTS) else "-partial")
+    variants, name = named_variants(chosen, args)
+    claim = claim_name("frontier", args.preset) + ("" if len(chosen) == len(VARIANTS) else "-partial")
     summary = run_variants(claim, variants, args)  # target: uniform's final accuracy
     loaded = load_variants(variants, args)
     results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "variants": chosen,
@@ -66,6 +65,7 @@ def main() -> None:
 
 
 def _add_only(parser) -> None:
+    parser.set_defaults(preset="scratchpad")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None,
                         help="run and report these variants only (uniform is always included); the claims "
                              "whose variants are missing are reported as null, and the results go to "
@@ -116,9 +116,8 @@ def mopps_claims(summary: dict, loaded: dict, name: dict) -> dict:
             spearman.append(sum(late) / len(late))
     return {"steps_speedup": steps, "common_target": common,
             "rollouts_to_common": {"dynamic": r_dyn, "mopps": r_mopps},
-            "rollouts_vs_dynamic": r_mopps / r_dyn if r_dyn and r_mopps else None,
-            "probe_spearman_late": {"mean": sum(spearman) / len(spearman), "se": standard_error(spearman),
-                                    "per_seed": spearman} if spearman else None}
+            "rollouts_vs_dynamic": cost_ratio(r_mopps, r_dyn),
+            "probe_spearman_late": mean_se(spearman) if spearman else None}
 
 
 def _fmt(value, spec: str = ".2f") -> str:

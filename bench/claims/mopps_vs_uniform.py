@@ -1,4 +1,4 @@
-"""MoPPS against uniform sampling, in miniature (METHODS.md section 2; published 1.6-1.8x faster).
+"""MoPPS against uniform sampling, in miniature (docs/methods.md section 2; published 1.6-1.8x faster).
 
 Both variants start from the same built-in policy with the default budget, three seeds each. The
 target is the held-out temperature-1 accuracy uniform reaches at the end (mean over seeds); the
@@ -7,44 +7,49 @@ fraction throughout, and predicts difficulty (Spearman on the unbiased probe abo
 posteriors have warmed up). A third variant, MoPPS with half the batch (32 prompts), asks the
 question users pay for: can fewer, better-chosen rollouts reach the same accuracy?
 
-    .venv/bin/python -m bench.mopps_vs_uniform [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.mopps_vs_uniform [--seeds 0 1 2] [--parallel 2] [--preset NAME]
 
-Writes bench/results/mopps_vs_uniform.json and the report in bench/results/mopps_vs_uniform/.
+Its runs are `uniform`, `mopps` and `mopps-b32` (PRESET-... with --preset), the first two shared with
+other benches. Writes bench/results/mopps_vs_uniform[-PRESET].json and the report in
+bench/results/mopps_vs_uniform[-PRESET]/.
 """
 
 from __future__ import annotations
 
-from bench.common import at_gain_fractions, load_variants, mean_curve_cost, parse_args, run_variants, write_results
+from bench.common import claim_name, load_variants, named_variants, parse_args, run_variants, write_results
+from bench.stats import at_gain_fractions, cost_ratio, mean_curve_cost
 
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}, "mopps-b32": {"selector": "mopps", "batch_prompts": 32}}
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    summary = run_variants("mopps_vs_uniform", VARIANTS, args)
-    u, m = summary["variants"]["uniform"], summary["variants"]["mopps"]
-    steps_u, steps_m = mean_curve_cost(summary, "uniform", "steps"), mean_curve_cost(summary, "mopps", "steps")
-    speedup = steps_u / steps_m if steps_u and steps_m else None
+    args = parse_args(__doc__)
+    variants, name = named_variants(VARIANTS, args)
+    claim = claim_name("mopps_vs_uniform", args.preset)
+    summary = run_variants(claim, variants, args)
+    stats = {short: summary["variants"][name[short]]["stats"] for short in VARIANTS}
+    steps_u, steps_m = (mean_curve_cost(summary, name[k], "steps") for k in ("uniform", "mopps"))
+    speedup = cost_ratio(steps_u, steps_m)
     results = {
-        "target": summary["target"], "seeds": args.seeds,
+        "target": summary["target"], "seeds": args.seeds, "preset": args.preset,
         "steps_to_target": {"uniform": steps_u, "mopps": steps_m},
         "speedup_steps": speedup,
-        "rollouts_to_target": {k: mean_curve_cost(summary, k, "rollouts") for k in VARIANTS},
-        "seconds_to_target": {k: mean_curve_cost(summary, k, "seconds") for k in VARIANTS},
-        "rollout_ratio_to_uniform": {k: summary["variants"][k]["ratios"].get("rollouts") for k in VARIANTS},
-        "final_acc": {k: summary["variants"][k]["stats"]["final_acc"] for k in VARIANTS},
-        "zero_var_ratio": {k: v["stats"]["zero_var_ratio"] for k, v in (("uniform", u), ("mopps", m))},
-        "probe_spearman_after_first_quarter": m["stats"].get("probe_spearman"),
-        "pred_spearman_after_first_quarter": m["stats"].get("pred_spearman"),
+        "rollouts_to_target": {k: mean_curve_cost(summary, name[k], "rollouts") for k in VARIANTS},
+        "seconds_to_target": {k: mean_curve_cost(summary, name[k], "seconds") for k in VARIANTS},
+        "rollout_ratio_to_uniform": {k: summary["variants"][name[k]]["ratios"].get("rollouts") for k in VARIANTS},
+        "final_acc": {k: stats[k]["final_acc"] for k in VARIANTS},
+        "zero_var_ratio": {k: stats[k]["zero_var_ratio"] for k in ("uniform", "mopps")},
+        "probe_spearman_after_first_quarter": stats["mopps"].get("probe_spearman"),
+        "pred_spearman_after_first_quarter": stats["mopps"].get("pred_spearman"),
     }
-    results["by_target"] = costs_by_target(summary, args)
+    results["by_target"] = costs_by_target(summary, load_variants(variants, args), name)
     probe = (results["probe_spearman_after_first_quarter"] or {}).get("mean")
     results["claims"] = {
         "speedup_at_least_1.6x": bool(speedup and speedup >= 1.6),
         "lower_zero_var": results["zero_var_ratio"]["mopps"]["mean"] < results["zero_var_ratio"]["uniform"]["mean"],
         "probe_spearman_above_0.5": bool(probe is not None and probe > 0.5),
     }
-    path = write_results("mopps_vs_uniform", results)
+    path = write_results(claim, results)
     print(f"target {summary['target']:.3f} (uniform's final accuracy): steps uniform {steps_u}, mopps {steps_m}"
           f" -> speed-up {speedup:.2f}x" if speedup else f"target {summary['target']:.3f}: mopps steps {steps_m}")
     zu, zm = results["zero_var_ratio"]["uniform"]["mean"], results["zero_var_ratio"]["mopps"]["mean"]
@@ -59,13 +64,12 @@ def main() -> None:
     print(f"claims: {results['claims']}; written to {path}")
 
 
-def costs_by_target(summary: dict, args, fractions=(0.5, 0.75, 0.9, 1.0)) -> list[dict]:
+def costs_by_target(summary: dict, loaded: dict, name: dict, fractions=(0.5, 0.75, 0.9, 1.0)) -> list[dict]:
     """Steps and rollout ratios at targets part of the way from the start to uniform's final accuracy:
     the speed-up depends on how far along the target is, so one number hides the shape."""
-    loaded = load_variants(VARIANTS, args)
     return [{"fraction": row["fraction"], "target": row["target"],
-             "steps": {k: mean_curve_cost(row["summary"], k, "steps") for k in VARIANTS},
-             "rollout_ratio": {k: _round(row["summary"]["variants"][k]["ratios"]["rollouts"]) for k in VARIANTS}}
+             "steps": {k: mean_curve_cost(row["summary"], name[k], "steps") for k in VARIANTS},
+             "rollout_ratio": {k: _round(row["summary"]["variants"][name[k]]["ratios"]["rollouts"]) for k in VARIANTS}}
             for row in at_gain_fractions(loaded, summary["target"], summary["metric"], fractions)]
 
 

@@ -1,6 +1,6 @@
 """GVM against a fixed number of samples per prompt, at equal rollouts and equal optimiser updates per step.
 
-METHODS.md section 3 (published: GVM reaches the baseline's accuracy in 2x fewer update steps at 8
+docs/methods.md section 3 (published: GVM reaches the baseline's accuracy in 2x fewer update steps at 8
 samples per prompt). Pairs, each from the same initial policy, three seeds:
 - RAFT++ vs GVM-RAFT++ (the published pairing), GRPO vs GVM-GRPO;
 - GVM spends the same budget per step as its baseline (samples_per_prompt x prompts, its pre-samples
@@ -8,7 +8,7 @@ samples per prompt). Pairs, each from the same initial policy, three seeds:
   all equal per step (the published code took about 8x more updates per step under GVM).
 The claim: the GVM variant reaches its baseline's final held-out accuracy in at most half the steps.
 
-    .venv/bin/python -m bench.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
+    .venv/bin/python -m bench.claims.gvm [--seeds 0 1 2] [--parallel 2] [--preset scratchpad]
                                   [--max-samples N] [--estimate-every K] [--pairs raft++ grpo] [--mopps]
 
 `--max-samples N` caps GVM's main-rollout samples per prompt (gvm_max_samples; the published method has
@@ -24,22 +24,22 @@ not: it would be a fixed allocation). Names carry `-everyK`. `--p-source posteri
 variant: p_i from the MoPPS posterior (no pre-samples, G_i from the prompt's previous visit), so both sides
 of each pair select with MoPPS (`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the
 allocation. `--mopps` selects with MoPPS on both sides with any p source: GVM composed with MoPPS, against
-MoPPS alone. Writes
-bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK].json and the reports in
+MoPPS alone.
+
+Runs are named by the baseline (`raft++`, `mopps-raft++`) and GVM with its settings before it
+(`gvm-cap12-raft++`); GRPO's pair is the default run's `uniform` and `gvm` (`mopps`, `mopps-gvm` with
+MoPPS), the runs bench.claims.frontier and bench.claims.mopps_vs_uniform share (PRESET-... with --preset).
+Writes bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK].json and the reports in
 bench/results/gvm[-PRESET][-mopps|-posterior][-capN][-everyK]-*/.
 """
 
 from __future__ import annotations
 
-from bench.common import (cost_ratio, load_variants, parse_args, preset_variants, run_variants, speedups_by_gain,
-                          write_results)
+from bench.common import claim_name, load_variants, parse_args, preset_variants, run_name, run_variants, write_results
+from bench.stats import cost_ratio, speedups_by_gain
 from rollwise.config.presets import GVM, MOPPS  # the gvm preset: p and G from 4 pre-samples per prompt
 
 PAIRS = {"raft++": {"algo": "raft++"}, "grpo": {"algo": "grpo"}}
-# GRPO is the default algorithm and GVM the `gvm` method preset, so the grpo pair's runs are the same runs
-# that bench.frontier names `uniform`, `gvm`, `mopps` and `mopps-gvm` (bench.mopps_vs_uniform `uniform`, `mopps`):
-# shared, not run twice.
-SHARED_NAMES = {"grpo": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps", "gvm-mopps-grpo": "mopps-gvm"}
 
 
 def own_arguments(parser) -> None:
@@ -92,26 +92,26 @@ def _check_cap_leaves_room(args) -> None:
 
 
 def pair_variants(args, pair: str, gvm: dict, methods: str) -> dict[str, dict]:
-    """The baseline and its GVM variant, named as the runs folder knows them (shared with other benches)."""
+    """The baseline and its GVM variant, named by the runs' naming rule (the grpo pair's runs are other
+    benches' `uniform` and `gvm`, or `mopps` and `mopps-gvm`), before any preset prefix."""
     mopps = args.mopps or args.p_source == "posterior"
     base = {**MOPPS, **PAIRS[pair]} if mopps else PAIRS[pair]
     base_name = f"mopps-{pair}" if mopps else pair
-    variants = {base_name: base, f"gvm{methods}-{base_name}": {**base, **gvm}}
-    return {SHARED_NAMES.get(name, name): values for name, values in variants.items()}
+    return {run_name(base_name): base, run_name(f"gvm{methods}-{base_name}"): {**base, **gvm}}
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], own_arguments)
+    args = parse_args(__doc__, own_arguments)
     gvm, methods = gvm_settings(args)
     # results name the selection too (variant names carry it in their baseline's name, mopps-PAIR)
     selection = "-mopps" if args.mopps and args.p_source != "posterior" else ""
-    suffix = (f"-{args.preset}" if args.preset else "") + selection + methods
+    claim = claim_name("gvm", args.preset) + selection + methods
     results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "gvm_settings": gvm, "pairs": {}}
     for pair in args.pairs:
-        variants = preset_variants(pair_variants(args, pair, gvm, methods), args)
+        variants = preset_variants(pair_variants(args, pair, gvm, methods), args.preset, args.steps)
         names = list(variants)
         # the baseline's final accuracy (mean over seeds) is the target both are measured against
-        summary = run_variants(f"gvm{suffix}-{pair}", variants, args)
+        summary = run_variants(f"{claim}-{pair}", variants, args)
         costs = {n: summary["variants"][n]["to_target"]["mean_curve"] for n in names}
         steps_base, steps_gvm = costs[names[0]].get("steps"), costs[names[1]].get("steps")
         speedup = cost_ratio(steps_base, steps_gvm)
@@ -125,7 +125,7 @@ def main() -> None:
         print(f"{pair}: target {summary['target']:.3f}; steps {steps_base} vs GVM {steps_gvm}"
               + (f" -> {speedup:.2f}x" if speedup is not None else " (no ratio: GVM never reached it, or at step 0)")
               + f"; to fractions of the baseline's gain: {results['pairs'][pair]['speedup_steps_by_gain']}")
-    path = write_results(f"gvm{suffix}", results)
+    path = write_results(claim, results)
     print(f"written to {path}")
 
 

@@ -8,18 +8,20 @@ items for every pool: the tiny model's codec and cache key follow the pool), thr
 pool: uniform's mean zero-variance fraction over the run, and MoPPS's speed-up in steps to uniform's
 final accuracy (mean curve over seeds), and to 50% and 75% of uniform's gain (at the final accuracy
 itself the ratio is knife-edge).
-The figure plots the speed-ups against the zero-variance fraction (rollwise issue 14).
+The figure plots the speed-ups against the zero-variance fraction: does MoPPS's speed-up grow with it?
+(Reported, no pass/fail claim.)
 
-    .venv/bin/python -m bench.pool_dependence [--seeds 0 1 2] [--parallel 2]
+    .venv/bin/python -m bench.claims.pool_dependence [--seeds 0 1 2] [--parallel 2]
 
-Writes bench/results/pool_dependence.json, pool_dependence.png and a report per pool in
-bench/results/pool_dependence-tN/.
+The pools are built from the default run, so this bench takes no --preset. Its runs are
+`pool-tN-uniform` and `pool-tN-mopps` (N = 2, 3, 5). Writes bench/results/pool_dependence.json,
+pool_dependence.png and a report per pool in bench/results/pool_dependence-tN/.
 """
 
 from __future__ import annotations
 
-from bench.common import (cost_ratio, load_variants, mean_curve_cost, parse_args, results_path, run_variants,
-                          speedups_by_gain, write_results)
+from bench.common import SHARED_OPTIONS, load_variants, parse_args, results_path, run_variants, write_results
+from bench.stats import cost_ratio, mean_curve_cost, speedups_by_gain
 from rollwise.config import DEFAULT_TASK_OPTIONS
 
 MAX_TERMS = (2, 3, 5)
@@ -36,9 +38,7 @@ def pool_variants(max_terms: int) -> dict[str, dict]:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    if args.preset:
-        raise SystemExit("bench.pool_dependence builds its own pools from the default run; --preset is not used")
+    args = parse_args(__doc__, shared=[option for option in SHARED_OPTIONS if option != "preset"])
     pools = {}
     for max_terms in MAX_TERMS:
         variants = pool_variants(max_terms)

@@ -1,57 +1,53 @@
 """RPO partial rollouts against full-path GRPO: generated tokens, seconds per step, held-out accuracy.
 
-METHODS.md section 4, rollwise issue 12. Three variants from the same initial policy (the preset's
-warmed-up tiny model), three seeds, the preset's budget:
-- uniform: full-path GRPO, the preset unchanged (bench.frontier's `uniform` runs);
-- rpo: partial rollouts (half_min cuts, `limit` suffix budgets, up-front fill, refresh epsilon 0.5) with
-  the group length-aware reward (its default with partial rollouts);
-- rpo-nolen: the same without the length-aware reward.
-Claims (issue 12): at least 80% fewer generated tokens per rollout than full-path GRPO (published 95%),
-a shorter wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published:
-without the length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
+docs/methods.md section 4. Three variants from the same initial policy (the preset's warmed-up tiny
+model), three seeds, the preset's budget:
+- uniform: full-path GRPO, the preset unchanged (`PRESET-uniform`, shared with bench.claims.testbed,
+  frontier and gvm);
+- rpo-partial: partial rollouts (half_min cuts, `limit` suffix budgets, up-front fill, refresh epsilon
+  0.5) with the group length-aware reward (its default with partial rollouts);
+- rpo-partial-nolen: the same without the length-aware reward.
+Claims: at least 80% fewer generated tokens per rollout than full-path GRPO (published 95%), a shorter
+wall-clock per step, final held-out accuracy within 2 points of full-path GRPO (published: without the
+length-aware reward -0.3 to -2.0 points, with it +2.5 to +4.2).
 
-    .venv/bin/python -m bench.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N] [--cut L]
+    .venv/bin/python -m bench.claims.rpo [--seeds 0 1 2] [--parallel 3] [--preset scratchpad] [--steps N] [--cut L]
+
+Runs go seed by seed, the variants of one seed side by side (compare's seed_by_seed): they share the
+machine's load (a fair seconds-per-step ratio), and a bench cut short leaves whole seeds of every variant.
 
 `--cut L` (an ablation of the cut rule, rpo_cut): one partial variant with a fixed L instead of
 `half_min`, with the length-aware reward, named rpo-partial-cutL, against the same full-path runs;
 results in rpo[-PRESET]-cutL.json.
 
-`--steps N` stops each run at step N instead of changing its budget: the runs keep the preset's
-configuration (its steps, 400 for scratchpad), everything up to step N is what an N-step run does
-(constant learning rate, evaluation every 20 steps), and a later call with a larger N (or none)
-resumes the same runs from their checkpoints. Figures are read from the rows up to step N.
+`--steps N` stops each run at step N instead of changing its budget (compare's stop_at_step): the runs
+keep the preset's configuration (its steps, 400 for scratchpad), everything up to step N is what an
+N-step run does (constant learning rate, evaluation every 20 steps), and a later call with a larger N
+(or none) resumes the same runs from their checkpoints. Figures are read from the rows up to step N.
 
-Writes bench/results/rpo[-PRESET].json and the report in bench/results/rpo[-PRESET]/. Ratios are
-within this one run of the script (same machine, same load): generated tokens per rollout over all
-training cost (the up-front fill included) and over the second half of the run; seconds per step from the run's own timers (select + generate + verify + update, no
-evaluation).
+Writes bench/results/rpo[-PRESET][-cutL].json (the compare report of the runs is in the runs folder).
+Ratios are within this one run of the script (same machine, same load): generated tokens per rollout
+over all training cost (the up-front fill included) and over the second half of the run; seconds per
+step from the run's own timers (select + generate + verify + update, no evaluation).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 
-import rollwise
-from bench.common import device_override, load_variants, parse_args, preset_variants, write_results
+from bench.common import (claim_name, device_override, load_variants, parse_args, preset_variants, run_names,
+                          write_results)
+from bench.stats import cost_ratio, mean_se
 from rollwise.evidence.compare import run_compare
 from rollwise.rollout.partial import parse_cut
-from rollwise.store.rundir import holds_a_run
-from rollwise.track import read_metrics
-from rollwise.rollout.evaluate import standard_error
 
 # Up-front fill (booked as training cost: one whole completion per pool prompt, under 1% of the budget's
 # rollouts at 400 steps): the uniform selector visits each prompt once per epoch (31 steps on the
 # scratchpad pool), so a lazy fill would make the whole first epoch full-path, a third of a 100-step run.
 FILL = {"rpo_fill": "upfront"}
-# Full-path GRPO is the preset unchanged, named as bench.frontier names it, so that both benches share its runs.
+# Full-path GRPO is the preset unchanged, `uniform` as in every bench, so that the benches share its runs.
 VARIANTS = {"uniform": {},
             "rpo-partial": {"rollout": "partial", "rpo_length_reward": "auto", **FILL},
             "rpo-partial-nolen": {"rollout": "partial", "rpo_length_reward": "off", **FILL}}
@@ -61,21 +57,13 @@ PUBLISHED = {"generated_tokens_fewer": 0.95, "tokens_per_sample": "146 vs 2,690 
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], _own_arguments)
+    args = parse_args(__doc__, _own_arguments)
     chosen = chosen_variants(args.cut)
-    variants = preset_variants(chosen, args)
-    names = dict(zip(chosen, variants))  # short name -> run name (prefixed with the preset)
-    claim = "rpo" + (f"-{args.preset}" if args.preset else "") + ("" if args.cut == "half_min" else f"-cut{args.cut}")
-    # Seed by seed, the variants of one seed side by side: they share the machine's load (a fair seconds-per-
-    # step ratio), and a cut-short bench leaves whole seeds of every variant, not one variant's seeds.
-    for seed in args.seeds:
-        try:
-            run_compare(device_override(args), variants, [seed], args.runs_dir, parallel=args.parallel,
-                        launcher=_stopping_at(args.steps), prepare=_prepare)
-        except RuntimeError as exc:  # runs stopped at --steps are "not finished" for compare
-            if args.steps is None:
-                raise
-            print(f"seed {seed}: runs stopped at step {args.steps} ({str(exc).splitlines()[0]})")
+    variants = preset_variants(chosen, args.preset)  # --steps is where the runs stop, not their budget
+    names = run_names(chosen, args.preset)
+    claim = claim_name("rpo", args.preset) + ("" if args.cut == "half_min" else f"-cut{args.cut}")
+    run_compare(device_override(args), variants, args.seeds, args.runs_dir, parallel=args.parallel,
+                seed_by_seed=True, stop_at_step=args.steps)
     metric = "eval_temp_acc"
     runs = load_variants(variants, args)
     last = args.steps if args.steps is not None else math.inf
@@ -86,8 +74,9 @@ def main() -> None:
     results = {"seeds": args.seeds, "preset": args.preset, "device": args.device, "steps": args.steps, "metric": metric,
                "variants": {names[k]: v for k, v in chosen.items()}, "measures": per_variant,
                "against_full": comparisons, "published": PUBLISHED,
-               "claims": {short: {"tokens_80pc_fewer": c["tokens_per_rollout_ratio"] <= 0.2,
-                                  "shorter_step": c["seconds_per_step_ratio"] < 1.0,
+               # a ratio is None only where a mean is zero: no claim then
+               "claims": {short: {"tokens_80pc_fewer": (c["tokens_per_rollout_ratio"] or 1.0) <= 0.2,
+                                  "shorter_step": (c["seconds_per_step_ratio"] or 1.0) < 1.0,
                                   "accuracy_within_2_points": c["final_acc_diff_points"] >= -2.0}
                           for short, c in comparisons.items()}}
     path = write_results(claim, results)
@@ -109,46 +98,6 @@ def chosen_variants(cut: str) -> dict[str, dict]:
         return dict(VARIANTS)
     parse_cut(cut)  # a clear error for anything but a positive integer
     return {"uniform": {}, f"rpo-partial-cut{cut}": {**VARIANTS["rpo-partial"], "rpo_cut": cut}}
-
-
-def _prepare(cfg, log=print) -> None:
-    from rollwise.policy.models import prepare_policy
-
-    prepare_policy(cfg, log)
-
-
-def _stopping_at(last_step: int | None):
-    """A compare launcher: `python -m rollwise.cli train` in a subprocess, asked to stop (SIGTERM: it
-    checkpoints after the current step) once its metrics reach last_step; not started when they have."""
-
-    def launch(cfg, resume: bool) -> Path:
-        run_dir = Path(cfg.out_dir)
-        if last_step is not None and _last_step(run_dir) >= last_step:
-            return run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / "config.yaml")
-        cmd = [sys.executable, "-m", "rollwise.cli", "train", "--config", str(run_dir / "config.yaml")]
-        cmd += ["--resume"] if resume else (["--overwrite"] if holds_a_run(run_dir) else [])
-        env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
-               "PYTHONPATH": str(Path(rollwise.__file__).resolve().parents[1])}
-        with open(run_dir / "train.log", "a") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            while proc.poll() is None:
-                time.sleep(5)
-                if last_step is not None and _last_step(run_dir) >= last_step:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"exit status {proc.returncode}; see {run_dir / 'train.log'}")
-        return run_dir
-
-    return launch
-
-
-def _last_step(run_dir: Path) -> int:
-    path = run_dir / "metrics.jsonl"
-    rows = read_metrics(path) if path.is_file() else []
-    return rows[-1]["step"] if rows else -1
 
 
 def _measures(runs: list[list[dict]], metric: str) -> dict:
@@ -174,18 +123,20 @@ def _measures(runs: list[list[dict]], metric: str) -> dict:
             values = [r[name] for r in half if r.get(name) is not None]
             figures[key].append(float(np.mean(values)) if values else None)
         figures["cache_mb"].append((steps[-1].get("rpo_cache_bytes") or 0) / 1e6)
-    return {key: _stat(values) for key, values in figures.items()}
+    return {key: mean_se(values) for key, values in figures.items()}
 
 
 def _against(full: dict, other: dict) -> dict:
     """Ratios of means (tokens, seconds) and the accuracy difference in points with its standard error."""
     diff = 100 * (other["final_acc"]["mean"] - full["final_acc"]["mean"])
     se = 100 * math.hypot(other["final_acc"]["se"], full["final_acc"]["se"])
-    return {"tokens_per_rollout_ratio": other["tokens_per_rollout"]["mean"] / full["tokens_per_rollout"]["mean"],
-            "tokens_per_rollout_ratio_second_half": other["tokens_per_rollout_second_half"]["mean"]
-            / full["tokens_per_rollout_second_half"]["mean"],
-            "seconds_per_step_ratio": other["seconds_per_step"]["mean"] / full["seconds_per_step"]["mean"],
-            "gen_seconds_per_step_ratio": other["gen_seconds_per_step"]["mean"] / full["gen_seconds_per_step"]["mean"],
+    ratio = {key: cost_ratio(other[key]["mean"], full[key]["mean"])
+             for key in ("tokens_per_rollout", "tokens_per_rollout_second_half", "seconds_per_step",
+                         "gen_seconds_per_step")}
+    return {"tokens_per_rollout_ratio": ratio["tokens_per_rollout"],
+            "tokens_per_rollout_ratio_second_half": ratio["tokens_per_rollout_second_half"],
+            "seconds_per_step_ratio": ratio["seconds_per_step"],
+            "gen_seconds_per_step_ratio": ratio["gen_seconds_per_step"],
             "final_acc_diff_points": diff, "final_acc_diff_se_points": se}
 
 
@@ -195,13 +146,6 @@ def _ratio(rows: list[dict], num: str, den: str) -> float:
 
 def _step_seconds(row: dict) -> float:
     return sum(v for k, v in row.items() if k.startswith("time_") and isinstance(v, (int, float)))
-
-
-def _stat(values: list) -> dict:
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "se": None, "per_seed": values}
-    return {"mean": float(np.mean(present)), "se": standard_error(present), "per_seed": values}
 
 
 def _print(per_variant: dict, comparisons: dict, claims: dict, path) -> None:

@@ -1,6 +1,6 @@
 """The scratchpad testbed (`rollwise train --preset scratchpad`): does it behave like real RLVR in miniature?
 
-Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 seeds, one initial policy:
+Claims, each a ratio or fraction within one run of this bench, 3 seeds, one initial policy:
 - under uniform sampling at least 70% of groups have zero variance at the start (first 5 steps);
 - dynamic sampling reaches uniform's final held-out accuracy in at most half of uniform's steps (it
   runs half of uniform's budget, so "not reached" means the claim failed; how full its batches are
@@ -10,48 +10,45 @@ Claims checked (rollwise issue 10), each a ratio or fraction within one run, 3 s
   about 15-20 minutes on two cores, the warm-up included;
 - RL moves the frontier: held-out accuracy by number of terms at the start and at the end.
 
-    .venv/bin/python -m bench.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
-    .venv/bin/python -m bench.testbed --warmups      # the warm-up family only
+    .venv/bin/python -m bench.claims.testbed [--seeds 0 1 2] [--parallel 2] [--steps N]
+    .venv/bin/python -m bench.claims.testbed --warmups      # the warm-up family only
 
-Writes bench/results/testbed.json and the report in bench/results/testbed/; `--warmups` builds the
-tiny model for every member of the warm-up family (WARMUP_FAMILY, data seeds 1234, 777, 42, each in
-a throwaway cache) and writes bench/results/testbed_warmups.json: the step where each reached its
-target, or the clear stop it ended with.
+Its runs: `scratchpad-uniform` (the preset unchanged, shared with bench.claims.rpo, frontier and gvm)
+and `scratchpad-dynamic-half` (dynamic sampling, half the budget). Writes bench/results/testbed.json and
+the report in bench/results/testbed/; `--warmups` builds the tiny model for every member of the warm-up
+family (WARMUP_FAMILY, data seeds 1234, 777, 42, each in a throwaway cache) and writes
+bench/results/testbed_warmups.json: the step where each reached its target, or the clear stop it ended with.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import device_override, mean_curve_cost, parse_args, results_path, run_dirs, write_results
+from bench.common import parse_args, preset_variants, run_dirs, run_name, run_variants, write_results
+from bench.stats import cost_ratio, mean_curve_cost, mean_se
 from rollwise.store.checkpoint import list_checkpoints
-from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
-from rollwise.rollout.evaluate import standard_error
 from rollwise.policy.models import load_model_dir_or_file, prepare_policy
 from rollwise.config.presets import preset_values
-from rollwise.evidence.report import write_report
 from rollwise.track import read_metrics
 
 PRESET = "scratchpad"
 START_STEPS = 5
-UNIFORM, DYNAMIC = "testbed-uniform", "testbed-dynamic"
+UNIFORM, DYNAMIC = run_name("uniform", PRESET), run_name("dynamic-half", PRESET)
 DS_CAP = 4  # ds_max_gen_batches: at most 4 generation batches of B prompts per step
 
 
 def variants(uniform_steps: int) -> dict[str, dict]:
-    # Dynamic sampling only needs half the budget: the claim is that it gets there within it.
-    return {UNIFORM: {}, DYNAMIC: {"filter": "dynamic", "ds_max_gen_batches": DS_CAP, "steps": uniform_steps // 2}}
-
-
-def mean_se(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    return {"mean": float(values.mean()), "se": standard_error(values), "per_seed": values.tolist()}
+    """The preset's uniform run and dynamic sampling with half its budget (the claim is that it gets there
+    within it), keyed by their run names."""
+    named = preset_variants({"uniform": {}, "dynamic-half": {"filter": "dynamic", "ds_max_gen_batches": DS_CAP}},
+                            PRESET, uniform_steps)
+    named[DYNAMIC]["steps"] = uniform_steps // 2
+    return named
 
 
 def early_mean(rows: list[dict], key: str) -> float:
@@ -108,7 +105,7 @@ def steps_at_common_target(rows: dict[str, list[list[dict]]], ds_budget: int) ->
     at = {name: float(np.interp(ds_budget, c["step"], c["acc"])) for name, c in curves.items()}
     target = min(at.values())
     steps = {name: curve_crossing(c, target)["steps"] for name, c in curves.items()}
-    ratio = steps[DYNAMIC] / steps[UNIFORM] if steps[UNIFORM] and steps[DYNAMIC] else None
+    ratio = cost_ratio(steps[DYNAMIC], steps[UNIFORM])
     return {"target": target, "acc_at_ds_last_step": at, "steps": steps, "ds_over_uniform": ratio}
 
 
@@ -232,17 +229,14 @@ def warmup_family(family: dict = WARMUP_FAMILY) -> list[dict]:
 
 
 def main() -> None:
-    if "--warmups" in sys.argv:  # bench.common's shared flags do not include this script's own
+    args = parse_args(__doc__, _own_arguments, fixed_preset=PRESET)
+    if args.warmups:
         print(f"written to {write_results('testbed_warmups', {'runs': warmup_family()})}")
         return
-    args = parse_args(__doc__.split("\n\n")[0])
-    base = preset_values(PRESET)
-    steps = args.steps or base["steps"]
-    base["steps"] = steps
-    model_dir = prepare_policy(RunConfig.from_dict(base))  # the one initial policy, built (or found) once
+    steps = args.steps or preset_values(PRESET)["steps"]
     names = variants(steps)
-    run_compare({**base, **device_override(args)}, names, args.seeds, args.runs_dir, parallel=args.parallel)
-    summary = write_report(results_path("testbed"), run_dirs(names, args), None)
+    model_dir = prepare_policy(RunConfig.from_dict(names[UNIFORM]))  # the one initial policy, built (or found) once
+    summary = run_variants("testbed", names, args)
     results = measure(args, summary, model_dir, steps)
     results["claims"] = claims(results)
     frontier_keys = results["frontier_seed0"]
@@ -251,6 +245,11 @@ def main() -> None:
     results["frontier_seed0"] = frontier_keys
     print_summary(results)
     print(f"written to {path}")
+
+
+def _own_arguments(parser) -> None:
+    parser.add_argument("--warmups", action="store_true", help="build the warm-up family only (no RL runs) and "
+                        "write testbed_warmups.json")
 
 
 if __name__ == "__main__":
