@@ -47,15 +47,22 @@ class DriftPredictor:
     name = "drift"
 
     def __init__(self, groups: np.ndarray, decay: float = 0.5, group_decay: float = 0.8,
-                 prior_count: float = 2.0, prior=None) -> None:
+                 prior_count: float = 2.0, decay_to: str = "group", shift_count: float = float("inf"),
+                 prior=None) -> None:
         if not 0.0 < decay <= 1.0 or not 0.0 < group_decay <= 1.0:
             raise ValueError(f"drift predictor: decay and group_decay must lie in (0, 1], got {decay}, {group_decay}")
         if not prior_count > 0:
             raise ValueError(f"drift predictor: prior_count must be positive, got {prior_count}")
+        if decay_to not in ("group", "prior"):
+            raise ValueError(f"drift predictor: decay_to must be group or prior, got {decay_to!r}")
+        if not shift_count > 0:
+            raise ValueError(f"drift predictor: shift_count must be positive, got {shift_count}")
+        self.decay_to, self.shift_count = decay_to, float(shift_count)
         self.groups = np.asarray(groups, dtype=np.int64)
         self.decay, self.group_decay, self.prior_count = float(decay), float(group_decay), float(prior_count)
         size, num_groups = len(self.groups), int(self.groups.max()) + 1 if len(self.groups) else 0
         a0, b0 = prior_arrays(size, prior)
+        self.prior_a, self.prior_b = a0, b0
         self.prior_mean = a0 / (a0 + b0)
         group_mean = np.bincount(self.groups, self.prior_mean, num_groups) / np.maximum(
             np.bincount(self.groups, minlength=num_groups), 1)
@@ -64,6 +71,7 @@ class DriftPredictor:
         self.group_s, self.group_f = np.zeros(num_groups), np.zeros(num_groups)
         self.theta0 = self._level()
         self.a, self.b = prior_count * self.prior_mean, prior_count * (1 - self.prior_mean)
+        self.start_count = self.a + self.b if decay_to == "group" else a0 + b0
         self.anchor = self.theta0[self.groups].copy()
 
     def _level(self, groups=slice(None)) -> np.ndarray:
@@ -83,16 +91,23 @@ class DriftPredictor:
         np.add.at(self.group_f, g, trials - successes)
         theta = self._level(g)
         a_now, b_now = self.beta(ids)
-        prior_now = expit(logit(self.prior_mean[ids]) + theta - self.theta0[g])
-        self.a[ids] = self.decay * a_now + (1 - self.decay) * self.prior_count * prior_now + successes
-        self.b[ids] = self.decay * b_now + (1 - self.decay) * self.prior_count * (1 - prior_now) + trials - successes
+        if self.decay_to == "group":
+            prior_now = expit(logit(self.prior_mean[ids]) + theta - self.theta0[g])
+            prior_a, prior_b = self.prior_count * prior_now, self.prior_count * (1 - prior_now)
+        else:
+            prior_a, prior_b = self.prior_a[ids], self.prior_b[ids]
+        self.a[ids] = self.decay * a_now + (1 - self.decay) * prior_a + successes
+        self.b[ids] = self.decay * b_now + (1 - self.decay) * prior_b + trials - successes
         self.anchor[ids] = theta
 
     def beta(self, ids) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(ids, dtype=np.int64)
         a, b = self.a[ids], self.b[ids]
         count = a + b
-        mean = expit(logit(a / count) + self._level(self.groups[ids]) - self.anchor[ids])
+        shift = self._level(self.groups[ids]) - self.anchor[ids]
+        if np.isfinite(self.shift_count):  # own evidence discounts the group's move
+            shift = shift * self.shift_count / (self.shift_count + np.maximum(count - self.start_count[ids], 0))
+        mean = expit(logit(a / count) + shift)
         mean = np.clip(mean, EPS, 1 - EPS)
         return mean * count, (1 - mean) * count
 
@@ -102,10 +117,11 @@ class DriftPredictor:
 
     def state_dict(self) -> dict:
         return {"a": self.a.copy(), "b": self.b.copy(), "anchor": self.anchor.copy(),
-                "prior_mean": self.prior_mean.copy(), "group_s": self.group_s.copy(), "group_f": self.group_f.copy(),
+                "prior_mean": self.prior_mean.copy(), "prior_a": self.prior_a.copy(), "prior_b": self.prior_b.copy(), "group_s": self.group_s.copy(), "group_f": self.group_f.copy(),
                 "group_a": self.group_a.copy(), "group_b": self.group_b.copy(), "theta0": self.theta0.copy()}
 
     def load_state_dict(self, state: dict) -> None:
         size, groups = (len(self.a),), (len(self.group_s),)
-        load_arrays(self, state, {"a": size, "b": size, "anchor": size, "prior_mean": size, "group_s": groups,
+        load_arrays(self, state, {"a": size, "b": size, "anchor": size, "prior_mean": size, "prior_a": size,
+                                  "prior_b": size, "group_s": groups,
                                   "group_f": groups, "group_a": groups, "group_b": groups, "theta0": groups})

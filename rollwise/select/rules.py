@@ -140,3 +140,37 @@ class UniformRule(Stateless):
         if k >= candidates.size:
             return candidates.copy()
         return rng.choice(candidates, size=k, replace=False)
+
+
+def _band(pool_size: int, samples: int, low: float = 0.3, high: float = 0.7) -> ThompsonBand:
+    return ThompsonBand((low, high))
+
+
+def _mixed(pool_size: int, samples: int, **settings) -> MixedChance:
+    return MixedChance(**{"samples": samples, **settings})
+
+
+def _greso(pool_size: int, samples: int, **settings):
+    from rollwise.select.greso import GRESOSkip
+
+    return GRESOSkip(pool_size, **settings)
+
+
+# name -> builder(pool_size, samples, **settings); `samples` is the group size n of the run.
+RULES = {
+    "topb": lambda pool_size, samples, **settings: ThompsonTopB(**settings),
+    "band": _band,
+    "mixed": _mixed,
+    "greso": _greso,
+    "uniform": lambda pool_size, samples: UniformRule(),
+}
+
+
+def build_rule(name: str, settings: dict | None = None, pool_size: int = 0, samples: int = 8):
+    """A selection rule by name (`RULES`); a setting the rule does not take is an error naming it."""
+    if name not in RULES:
+        raise ValueError(f"unknown selection rule {name!r}: expected one of {', '.join(RULES)}")
+    try:
+        return RULES[name](pool_size, samples, **(settings or {}))
+    except TypeError as exc:
+        raise ValueError(f"selection rule {name!r}: {exc}") from None
