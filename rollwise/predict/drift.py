@@ -22,6 +22,24 @@ and its prior are both moved to today's frame, then MoPPS's update applies,
 
 with m0_i(t) its prior mean moved with the group, and anchor_i <- theta_g. With a group that never
 moves this is MoPPS with prior Beta(prior_count * m0, prior_count * (1 - m0)).
+
+Settings that replay chose between (docs/prediction.md):
+
+- `decay_to="prior"` decays toward the prompt's own prior (a0, b0) as MoPPS does, instead of toward
+  the group's current rate: a prompt that stays at 0 in an improving group is not pulled up.
+- `learn_loading`: a prompt already observed moves by omega_g times its group's shift, omega_g (the
+  group's *loading*, in [0, 1.5]) fitted online to how far revisited prompts actually moved: each
+  revisit adds the Newton step of the binomial log-likelihood of its outcome in omega,
+  grad = sum n_i (y_i - p_i) dtheta_i, info = sum n_i p_i (1 - p_i) dtheta_i^2, to a running
+  estimate that starts at 1 with `loading_prior` units of information (information decays by
+  group_decay per observation). Prompts never observed always move fully: the group's rate is their
+  whole estimate. When learning is uneven (some prompts stay unsolved while the group improves)
+  omega falls, and a prompt's own evidence wins.
+- `level="fit"` estimates each group's move from the observed prompts' surprise instead of its raw
+  rate: one Newton step (repeated `newton_steps` times) on the shift delta_g that maximises
+  -delta^2 / (2 level_var) + sum_i [s_i log sigmoid(x_i + delta) + f_i log sigmoid(-x_i - delta)],
+  x_i the prompt's predicted logit before the observation. Which prompts a rule picked then does
+  not bias the level (the raw rate of prompts chosen near 0.5 is near 0.5, whatever the group's).
 """
 
 from __future__ import annotations
@@ -46,37 +64,31 @@ class DriftPredictor:
 
     name = "drift"
 
-    def __init__(self, groups: np.ndarray, decay: float = 0.5, group_decay: float = 0.8,
-                 prior_count: float = 2.0, decay_to: str = "group", shift_count: float = float("inf"),
-                 prior=None) -> None:
-        if not 0.0 < decay <= 1.0 or not 0.0 < group_decay <= 1.0:
-            raise ValueError(f"drift predictor: decay and group_decay must lie in (0, 1], got {decay}, {group_decay}")
-        if not prior_count > 0:
-            raise ValueError(f"drift predictor: prior_count must be positive, got {prior_count}")
-        if decay_to not in ("group", "prior"):
-            raise ValueError(f"drift predictor: decay_to must be group or prior, got {decay_to!r}")
-        if not shift_count > 0:
-            raise ValueError(f"drift predictor: shift_count must be positive, got {shift_count}")
-        self.decay_to, self.shift_count = decay_to, float(shift_count)
-        self.groups = np.asarray(groups, dtype=np.int64)
+    def __init__(self, groups: np.ndarray, decay: float = 0.5, group_decay: float = 0.8, prior_count: float = 2.0,
+                 decay_to: str = "group", learn_loading: bool = False, loading_prior: float = 10.0,
+                 level: str = "rate", level_var: float = 1.0, newton_steps: int = 3, prior=None) -> None:
+        _check(0.0 < decay <= 1.0 and 0.0 < group_decay <= 1.0, "decay and group_decay must lie in (0, 1]")
+        _check(prior_count > 0 and loading_prior > 0 and level_var > 0, "prior_count, loading_prior, level_var must be > 0")
+        _check(decay_to in ("group", "prior"), f"decay_to must be group or prior, got {decay_to!r}")
+        _check(level in ("rate", "fit"), f"level must be rate or fit, got {level!r}")
         self.decay, self.group_decay, self.prior_count = float(decay), float(group_decay), float(prior_count)
+        self.decay_to, self.learn_loading, self.level = decay_to, bool(learn_loading), level
+        self.level_var, self.newton_steps = float(level_var), int(newton_steps)
+        self.groups = np.asarray(groups, dtype=np.int64)
         size, num_groups = len(self.groups), int(self.groups.max()) + 1 if len(self.groups) else 0
-        a0, b0 = prior_arrays(size, prior)
-        self.prior_a, self.prior_b = a0, b0
-        self.prior_mean = a0 / (a0 + b0)
+        self.prior_a, self.prior_b = prior_arrays(size, prior)
+        self.prior_mean = self.prior_a / (self.prior_a + self.prior_b)
         group_mean = np.bincount(self.groups, self.prior_mean, num_groups) / np.maximum(
             np.bincount(self.groups, minlength=num_groups), 1)
         self.group_a = 2.0 * np.clip(group_mean, EPS, 1 - EPS)  # Beta(1, 1) for the uniform prior
         self.group_b = 2.0 - self.group_a
         self.group_s, self.group_f = np.zeros(num_groups), np.zeros(num_groups)
-        self.theta0 = self._level()
+        self.theta0 = logit(self.group_a / 2.0)
+        self.theta = self.theta0.copy()
         self.a, self.b = prior_count * self.prior_mean, prior_count * (1 - self.prior_mean)
-        self.start_count = self.a + self.b if decay_to == "group" else a0 + b0
         self.anchor = self.theta0[self.groups].copy()
-
-    def _level(self, groups=slice(None)) -> np.ndarray:
-        a, b = self.group_a[groups] + self.group_s[groups], self.group_b[groups] + self.group_f[groups]
-        return logit(a / (a + b))
+        self.seen = np.zeros(size)  # 1.0 once observed (float: plain state)
+        self.loading, self.loading_info = np.ones(num_groups), np.full(num_groups, float(loading_prior))
 
     def observe(self, step: int, ids, successes, trials, kind: str = "train") -> None:
         checked = checked_observation(ids, successes, trials, len(self.a), kind)
@@ -84,12 +96,11 @@ class DriftPredictor:
             return
         ids, successes, trials = checked
         g = self.groups[ids]
-        seen = np.unique(g)
-        self.group_s[seen] *= self.group_decay
-        self.group_f[seen] *= self.group_decay
-        np.add.at(self.group_s, g, successes)
-        np.add.at(self.group_f, g, trials - successes)
-        theta = self._level(g)
+        a_before, b_before = self.beta(ids)
+        self._move_levels(g, logit(a_before / (a_before + b_before)), successes, trials)
+        if self.learn_loading:
+            self._fit_loading(ids, g, successes, trials)
+        theta = self.theta[g]
         a_now, b_now = self.beta(ids)
         if self.decay_to == "group":
             prior_now = expit(logit(self.prior_mean[ids]) + theta - self.theta0[g])
@@ -99,29 +110,63 @@ class DriftPredictor:
         self.a[ids] = self.decay * a_now + (1 - self.decay) * prior_a + successes
         self.b[ids] = self.decay * b_now + (1 - self.decay) * prior_b + trials - successes
         self.anchor[ids] = theta
+        self.seen[ids] = 1.0
+
+    def _fit_loading(self, ids, g, successes, trials) -> None:
+        """One Newton step per group on its loading, from the revisited prompts of this observation."""
+        revisit = self.seen[ids] > 0
+        ids, g, successes, trials = ids[revisit], g[revisit], successes[revisit], trials[revisit]
+        moved = self.theta[g] - self.anchor[ids]
+        p = expit(logit(self.a[ids] / (self.a[ids] + self.b[ids])) + self.loading[g] * moved)
+        size = len(self.loading)
+        observed = np.unique(self.groups[ids]) if len(ids) else np.zeros(0, dtype=np.int64)
+        self.loading_info[observed] *= self.group_decay
+        self.loading_info += np.bincount(g, trials * p * (1 - p) * moved ** 2, size)
+        step = np.bincount(g, trials * (successes / np.maximum(trials, 1) - p) * moved, size) / self.loading_info
+        self.loading = np.clip(self.loading + step, 0.0, 1.5)
+
+    def _move_levels(self, g, predicted_logit, successes, trials) -> None:
+        seen = np.unique(g)
+        self.group_s[seen] *= self.group_decay
+        self.group_f[seen] *= self.group_decay
+        np.add.at(self.group_s, g, successes)
+        np.add.at(self.group_f, g, trials - successes)
+        if self.level == "rate":
+            a, b = self.group_a[seen] + self.group_s[seen], self.group_b[seen] + self.group_f[seen]
+            self.theta[seen] = logit(a / (a + b))
+            return
+        delta = np.zeros(len(self.theta))
+        for _ in range(self.newton_steps):
+            p = expit(predicted_logit + delta[g])
+            grad = np.bincount(g, successes - trials * p, len(delta)) - delta / self.level_var
+            info = np.bincount(g, trials * p * (1 - p), len(delta)) + 1.0 / self.level_var
+            delta = delta + grad / info
+        self.theta[seen] += delta[seen]
 
     def beta(self, ids) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(ids, dtype=np.int64)
         a, b = self.a[ids], self.b[ids]
         count = a + b
-        shift = self._level(self.groups[ids]) - self.anchor[ids]
-        if np.isfinite(self.shift_count):  # own evidence discounts the group's move
-            shift = shift * self.shift_count / (self.shift_count + np.maximum(count - self.start_count[ids], 0))
-        mean = expit(logit(a / count) + shift)
-        mean = np.clip(mean, EPS, 1 - EPS)
+        g = self.groups[ids]
+        shift = (self.theta[g] - self.anchor[ids]) * np.where(self.seen[ids] > 0, self.loading[g], 1.0)
+        mean = np.clip(expit(logit(a / count) + shift), EPS, 1 - EPS)
         return mean * count, (1 - mean) * count
 
     def mean(self, ids) -> np.ndarray:
         a, b = self.beta(ids)
         return a / (a + b)
 
+    KEYS = ("a", "b", "anchor", "seen", "prior_mean", "prior_a", "prior_b")
+    GROUP_KEYS = ("theta", "theta0", "group_s", "group_f", "group_a", "group_b", "loading", "loading_info")
+
     def state_dict(self) -> dict:
-        return {"a": self.a.copy(), "b": self.b.copy(), "anchor": self.anchor.copy(),
-                "prior_mean": self.prior_mean.copy(), "prior_a": self.prior_a.copy(), "prior_b": self.prior_b.copy(), "group_s": self.group_s.copy(), "group_f": self.group_f.copy(),
-                "group_a": self.group_a.copy(), "group_b": self.group_b.copy(), "theta0": self.theta0.copy()}
+        return {key: getattr(self, key).copy() for key in self.KEYS + self.GROUP_KEYS}
 
     def load_state_dict(self, state: dict) -> None:
-        size, groups = (len(self.a),), (len(self.group_s),)
-        load_arrays(self, state, {"a": size, "b": size, "anchor": size, "prior_mean": size, "prior_a": size,
-                                  "prior_b": size, "group_s": groups,
-                                  "group_f": groups, "group_a": groups, "group_b": groups, "theta0": groups})
+        load_arrays(self, state, {**{k: (len(self.a),) for k in self.KEYS},
+                                  **{k: (len(self.theta),) for k in self.GROUP_KEYS}})
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(f"drift predictor: {message}")

@@ -44,7 +44,10 @@ class DriftSettings:
     prior_count: float = 2.0  # pseudo-count of the group-rate prior an unseen prompt starts from
     by: str = "group"         # what prompts share a level: group (metadata keys) or cell (group x length)
     decay_to: str = "group"   # what an observed prompt's Beta decays toward: group (its rate) or prior (a0, b0)
-    shift_count: float = float("inf")  # kappa: a prompt with e pseudo-counts of own evidence moves kappa / (kappa + e)
+    learn_loading: bool = False  # fit how far observed prompts follow their group's move (else: fully)
+    loading_prior: float = 10.0  # information the loading's start value 1 counts as
+    level: str = "rate"       # a group's level from its decayed rate (rate) or fitted to the prompts' surprise (fit)
+    level_var: float = 1.0    # level=fit: prior variance of a group's move per observation (logit scale)
 
     def __post_init__(self) -> None:
         _check(0 < self.decay <= 1 and 0 < self.group_decay <= 1,
@@ -52,6 +55,8 @@ class DriftSettings:
         _check(self.prior_count > 0, f"predict drift: prior_count must be positive, got {self.prior_count}")
         _check(self.by in ("group", "cell"), f"predict drift: by must be group or cell, got {self.by!r}")
         _check(self.decay_to in ("group", "prior"), f"predict drift: decay_to must be group or prior, got {self.decay_to!r}")
+        _check(self.level in ("rate", "fit"), f"predict drift: level must be rate or fit, got {self.level!r}")
+        _check(self.loading_prior > 0 and self.level_var > 0, "predict drift: loading_prior and level_var must be positive")
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,9 @@ def _build_drift(s: DriftSettings, pool_size: int, features, prior):
     _check(len(features) == pool_size, f"features cover {len(features)} prompts, the pool has {pool_size}")
     groups = features.group if s.by == "group" else features.cell
     return DriftPredictor(groups, decay=s.decay, group_decay=s.group_decay, prior_count=s.prior_count,
-                          decay_to=s.decay_to, shift_count=s.shift_count, prior=prior)
+                          decay_to=s.decay_to, learn_loading=s.learn_loading,
+                          loading_prior=s.loading_prior, level=s.level, level_var=s.level_var,
+                          prior=prior)
 
 
 def _build_irt(s: IRTSettings, pool_size: int, features, prior):

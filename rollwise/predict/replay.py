@@ -12,9 +12,11 @@ never seen: Spearman rank correlation of predicted and observed rates (pooled ov
 all groups also the mean of per-step values), mean absolute error, Brier score per completion,
 reliability bins and their expected calibration error, and the AUC with which P(zero variance) =
 P(all n wrong) + P(all n right) under the predictor's beta-binomial ranks the groups that came out
-zero-variance. And per rule, the share of effective (mixed) groups among the k it chose: on a log of
-uniformly drawn prompts, an unbiased estimate of what that rule would have trained on, with the
-predictor having seen what the logged run saw. Stateful rules (GRESO) observe only what they chose.
+zero-variance. And per rule, the share of effective (mixed) groups among the k it chose (and their
+mean observed rate: whether it drifts to easy or hard prompts): on a log of uniformly drawn prompts,
+an unbiased estimate of what that rule would have trained on, with the predictor having seen what
+the logged run saw. Stateful rules (GRESO) observe only what they chose. `oracle` is the ceiling:
+the share when the k are chosen knowing the outcomes (all mixed groups first).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rollwise.predict.features import PromptFeatures, load_run_features
 from rollwise.predict.outcomes import OutcomeLogError, Outcomes, read_header, read_outcomes
 
 PHASES = ("first", "middle", "last")
+ORACLE = "oracle"  # the k logged groups a rule knowing the outcomes would choose: mixed ones first
 SUBSETS = ("all", "seen", "unseen")
 
 
@@ -92,6 +95,7 @@ class Replayed:
     seen: np.ndarray       # observed (whole path) before this step
     steps: int             # T
     rule_shares: dict[str, np.ndarray] = field(default_factory=dict)  # rule -> effective share per train step
+    rule_rates: dict[str, np.ndarray] = field(default_factory=dict)   # rule -> mean observed rate of its choice
 
     @property
     def mean(self) -> np.ndarray:
@@ -104,7 +108,8 @@ def replay(log: RunLog, predictor, rules: dict[str, Callable[[], object]] | None
     rules = rules or {}
     rule_copies = {name: [make() for _ in range(repeats)] for name, make in rules.items()}
     rngs = {name: [np.random.default_rng([seed, i, r]) for r in range(repeats)] for i, name in enumerate(rules)}
-    shares: dict[str, list[float]] = {name: [] for name in rules}
+    shares: dict[str, list[float]] = {name: [] for name in (*rules, ORACLE)}
+    rates: dict[str, list[float]] = {name: [] for name in (*rules, ORACLE)}
     seen = np.zeros(log.pool_size, dtype=bool)
     records: list[tuple] = []
     ordinal = 0
@@ -120,8 +125,12 @@ def replay(log: RunLog, predictor, rules: dict[str, Callable[[], object]] | None
             mixed = (successes > 0) & (successes < trials)
             k = max(1, math.ceil(ids.size / rule_factor))
             for name in rules:
-                shares[name].append(_rule_share(rule_copies[name], rngs[name], predictor, ids, successes, trials,
-                                                mixed, k))
+                share, rate = _rule_share(rule_copies[name], rngs[name], predictor, ids, successes, trials, mixed, k)
+                shares[name].append(share)
+                rates[name].append(rate)
+            best = np.argsort(~mixed, kind="stable")[:k]  # what knowing the outcomes would have chosen
+            shares[ORACLE].append(float(mixed[best].mean()))
+            rates[ORACLE].append(float((successes[best] / trials[best]).mean()))
             ordinal += 1
         for r in rows:
             if r.kind != "eval":
@@ -131,18 +140,21 @@ def replay(log: RunLog, predictor, rules: dict[str, Callable[[], object]] | None
     if not records:
         raise OutcomeLogError(f"{log.path}: no train rows to replay")
     columns = [np.concatenate(c) for c in zip(*records)]
-    return Replayed(*columns, steps=ordinal, rule_shares={n: np.array(v) for n, v in shares.items()})
+    return Replayed(*columns, steps=ordinal, rule_shares={n: np.array(v) for n, v in shares.items()},
+                    rule_rates={n: np.array(v) for n, v in rates.items()})
 
 
-def _rule_share(copies, rngs, predictor, ids, successes, trials, mixed, k) -> float:
-    values = []
+def _rule_share(copies, rngs, predictor, ids, successes, trials, mixed, k) -> tuple[float, float]:
+    """Mean effective share and mean observed rate of the k groups each copy of a rule chose."""
+    values, rates = [], []
     position = {int(i): j for j, i in enumerate(ids)}
     for rule, rng in zip(copies, rngs):
         chosen = np.asarray(rule.select(predictor, ids, k, rng), dtype=np.int64)
         where = np.array([position[int(i)] for i in chosen], dtype=np.int64)
         values.append(float(mixed[where].mean()))
+        rates.append(float((successes[where] / trials[where]).mean()))
         rule.observe(chosen, successes[where], trials[where])
-    return float(np.mean(values))
+    return float(np.mean(values)), float(np.mean(rates))
 
 
 def phase_of(ordinal: np.ndarray, steps: int) -> np.ndarray:
@@ -169,6 +181,8 @@ def summarize(rep: Replayed) -> dict:
         steps_in = step_phase == index if name != "overall" else np.ones(rep.steps, dtype=bool)
         block["rules"] = {rule: float(v[steps_in].mean()) if steps_in.any() else None
                           for rule, v in rep.rule_shares.items()}
+        block["rule_rates"] = {rule: float(v[steps_in].mean()) if steps_in.any() else None
+                               for rule, v in rep.rule_rates.items()}
         out[name] = block
     return out
 

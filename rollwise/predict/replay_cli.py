@@ -137,11 +137,14 @@ def format_tables(report: dict) -> str:
                          f"{_fmt(a['spearman_per_step']):>6s} {_fmt(s['spearman']):>6s} {_fmt(u['spearman']):>6s} "
                          f"{_fmt(a['mae']):>6s} {_fmt(a['brier']):>6s} {_fmt(a['ece']):>6s} "
                          f"{_fmt(a['zero_var_auc']):>6s} {_fmt(s['zero_var_auc']):>6s} {_fmt(u['zero_var_auc']):>6s}")
-    lines += ["", "effective (mixed) share of the groups each rule would have chosen (logged share: rule uniform)",
-              f"{'predictor':28s} {'rule':28s} " + " ".join(f"{p:>7s}" for p in PHASES + ("overall",))]
+    phases = PHASES + ("overall",)
+    lines += ["", "effective (mixed) share of the groups each rule would have chosen (logged share: rule uniform; "
+                  "ceiling: oracle), and their mean observed rate",
+              f"{'predictor':28s} {'rule':28s} " + " ".join(f"{p:>7s}" for p in phases) + "   rate"]
     for label, result in report["predictors"].items():
         rules = result["mean"]["overall"]["rules"]
         for rule in rules:
             lines.append(f"{label[:28]:28s} {rule[:28]:28s} " + " ".join(
-                f"{_fmt(result['mean'][p]['rules'][rule]):>7s}" for p in PHASES + ("overall",)))
+                f"{_fmt(result['mean'][p]['rules'][rule]):>7s}" for p in phases)
+                + f" {_fmt(result['mean']['overall']['rule_rates'][rule]):>6s}")
     return "\n".join(lines)
