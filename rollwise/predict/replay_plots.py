@@ -44,7 +44,9 @@ def plot_replays(replays: dict[str, list[Replayed]], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, reps in replays.items():
         length = min(r.steps for r in reps)
-        series = np.nanmean([spearman_by_step(r)[:length] for r in reps], axis=0)
+        stacked = np.array([spearman_by_step(r)[:length] for r in reps])
+        counts = np.isfinite(stacked).sum(axis=0)
+        series = np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
         ax.plot(_smooth(series), label=label)
     ax.set(xlabel="train step", ylabel="Spearman (10-step mean)", title="predicted vs observed rate, per step")
     ax.legend(fontsize=7)
