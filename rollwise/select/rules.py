@@ -89,18 +89,21 @@ class ThompsonBand(Stateless):
 def weighted_sample(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k positions drawn without replacement, each draw proportional to weight among those left.
 
-    Efraimidis-Spirakis keys log(u) / w: one uniform per item and a partial sort, O(n); items of
-    weight 0 come last (chosen only when fewer than k have weight).
+    Efraimidis-Spirakis keys log(u) / w, the k largest: one uniform per item and a partial sort,
+    O(n). Items of weight 0 are chosen only when fewer than k have weight, then at random.
     """
     weights = np.asarray(weights, dtype=np.float64)
     if k >= weights.size:
         return np.arange(weights.size)
     u = rng.random(weights.size)
-    with np.errstate(divide="ignore"):
-        keys = np.where(weights > 0, np.log(u) / weights, -np.inf)
-    # ties among zero-weight items (all -inf) are broken by u, so they too come out at random
-    order = np.lexsort((-u, -keys))
-    return order[:k]
+    positive = np.flatnonzero(weights > 0)
+    keys = np.log(u[positive]) / weights[positive]
+    if positive.size > k:
+        top = np.argpartition(-keys, k - 1)[:k]
+        return positive[top[np.argsort(-keys[top], kind="stable")]]
+    rest = np.flatnonzero(weights <= 0)
+    fill = rest[np.argsort(u[rest], kind="stable")[: k - positive.size]]
+    return np.concatenate([positive[np.argsort(-keys, kind="stable")], fill])
 
 
 class MixedChance(Stateless):
