@@ -70,12 +70,16 @@ class IRTSettings:
     cell_shrink: float = 5.0           # pseudo-prompts shrinking a length cell's learned offset to 0
     use_cells: bool = True             # learn difficulty offsets per (group, length bucket) for unseen prompts
     newton_steps: int = 3
+    evidence: str = "laplace"          # a prompt's own evidence: sequential Laplace updates, or decayed counts
+    evidence_decay: float = 0.5        # evidence=counts: decay of a prompt's counts per observation (as MoPPS)
 
     def __post_init__(self) -> None:
         _check(self.prior_var > 0 and self.ability_var > 0, "predict irt: prior_var and ability_var must be positive")
         _check(min(self.ability_step_var, self.difficulty_step_var, self.cell_shrink) >= 0,
                "predict irt: ability_step_var, difficulty_step_var and cell_shrink must be non-negative")
         _check(1 <= self.newton_steps <= 20, f"predict irt: newton_steps must lie in 1..20, got {self.newton_steps}")
+        _check(self.evidence in ("laplace", "counts"), f"predict irt: evidence must be laplace or counts, got {self.evidence!r}")
+        _check(0 < self.evidence_decay <= 1, f"predict irt: evidence_decay must lie in (0, 1], got {self.evidence_decay}")
 
 
 def _need(features, name: str):
@@ -105,7 +109,7 @@ def _build_irt(s: IRTSettings, pool_size: int, features, prior):
     return IRTPredictor(features.group, features.cell if s.use_cells else None, prior=prior,
                         prior_var=s.prior_var, ability_var=s.ability_var, ability_step_var=s.ability_step_var,
                         difficulty_step_var=s.difficulty_step_var, cell_shrink=s.cell_shrink,
-                        newton_steps=s.newton_steps)
+                        newton_steps=s.newton_steps, evidence=s.evidence, evidence_decay=s.evidence_decay)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ and are skipped). So a prediction never peeks at its outcome, and a replay takes
 Reported per phase of the run (the first 10% of train steps, the middle, the last 10%), separately
 for all groups, groups of prompts seen before (any whole-path observation earlier in the log) and
 never seen: Spearman rank correlation of predicted and observed rates (pooled over the phase; for
-all groups also the mean of per-step values), mean absolute error, Brier score per completion,
+all groups also the mean of per-step values), the same with ties among the predictions broken at
+random (`metrics.spearman_ties_broken`: exact ties that a per-prompt Beta produces for prompts with
+equal histories otherwise earn credit when many groups come out 0/8), mean absolute error, Brier score per completion,
 reliability bins and their expected calibration error, and the AUC with which P(zero variance) =
 P(all n wrong) + P(all n right) under the predictor's beta-binomial ranks the groups that came out
 zero-variance. And per rule, the share of effective (mixed) groups among the k it chose (and their
@@ -177,7 +179,9 @@ def summarize(rep: Replayed) -> dict:
         for subset in SUBSETS:
             m = in_phase & {"all": True, "seen": rep.seen, "unseen": ~rep.seen}[subset]
             block[subset] = _measures(mean[m], rep.successes[m], rep.trials[m], p_zero[m], zero[m])
-        block["all"]["spearman_per_step"] = _per_step_spearman(rep, mean, in_phase)
+        block["all"]["spearman_per_step"] = _per_step_spearman(rep, mean, in_phase, metrics.spearman)
+        block["all"]["spearman_ties_broken_per_step"] = _per_step_spearman(rep, mean, in_phase,
+                                                                           metrics.spearman_ties_broken)
         steps_in = step_phase == index if name != "overall" else np.ones(rep.steps, dtype=bool)
         block["rules"] = {rule: float(v[steps_in].mean()) if steps_in.any() else None
                           for rule, v in rep.rule_shares.items()}
@@ -190,16 +194,17 @@ def summarize(rep: Replayed) -> dict:
 def _measures(p, s, n, p_zero, zero) -> dict:
     bins = metrics.calibration(p, s, n)
     return {"groups": int(p.size), "spearman": metrics.spearman(p, s / n) if p.size else None,
+            "spearman_ties_broken": metrics.spearman_ties_broken(p, s / n) if p.size else None,
             "mae": metrics.mean_abs_error(p, s, n), "brier": metrics.brier(p, s, n),
             "ece": metrics.expected_calibration_error(bins), "zero_var_auc": metrics.auc(p_zero, zero),
             "zero_var_share": float(zero.mean()) if zero.size else None, "calibration": bins}
 
 
-def _per_step_spearman(rep: Replayed, mean, in_phase) -> float | None:
+def _per_step_spearman(rep: Replayed, mean, in_phase, measure) -> float | None:
     values = []
     for t in np.unique(rep.ordinal[in_phase]):
         m = rep.ordinal == t
-        value = metrics.spearman(mean[m], rep.successes[m] / rep.trials[m])
+        value = measure(mean[m], rep.successes[m] / rep.trials[m])
         if value is not None:
             values.append(value)
     return float(np.mean(values)) if values else None

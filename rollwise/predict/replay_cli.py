@@ -127,14 +127,18 @@ def format_tables(report: dict) -> str:
     """The prediction table and the rule table (means over runs) as text."""
     runs = len(report["runs"])
     lines = [f"prediction quality (mean of {runs} run{'s' * (runs > 1)}; seen = prompt observed before the step)",
-             f"{'predictor':28s} {'phase':7s} {'groups':>6s} {'rho':>6s} {'rho/st':>6s} {'rho sn':>6s} "
-             f"{'rho un':>6s} {'MAE':>6s} {'Brier':>6s} {'ECE':>6s} {'AUCzv':>6s} {'AUC sn':>6s} {'AUC un':>6s}"]
+             "rho: Spearman pooled over the phase; /st: mean per step; tb: prediction ties broken at random; "
+             "sn / un: seen / never-seen prompts only; AUCzv: zero-variance groups by P(all equal)",
+             f"{'predictor':28s} {'phase':7s} {'groups':>6s} {'rho':>6s} {'rho tb':>6s} {'rho/st':>6s} "
+             f"{'tb/st':>6s} {'rho sn':>6s} {'rho un':>6s} {'MAE':>6s} {'Brier':>6s} {'ECE':>6s} {'AUCzv':>6s} "
+             f"{'AUC sn':>6s} {'AUC un':>6s}"]
     for label, result in report["predictors"].items():
         for phase in PHASES + ("overall",):
             block = result["mean"][phase]
             a, s, u = block["all"], block["seen"], block["unseen"]
             lines.append(f"{label[:28]:28s} {phase:7s} {a['groups']:6.0f} {_fmt(a['spearman']):>6s} "
-                         f"{_fmt(a['spearman_per_step']):>6s} {_fmt(s['spearman']):>6s} {_fmt(u['spearman']):>6s} "
+                         f"{_fmt(a['spearman_ties_broken']):>6s} {_fmt(a['spearman_per_step']):>6s} "
+                         f"{_fmt(a['spearman_ties_broken_per_step']):>6s} {_fmt(s['spearman']):>6s} {_fmt(u['spearman']):>6s} "
                          f"{_fmt(a['mae']):>6s} {_fmt(a['brier']):>6s} {_fmt(a['ece']):>6s} "
                          f"{_fmt(a['zero_var_auc']):>6s} {_fmt(s['zero_var_auc']):>6s} {_fmt(u['zero_var_auc']):>6s}")
     phases = PHASES + ("overall",)
