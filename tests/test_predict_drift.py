@@ -49,18 +49,10 @@ def test_fitted_level_ignores_which_prompts_were_picked():
     assert moved["rate"] < -0.03 and abs(moved["fit"]) < 0.01
 
 
-def test_learned_loading_moves_with_revisits():
-    p = DriftPredictor(np.zeros(4, dtype=int), decay=0.5, learn_loading=True, level="fit")
-    p.observe(1, [0, 1], [2, 2], [8, 8])
-    p.observe(2, [2, 3], [6, 6], [8, 8])   # the group moved up
-    p.observe(3, [0, 1], [2, 2], [8, 8])   # ... but the revisited prompts did not: loading falls
-    assert p.loading[0] < 1.0
-
-
 def test_state_round_trip_continues_identically():
-    p = DriftPredictor(np.array([0, 1, 0, 1, 2]), learn_loading=True)
+    p = DriftPredictor(np.array([0, 1, 0, 1, 2]), level="fit")
     p.observe(1, [0, 1], [3, 0], [8, 8])
-    q = DriftPredictor(np.array([0, 1, 0, 1, 2]), learn_loading=True)
+    q = DriftPredictor(np.array([0, 1, 0, 1, 2]), level="fit")
     q.load_state_dict(p.state_dict())
     for pred in (p, q):
         pred.observe(2, [2, 4], [5, 8], [8, 8])

@@ -27,14 +27,6 @@ Settings that replay chose between (docs/prediction.md):
 
 - `decay_to="prior"` decays toward the prompt's own prior (a0, b0) as MoPPS does, instead of toward
   the group's current rate: a prompt that stays at 0 in an improving group is not pulled up.
-- `learn_loading`: a prompt already observed moves by omega_g times its group's shift, omega_g (the
-  group's *loading*, in [0, 1.5]) fitted online to how far revisited prompts actually moved: each
-  revisit adds the Newton step of the binomial log-likelihood of its outcome in omega,
-  grad = sum n_i (y_i - p_i) dtheta_i, info = sum n_i p_i (1 - p_i) dtheta_i^2, to a running
-  estimate that starts at 1 with `loading_prior` units of information (information decays by
-  group_decay per observation). Prompts never observed always move fully: the group's rate is their
-  whole estimate. When learning is uneven (some prompts stay unsolved while the group improves)
-  omega falls, and a prompt's own evidence wins.
 - `level="fit"` estimates each group's move from the observed prompts' surprise instead of its raw
   rate: one Newton step (repeated `newton_steps` times) on the shift delta_g that maximises
   -delta^2 / (2 level_var) + sum_i [s_i log sigmoid(x_i + delta) + f_i log sigmoid(-x_i - delta)],
@@ -65,14 +57,14 @@ class DriftPredictor:
     name = "drift"
 
     def __init__(self, groups: np.ndarray, decay: float = 0.5, group_decay: float = 0.8, prior_count: float = 2.0,
-                 decay_to: str = "group", learn_loading: bool = False, loading_prior: float = 10.0,
-                 level: str = "rate", level_var: float = 1.0, newton_steps: int = 3, prior=None) -> None:
+                 decay_to: str = "group", level: str = "rate", level_var: float = 1.0, newton_steps: int = 3,
+                 prior=None) -> None:
         _check(0.0 < decay <= 1.0 and 0.0 < group_decay <= 1.0, "decay and group_decay must lie in (0, 1]")
-        _check(prior_count > 0 and loading_prior > 0 and level_var > 0, "prior_count, loading_prior, level_var must be > 0")
+        _check(prior_count > 0 and level_var > 0, "prior_count and level_var must be positive")
         _check(decay_to in ("group", "prior"), f"decay_to must be group or prior, got {decay_to!r}")
         _check(level in ("rate", "fit"), f"level must be rate or fit, got {level!r}")
         self.decay, self.group_decay, self.prior_count = float(decay), float(group_decay), float(prior_count)
-        self.decay_to, self.learn_loading, self.level = decay_to, bool(learn_loading), level
+        self.decay_to, self.level = decay_to, level
         self.level_var, self.newton_steps = float(level_var), int(newton_steps)
         self.groups = np.asarray(groups, dtype=np.int64)
         size, num_groups = len(self.groups), int(self.groups.max()) + 1 if len(self.groups) else 0
@@ -87,8 +79,7 @@ class DriftPredictor:
         self.theta = self.theta0.copy()
         self.a, self.b = prior_count * self.prior_mean, prior_count * (1 - self.prior_mean)
         self.anchor = self.theta0[self.groups].copy()
-        self.seen = np.zeros(size)  # 1.0 once observed (float: plain state)
-        self.loading, self.loading_info = np.ones(num_groups), np.full(num_groups, float(loading_prior))
+
 
     def observe(self, step: int, ids, successes, trials, kind: str = "train") -> None:
         checked = checked_observation(ids, successes, trials, len(self.a), kind)
@@ -98,8 +89,6 @@ class DriftPredictor:
         g = self.groups[ids]
         a_before, b_before = self.beta(ids)
         self._move_levels(g, logit(a_before / (a_before + b_before)), successes, trials)
-        if self.learn_loading:
-            self._fit_loading(ids, g, successes, trials)
         theta = self.theta[g]
         a_now, b_now = self.beta(ids)
         if self.decay_to == "group":
@@ -110,20 +99,6 @@ class DriftPredictor:
         self.a[ids] = self.decay * a_now + (1 - self.decay) * prior_a + successes
         self.b[ids] = self.decay * b_now + (1 - self.decay) * prior_b + trials - successes
         self.anchor[ids] = theta
-        self.seen[ids] = 1.0
-
-    def _fit_loading(self, ids, g, successes, trials) -> None:
-        """One Newton step per group on its loading, from the revisited prompts of this observation."""
-        revisit = self.seen[ids] > 0
-        ids, g, successes, trials = ids[revisit], g[revisit], successes[revisit], trials[revisit]
-        moved = self.theta[g] - self.anchor[ids]
-        p = expit(logit(self.a[ids] / (self.a[ids] + self.b[ids])) + self.loading[g] * moved)
-        size = len(self.loading)
-        observed = np.unique(self.groups[ids]) if len(ids) else np.zeros(0, dtype=np.int64)
-        self.loading_info[observed] *= self.group_decay
-        self.loading_info += np.bincount(g, trials * p * (1 - p) * moved ** 2, size)
-        step = np.bincount(g, trials * (successes / np.maximum(trials, 1) - p) * moved, size) / self.loading_info
-        self.loading = np.clip(self.loading + step, 0.0, 1.5)
 
     def _move_levels(self, g, predicted_logit, successes, trials) -> None:
         seen = np.unique(g)
@@ -147,8 +122,7 @@ class DriftPredictor:
         ids = np.asarray(ids, dtype=np.int64)
         a, b = self.a[ids], self.b[ids]
         count = a + b
-        g = self.groups[ids]
-        shift = (self.theta[g] - self.anchor[ids]) * np.where(self.seen[ids] > 0, self.loading[g], 1.0)
+        shift = self.theta[self.groups[ids]] - self.anchor[ids]
         mean = np.clip(expit(logit(a / count) + shift), EPS, 1 - EPS)
         return mean * count, (1 - mean) * count
 
@@ -156,8 +130,8 @@ class DriftPredictor:
         a, b = self.beta(ids)
         return a / (a + b)
 
-    KEYS = ("a", "b", "anchor", "seen", "prior_mean", "prior_a", "prior_b")
-    GROUP_KEYS = ("theta", "theta0", "group_s", "group_f", "group_a", "group_b", "loading", "loading_info")
+    KEYS = ("a", "b", "anchor", "prior_mean", "prior_a", "prior_b")
+    GROUP_KEYS = ("theta", "theta0", "group_s", "group_f", "group_a", "group_b")
 
     def state_dict(self) -> dict:
         return {key: getattr(self, key).copy() for key in self.KEYS + self.GROUP_KEYS}

@@ -11,12 +11,6 @@
 - Difficulty d_i has a Gaussian posterior N(mu_i, v_i), refitted the same way after the ability
   (Newton steps with the ability fixed); its variance grows by `difficulty_step_var` per step since
   the prompt's last observation (capped at the prior's), so a prompt the policy learns can move.
-- With `evidence="counts"` a prompt's evidence is instead kept as MoPPS keeps it, decayed counts
-  S_i, F_i (decay `evidence_decay` per observation) at the decayed mean ability of its visits
-  theta_bar_i, and d_i is the MAP of N(c_h + m0_i, prior_var) x sigmoid(theta_bar_i - d)^S_i x
-  sigmoid(d - theta_bar_i)^F_i, refitted in full at each visit. The sequential Laplace update above
-  moves slowly at the extremes (each further 0/8 adds little Fisher information), so a prompt that
-  stays unsolved while its group improves keeps too high a rate; the counts do not forget it.
 - The prior of d_i is N(c_h + m0_i, prior_var): c_h is a learned offset of its *cell* (group x
   prompt-length bucket), the shrunken mean of the posterior means of the cell's observed prompts;
   m0_i comes from a per-prompt prior (`rollwise.select.priors`): the prompt's prior logit relative to
@@ -80,11 +74,9 @@ def newton_ability(theta, prior_var, offsets, scale, successes, trials, groups, 
     return t, 1.0 / info
 
 
-def newton_difficulty(mu, var, ability, successes, trials, steps: int = 3, start=None):
-    """MAP and Laplace variance of each prompt's difficulty d with prior N(mu, var), ability fixed (pure).
-
-    Newton steps from `start` (default: the prior mean)."""
-    d = np.asarray(mu if start is None else start, dtype=np.float64).copy()
+def newton_difficulty(mu, var, ability, successes, trials, steps: int = 3):
+    """MAP and Laplace variance of each prompt's difficulty d with prior N(mu, var), ability fixed (pure)."""
+    d = np.asarray(mu, dtype=np.float64).copy()
     for _ in range(steps):
         p = expit(ability - d)
         grad = -(d - mu) / var - (successes - trials * p)
@@ -107,12 +99,7 @@ class IRTPredictor:
 
     def __init__(self, groups: np.ndarray, cells: np.ndarray | None = None, prior=None, prior_var: float = 2.0,
                  ability_var: float = 4.0, ability_step_var: float = 0.01, difficulty_step_var: float = 0.002,
-                 cell_shrink: float = 5.0, newton_steps: int = 3, evidence: str = "laplace",
-                 evidence_decay: float = 0.5) -> None:
-        if evidence not in ("laplace", "counts") or not 0.0 < evidence_decay <= 1.0:
-            raise ValueError(f"irt predictor: evidence must be laplace or counts and evidence_decay in (0, 1], "
-                             f"got {evidence!r}, {evidence_decay}")
-        self.evidence, self.evidence_decay = evidence, float(evidence_decay)
+                 cell_shrink: float = 5.0, newton_steps: int = 3) -> None:
         for name, value in (("prior_var", prior_var), ("ability_var", ability_var)):
             if not value > 0:
                 raise ValueError(f"irt predictor: {name} must be positive, got {value}")
@@ -136,7 +123,6 @@ class IRTPredictor:
         self.seen = np.zeros(size)                                    # 1.0 once observed (float: plain state)
         self.last_step = np.zeros(size)
         self.cell_sum, self.cell_count = np.zeros(num_cells), np.zeros(num_cells)
-        self.ev_s, self.ev_f, self.ev_theta = np.zeros(size), np.zeros(size), np.zeros(size)
         self.step = 0.0
 
     # ------------------------------------------------------------------ reading
@@ -184,23 +170,10 @@ class IRTPredictor:
         new_theta, new_var = newton_ability(theta, theta_var, mu, scale, successes, trials, g, self.newton_steps)
         self.theta[observed], self.theta_var[observed] = new_theta[observed], new_var[observed]
         self.group_step[observed] = self.step
-        if self.evidence == "laplace":
-            d, d_var = newton_difficulty(mu, var, self.theta[g], successes, trials, self.newton_steps)
-        else:
-            d, d_var = self._refit_from_counts(ids, g, mu, successes, trials)
+        d, d_var = newton_difficulty(mu, var, self.theta[g], successes, trials, self.newton_steps)
         self._update_cells(ids, d)
         self.mu[ids], self.var[ids] = d, d_var
         self.seen[ids], self.last_step[ids] = 1.0, self.step
-
-    def _refit_from_counts(self, ids, g, mu, successes, trials):
-        """Decay and add the prompts' counts, then refit each difficulty from its prior and counts."""
-        weight = self.evidence_decay * (self.ev_s[ids] + self.ev_f[ids])
-        self.ev_theta[ids] = (weight * self.ev_theta[ids] + trials * self.theta[g]) / np.maximum(weight + trials, 1e-12)
-        self.ev_s[ids] = self.evidence_decay * self.ev_s[ids] + successes
-        self.ev_f[ids] = self.evidence_decay * self.ev_f[ids] + trials - successes
-        prior_mean = self.prior_offset[ids] + self._cell_offset(ids)
-        return newton_difficulty(prior_mean, np.full(len(ids), self.prior_var), self.ev_theta[ids], self.ev_s[ids],
-                                 self.ev_s[ids] + self.ev_f[ids], max(self.newton_steps, 5), start=mu)
 
     def _update_cells(self, ids, new_mu) -> None:
         """Keep each cell's sum of its observed prompts' difficulty means (relative to their prior offsets)."""
@@ -211,13 +184,13 @@ class IRTPredictor:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        keys = ("mu", "var", "seen", "last_step", "prior_offset", "ev_s", "ev_f", "ev_theta", "theta", "theta_var",
-                "group_step", "cell_sum", "cell_count")
+        keys = ("mu", "var", "seen", "last_step", "prior_offset", "theta", "theta_var", "group_step", "cell_sum",
+                "cell_count")
         return {**{k: getattr(self, k).copy() for k in keys}, "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
         size, groups, cells = (len(self.groups),), (len(self.theta),), (len(self.cell_sum),)
         load_arrays(self, state, {"mu": size, "var": size, "seen": size, "last_step": size, "prior_offset": size,
-                                  "ev_s": size, "ev_f": size, "ev_theta": size, "theta": groups, "theta_var": groups, "group_step": groups, "cell_sum": cells,
+                                  "theta": groups, "theta_var": groups, "group_step": groups, "cell_sum": cells,
                                   "cell_count": cells})
         self.step = float(state["step"])

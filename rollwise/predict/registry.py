@@ -44,8 +44,6 @@ class DriftSettings:
     prior_count: float = 2.0  # pseudo-count of the group-rate prior an unseen prompt starts from
     by: str = "group"         # what prompts share a level: group (metadata keys) or cell (group x length)
     decay_to: str = "group"   # what an observed prompt's Beta decays toward: group (its rate) or prior (a0, b0)
-    learn_loading: bool = False  # fit how far observed prompts follow their group's move (else: fully)
-    loading_prior: float = 10.0  # information the loading's start value 1 counts as
     level: str = "rate"       # a group's level from its decayed rate (rate) or fitted to the prompts' surprise (fit)
     level_var: float = 1.0    # level=fit: prior variance of a group's move per observation (logit scale)
 
@@ -56,7 +54,7 @@ class DriftSettings:
         _check(self.by in ("group", "cell"), f"predict drift: by must be group or cell, got {self.by!r}")
         _check(self.decay_to in ("group", "prior"), f"predict drift: decay_to must be group or prior, got {self.decay_to!r}")
         _check(self.level in ("rate", "fit"), f"predict drift: level must be rate or fit, got {self.level!r}")
-        _check(self.loading_prior > 0 and self.level_var > 0, "predict drift: loading_prior and level_var must be positive")
+        _check(self.level_var > 0, f"predict drift: level_var must be positive, got {self.level_var}")
 
 
 @dataclass(frozen=True)
@@ -70,16 +68,12 @@ class IRTSettings:
     cell_shrink: float = 5.0           # pseudo-prompts shrinking a length cell's learned offset to 0
     use_cells: bool = True             # learn difficulty offsets per (group, length bucket) for unseen prompts
     newton_steps: int = 3
-    evidence: str = "laplace"          # a prompt's own evidence: sequential Laplace updates, or decayed counts
-    evidence_decay: float = 0.5        # evidence=counts: decay of a prompt's counts per observation (as MoPPS)
 
     def __post_init__(self) -> None:
         _check(self.prior_var > 0 and self.ability_var > 0, "predict irt: prior_var and ability_var must be positive")
         _check(min(self.ability_step_var, self.difficulty_step_var, self.cell_shrink) >= 0,
                "predict irt: ability_step_var, difficulty_step_var and cell_shrink must be non-negative")
         _check(1 <= self.newton_steps <= 20, f"predict irt: newton_steps must lie in 1..20, got {self.newton_steps}")
-        _check(self.evidence in ("laplace", "counts"), f"predict irt: evidence must be laplace or counts, got {self.evidence!r}")
-        _check(0 < self.evidence_decay <= 1, f"predict irt: evidence_decay must lie in (0, 1], got {self.evidence_decay}")
 
 
 def _need(features, name: str):
@@ -98,8 +92,7 @@ def _build_drift(s: DriftSettings, pool_size: int, features, prior):
     _check(len(features) == pool_size, f"features cover {len(features)} prompts, the pool has {pool_size}")
     groups = features.group if s.by == "group" else features.cell
     return DriftPredictor(groups, decay=s.decay, group_decay=s.group_decay, prior_count=s.prior_count,
-                          decay_to=s.decay_to, learn_loading=s.learn_loading,
-                          loading_prior=s.loading_prior, level=s.level, level_var=s.level_var,
+                          decay_to=s.decay_to,  level=s.level, level_var=s.level_var,
                           prior=prior)
 
 
@@ -109,7 +102,7 @@ def _build_irt(s: IRTSettings, pool_size: int, features, prior):
     return IRTPredictor(features.group, features.cell if s.use_cells else None, prior=prior,
                         prior_var=s.prior_var, ability_var=s.ability_var, ability_step_var=s.ability_step_var,
                         difficulty_step_var=s.difficulty_step_var, cell_shrink=s.cell_shrink,
-                        newton_steps=s.newton_steps, evidence=s.evidence, evidence_decay=s.evidence_decay)
+                        newton_steps=s.newton_steps)
 
 
 @dataclass(frozen=True)
