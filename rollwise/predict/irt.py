@@ -17,7 +17,7 @@
   its group's mean, 0 for Beta(1, 1).
 
 `beta(ids)` maps each prompt's predictive distribution, p = sigmoid(x) with x ~ N(theta_g - mu_i,
-u_g + v_i), to a Beta by matching its mean and variance (computed by Gauss-Hermite quadrature), so
+u_g + v_i), to a Beta by matching its mean and variance (computed by 8-node Gauss-Hermite quadrature), so
 Thompson draws come from that posterior and the mean is the predicted rate.
 """
 
@@ -29,12 +29,12 @@ from scipy.special import expit, logit
 from rollwise.predict.base import checked_observation, load_arrays
 from rollwise.predict.beta import prior_arrays
 
-NODES, WEIGHTS = np.polynomial.hermite.hermgauss(12)
+NODES, WEIGHTS = np.polynomial.hermite.hermgauss(8)  # moments within 1e-3 of 40 nodes for v <= 3
 MIN_COUNT, MAX_COUNT = 0.05, 1e5
 
 
 def logit_normal_moments(m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of sigmoid(x), x ~ N(m, v), by 12-node Gauss-Hermite quadrature.
+    """Mean and variance of sigmoid(x), x ~ N(m, v), by 8-node Gauss-Hermite quadrature.
 
     >>> mean, var = logit_normal_moments(np.array([0.0]), np.array([1e-12]))
     >>> round(float(mean[0]), 6), round(float(var[0]), 6)
@@ -91,8 +91,8 @@ class IRTPredictor:
 
     >>> p = IRTPredictor(np.array([0, 0, 1]), np.array([0, 0, 1]))
     >>> p.observe(1, np.array([0]), np.array([8]), np.array([8]))
-    >>> bool(p.mean(np.array([1]))[0] > 0.8 > 0.5 == p.mean(np.array([2]))[0])  # the unseen group-mate moved
-    True
+    >>> [round(float(x), 2) for x in p.mean(np.array([1, 2]))]  # the unseen group-mate moved, the other group not
+    [0.87, 0.5]
     """
 
     name = "irt"
@@ -132,11 +132,15 @@ class IRTPredictor:
             self.cell_sum[c] / np.maximum(self.cell_count[c], 1)
 
     def _difficulty(self, ids, step) -> tuple[np.ndarray, np.ndarray]:
-        """Difficulty mean and variance of each prompt, walked to `step` (unseen prompts: their prior)."""
-        seen = self.seen[ids] > 0
-        mu = np.where(seen, self.mu[ids], self.prior_offset[ids] + self._cell_offset(ids))
+        """Difficulty mean and variance of each prompt, walked to `step` (unseen prompts: their prior).
+
+        An unseen prompt's mu / var hold its prior offset / prior_var, so only its cell offset is added."""
+        mu = self.mu[ids]
+        unseen = self.seen[ids] == 0
+        if unseen.any():
+            mu[unseen] += self._cell_offset(ids[unseen])
         walked = self.var[ids] + self.difficulty_step_var * np.maximum(step - self.last_step[ids], 0)
-        return mu, np.where(seen, np.minimum(walked, self.prior_var), self.prior_var)
+        return mu, np.minimum(walked, self.prior_var)
 
     def _ability(self, groups, step) -> tuple[np.ndarray, np.ndarray]:
         walked = self.theta_var[groups] + self.ability_step_var * np.maximum(step - self.group_step[groups], 0)
