@@ -81,3 +81,40 @@ def test_unknown_predictor_or_setting_is_an_error(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "run"), "--predictor", "irt:bogus=1", "--no-plots",
                  "--out", str(tmp_path / "o")]) == 2
     assert "unknown setting(s) bogus" in capsys.readouterr().err
+
+
+def test_every_kind_replays_partial_is_ignored_and_eval_skipped(tmp_path):
+    from rollwise.predict.features import PromptFeatures
+    from rollwise.predict.outcomes import OutcomeLog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = OutcomeLog(run / "outcomes.jsonl", pool_size=4, eval_size=2)
+    log.write(1, "prefilter", [0, 1, 2, 3], [8, 0, 4, 4], [8, 8, 8, 8])
+    log.write(2, "presample", [0, 1], [2, 2], [4, 4])
+    log.write(2, "train", [0, 1], [8, 0], [8, 8])
+    log.write(2, "partial", [2], [8], [8])
+    log.write(3, "eval", [0, 1], [1, 1], [4, 4])
+    log.write(3, "probe", [3], [4], [8])
+    log.write(4, "train", [2, 3], [4, 4], [8, 8])
+    PromptFeatures(group=np.zeros(4, dtype=np.int64), group_names=np.array(["g"]), task=np.zeros(4, dtype=np.int64),
+                   task_names=np.array(["t"]), length=np.ones(4)).save(run / "features.npz")
+    rep = replay(load_run(run), build_predictor("beta", {}, 4, None))
+    assert rep.steps == 2 and rep.seen.all()  # the prefilter row made every prompt seen before its train row
+    # prompt 2 at step 4: prefilter 4/8 only (its partial row is ignored): a = .5 + .5 + 4 = 5, b = 5
+    assert rep.a[2] == pytest.approx(5.0) and rep.b[2] == pytest.approx(5.0)
+
+
+def test_a_predictive_selectors_posteriors_become_a_later_prior(tmp_path):
+    from rollwise.pool import PoolItem, PromptPool
+    from rollwise.predict.features import build_features
+    from rollwise.select.predictive import PredictiveSelector
+    from rollwise.select.priors import build_prior, save_posteriors
+    from rollwise.select.rules import ThompsonTopB
+
+    pool = PromptPool([PoolItem(id=10 + i, prompt=f"q{i}", answer="1", metadata={}) for i in range(5)], "file")
+    selector = PredictiveSelector(build_predictor("irt", {}, 5, build_features(pool)), ThompsonTopB())
+    selector.observe(np.array([0, 1]), np.array([8, 0]), np.array([8, 8]))
+    save_posteriors(selector, pool, tmp_path / "selector.npz")
+    a, b = build_prior(str(tmp_path), pool, 3.0)
+    assert a / (a + b) == pytest.approx(selector.predict(np.arange(5)))
