@@ -20,7 +20,7 @@ from rollwise.algos import ALGORITHMS
 from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
 from rollwise.select.filters import build_filter
-from rollwise.allocate import build_allocator
+from rollwise.allocate import build_allocator, predictor_of
 from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch
 from rollwise.policy.models import Policy, load_policy
 from rollwise.data.pool import build_pools
@@ -108,12 +108,14 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                                breaker_timeouts=cfg.verify_breaker_timeouts or None,
                                breaker_rate=cfg.verify_breaker_rate)
     partial = PartialRollouts.from_config(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id) \
-        if cfg.rollout == "partial" else None
+        if cfg.rollout == "partial" or cfg.rpo_hints else None
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
                          grad_norms=_grad_norm_measure(cfg, policy), partial=partial,
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     selector = build_selector(cfg, train_pool)
+    if partial is not None:  # hints read the predictor; until the run has a shared one, MoPPS's posteriors serve
+        partial.attach_predictor(predictor_of(selector))
     critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     trainable += list(critic.parameters()) if critic is not None else []
@@ -132,10 +134,10 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
 
 def _grad_norm_measure(cfg: RunConfig, policy: Policy):
     """GVM's G_i: per-sample norms of the log-likelihood gradient w.r.t. the token embeddings."""
-    from rollwise.allocate.gradnorm import sequence_embedding_grad_norms
+    from rollwise.allocate.gradnorm import sequence_embedding_grad_norms, suffix_only
 
     def measure(samples: list) -> np.ndarray:
-        batch = build_batch(samples, np.zeros(len(samples)), policy.codec.pad_token_id)
+        batch = suffix_only(build_batch(samples, np.zeros(len(samples)), policy.codec.pad_token_id), samples)
         return sequence_embedding_grad_norms(policy.model, batch, cfg.temperature, micro_batch=cfg.micro_batch)
 
     return measure

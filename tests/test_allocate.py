@@ -211,7 +211,8 @@ def test_fixed_allocator():
 
 def _cfg(**kw):
     base = dict(allocator="gvm", gvm_alpha=1e-3, gvm_beta=2.0, gvm_presamples=8, gvm_estimate_every=1,
-                gvm_min_samples=0, gvm_max_samples=0, gvm_p_source="presample", samples_per_prompt=8)
+                gvm_min_samples=0, gvm_max_samples=0, gvm_p_source="presample", samples_per_prompt=8, gvm_p_floor=0.0,
+                speed_screen=4)
     base.update(kw)
     return SimpleNamespace(**base)
 

@@ -45,7 +45,8 @@ def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tm
     for row in b[2:]:
         assert row["rpo_partial_groups"] == 8 and row["rpo_full_groups"] == 0
         assert row["rpo_prefix_tokens"] > 0 and row["rpo_cut_mean"] >= 1 and row["rpo_cache_age_mean"] == 1
-        assert row["tokens"] == row["rpo_suffix_tokens"]  # generated = suffixes only
+        assert row["tokens"] == row["rpo_suffix_tokens"] + row["rpo_whole_tokens"]  # generated: suffixes, whole paths
+        assert row["rpo_whole_samples"] == 8  # one whole path per group (the default whole refresh)
         assert row["rollouts"] == 32 and row["rpo_refreshed"] == 8
     assert sum(r["tokens"] for r in b[2:]) < 0.8 * sum(r["tokens"] for r in a[2:])
     # accounting: generated and prefix tokens apart, both adding up over the steps
@@ -140,7 +141,7 @@ def test_the_dapo_preset_turns_on_all_four_pieces():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(rpo_cut="0"), "rpo_cut='0'"),
-    (dict(rpo_cut="half"), "half_min or a positive integer"),
+    (dict(rpo_cut="half"), "half_min, whole or a positive integer"),
     (dict(rpo_suffix_budget="0.5m"), "suffix budget '0.5m'"),
     (dict(rpo_refresh_epsilon=1.5), "rpo_refresh_epsilon=1.5"),
     (dict(rpo_length_alpha=0.0), "rpo_length_alpha=0.0"),

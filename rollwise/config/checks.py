@@ -69,6 +69,16 @@ def _allocation(cfg) -> None:
     if cfg.allocator == "gvm" and cfg.gvm_p_source == "presample" and not 0 < cfg.gvm_presamples < cfg.samples_per_prompt:
         raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 1 and below samples_per_prompt="
                          f"{cfg.samples_per_prompt} (pre-samples are part of each prompt's budget)")
+    if cfg.allocator == "gvm" and cfg.gvm_p_source == "predictor" and not 0 <= cfg.gvm_presamples < cfg.samples_per_prompt:
+        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 0 and below samples_per_prompt="
+                         f"{cfg.samples_per_prompt} with gvm_p_source=predictor")
+    if cfg.gvm_min_samples < 0 or cfg.gvm_max_samples < -1 or not 0 <= cfg.gvm_p_floor < 1:
+        raise ValueError(f"gvm_min_samples={cfg.gvm_min_samples}, gvm_max_samples={cfg.gvm_max_samples}, gvm_p_floor="
+                         f"{cfg.gvm_p_floor}: need a minimum >= 0, a maximum >= -1 (-1 auto, 0 no cap) and a floor "
+                         "in [0, 1)")
+    if cfg.allocator == "speed" and not 0 < cfg.speed_screen < cfg.samples_per_prompt:
+        raise ValueError(f"speed_screen={cfg.speed_screen}: must be at least 1 and below samples_per_prompt="
+                         f"{cfg.samples_per_prompt} (screening samples are part of each prompt's budget)")
 
 
 def _rpo(cfg) -> None:
@@ -84,6 +94,28 @@ def _rpo(cfg) -> None:
         raise ValueError("rpo_cache_tokens, overlong_buffer and overlong_penalty must not be negative")
     if cfg.max_new_tokens and cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds max_new_tokens={cfg.max_new_tokens}")
+    _rpo_refresh(cfg)
+
+
+def _rpo_refresh(cfg) -> None:
+    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or (
+            cfg.rollout == "partial" and cfg.rpo_refresh == "whole" and cfg.rpo_whole_samples >= cfg.samples_per_prompt):
+        raise ValueError(f"rpo_whole_samples={cfg.rpo_whole_samples}, rpo_whole_every={cfg.rpo_whole_every}: need "
+                         f"0 <= whole samples < samples_per_prompt={cfg.samples_per_prompt} and every >= 0 (0: never)")
+    if cfg.rollout == "partial" and cfg.rpo_refresh == "whole" and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
+        raise ValueError("rpo_refresh=whole with rpo_whole_samples=0 and rpo_whole_every=0 never samples a whole "
+                         "path: set one of them (or rpo_refresh=suffix, the published rule)")
+    if cfg.rpo_stale_steps < 1:
+        raise ValueError(f"rpo_stale_steps={cfg.rpo_stale_steps}: must be at least 1")
+    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
+        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
+                         "threshold in (0, 1] and a target in (0, 1)")
+    # Hints read the predictor of prompt success; until the run has a shared one, MoPPS's posteriors are it.
+    if cfg.rpo_hints and cfg.selector not in ("mopps", "mopps-threshold"):
+        raise ValueError(f"rpo_hints needs a predictor of prompt success, and selector={cfg.selector} keeps none: "
+                         "use selector=mopps (or mopps-threshold)")
+    if cfg.rpo_fill == "upfront" and cfg.rollout != "partial":
+        raise ValueError("rpo_fill=upfront fills the experience cache of partial rollouts: it needs rollout=partial")
 
 
 def _sampling(cfg) -> None:

@@ -149,13 +149,8 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
 
 
 def _clip_groups(plan: PartialPlan, samples: list[list]) -> tuple[list[list], list[int]]:
-    """Each group cut to its budget, and the tokens cut off per group (generated all the same)."""
-    out, dropped = [], []
-    for i, group in enumerate(samples):
-        kept, extra = plan.take([i]).clip([group])
-        out.append(kept[0])
-        dropped.append(extra)
-    return out, dropped
+    """Each group cut to its budget (whole-path samples merged back), and the tokens cut off per group."""
+    return plan.finish(samples)
 
 
 def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_avg: int, step: int,
@@ -175,7 +170,8 @@ def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_av
         marked = indices[estimate]
         pre_groups = roll_out(ctx, marked, allocator.presamples, timer,
                               plan.take(np.flatnonzero(estimate)) if plan is not None else None)
-        allocator.observe(marked, *_outcomes(pre_groups), _group_grad_norms(ctx, pre_groups, timer))
+        norms = _group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else np.full(len(marked), np.nan)
+        allocator.observe(marked, *_outcomes(pre_groups), norms)
         log_outcomes(ctx, step, "presample", pre_groups)
         pre = {g.index: g for g in pre_groups}
         budget -= allocator.presamples * len(marked)
