@@ -212,7 +212,8 @@ def test_hints_never_reach_evaluation_or_the_probe(tmp_path, monkeypatch):
             return getattr(self.engine, name)
 
     real_evaluate, real_roll_out = train_module.evaluate, train_module.roll_out
-    monkeypatch.setattr(train_module, "evaluate", lambda engine, *a, **k: real_evaluate(Recording(engine, "eval"), *a, **k))
+    monkeypatch.setattr(train_module, "evaluate",
+                        lambda engine, *a, **k: real_evaluate(Recording(engine, "eval"), *a, **k))
 
     def probe_roll_out(ctx, *args, **kw):  # the recipe's roll_out import serves the probe and the prefilter only
         from dataclasses import replace

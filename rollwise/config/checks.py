@@ -69,7 +69,8 @@ def _allocation(cfg) -> None:
     if cfg.allocator == "gvm" and cfg.gvm_p_source == "presample" and not 0 < cfg.gvm_presamples < cfg.samples_per_prompt:
         raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 1 and below samples_per_prompt="
                          f"{cfg.samples_per_prompt} (pre-samples are part of each prompt's budget)")
-    if cfg.allocator == "gvm" and cfg.gvm_p_source == "predictor" and not 0 <= cfg.gvm_presamples < cfg.samples_per_prompt:
+    predictor = cfg.allocator == "gvm" and cfg.gvm_p_source == "predictor"
+    if predictor and not 0 <= cfg.gvm_presamples < cfg.samples_per_prompt:
         raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 0 and below samples_per_prompt="
                          f"{cfg.samples_per_prompt} with gvm_p_source=predictor")
     if cfg.gvm_min_samples < 0 or cfg.gvm_max_samples < -1 or not 0 <= cfg.gvm_p_floor < 1:
@@ -98,11 +99,12 @@ def _rpo(cfg) -> None:
 
 
 def _rpo_refresh(cfg) -> None:
-    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or (
-            cfg.rollout == "partial" and cfg.rpo_refresh == "whole" and cfg.rpo_whole_samples >= cfg.samples_per_prompt):
+    whole = cfg.rollout == "partial" and cfg.rpo_refresh == "whole"
+    too_many = whole and cfg.rpo_whole_samples >= cfg.samples_per_prompt
+    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or too_many:
         raise ValueError(f"rpo_whole_samples={cfg.rpo_whole_samples}, rpo_whole_every={cfg.rpo_whole_every}: need "
                          f"0 <= whole samples < samples_per_prompt={cfg.samples_per_prompt} and every >= 0 (0: never)")
-    if cfg.rollout == "partial" and cfg.rpo_refresh == "whole" and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
+    if whole and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
         raise ValueError("rpo_refresh=whole with rpo_whole_samples=0 and rpo_whole_every=0 never samples a whole "
                          "path: set one of them (or rpo_refresh=suffix, the published rule)")
     if cfg.rpo_stale_steps < 1:

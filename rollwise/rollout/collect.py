@@ -170,7 +170,8 @@ def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_av
         marked = indices[estimate]
         pre_groups = roll_out(ctx, marked, allocator.presamples, timer,
                               plan.take(np.flatnonzero(estimate)) if plan is not None else None)
-        norms = _group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else np.full(len(marked), np.nan)
+        norms = _group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else \
+            np.full(marked.size, np.nan)
         allocator.observe(marked, *_outcomes(pre_groups), norms)
         log_outcomes(ctx, step, "presample", pre_groups)
         pre = {g.index: g for g in pre_groups}
