@@ -20,7 +20,7 @@ from rollwise.algos import ALGORITHMS
 from rollwise.algos.ppo import ValueHead
 from rollwise.config import RunConfig
 from rollwise.select.filters import build_filter
-from rollwise.allocate import build_allocator, predictor_of
+from rollwise.allocate import build_allocator
 from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch
 from rollwise.policy.models import Policy, load_policy
 from rollwise.data.pool import build_pools
@@ -114,8 +114,6 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     selector = build_selector(cfg, train_pool)
-    if partial is not None:  # hints read the predictor; until the run has a shared one, MoPPS's posteriors serve
-        partial.attach_predictor(predictor_of(selector))
     critic = _critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     trainable += list(critic.parameters()) if critic is not None else []

@@ -189,9 +189,19 @@ def test_hinted_groups_refresh_no_cached_path_and_correct_answers_become_hints()
     assert row["rpo_hint_paths"] == 3  # every group had a correct answer
 
 
-def test_hints_need_a_predictor():
-    with pytest.raises(ValueError, match="rpo_hints needs a predictor"):
-        _rpo(hints=PrefixHints(pool_size=3, below=0.1)).attach_predictor(None)
+def test_without_a_predictor_hints_read_a_whole_path_beta_that_ignores_prefixed_samples():
+    hints = PrefixHints(pool_size=2, below=0.1, decay=1.0)
+    rpo = _rpo(pool_size=2, refresh="whole", whole_samples=1, hints=hints)
+    whole = Sample(0, (9,), (), [3, 1], True)
+    suffix = Sample(0, (9,), (4, 5), [3, 1], True)
+    hinted = Sample(0, (9,), (4, 5), [3, 1], True, masked_prefix=2)
+    groups = [SimpleNamespace(index=0, samples=[suffix, suffix, whole], acc=np.array([1.0, 1.0, 0.0]),
+                              rewards=np.zeros(3)),
+              SimpleNamespace(index=1, samples=[hinted, hinted], acc=np.array([1.0, 1.0]), rewards=np.zeros(2))]
+    rpo.finish_step(groups, np.random.default_rng(0), step=1)
+    assert hints.whole.mean(np.array([0, 1])).tolist() == [1 / 3, 0.5]  # Beta(1, 2): the whole sample alone
+    rpo.attach_predictor(Predictor([0.05, 0.05]))  # the run's shared predictor, where it has one, is read instead
+    assert rpo.plan(np.array([0]), lambda i: [9], np.random.default_rng(0), step=2).hinted.tolist() == [True]
 
 
 def test_the_component_state_round_trip_plans_and_refreshes_the_same():

@@ -194,7 +194,8 @@ def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_p
 
 
 def test_hints_never_reach_evaluation_or_the_probe(tmp_path, monkeypatch):
-    """Full-path GRPO with hints: training groups continue hints, held-out evaluation and the probe never do."""
+    """Full-path GRPO with hints: training groups continue hints, held-out evaluation and the probe (which needs
+    a selector that predicts: MoPPS; the hints read their own whole-path Beta) never do."""
     import rollwise.rollout.collect as collect_module
     import rollwise.train as train_module
 
@@ -243,8 +244,6 @@ def test_speed_spends_the_budget_exactly_with_partial_rollouts(tmp_path):
 
 
 def test_hint_and_refresh_settings_are_validated():
-    with pytest.raises(ValueError, match="rpo_hints needs a predictor of prompt success"):
-        RunConfig(rpo_hints=True)
     with pytest.raises(ValueError, match="never samples a whole path"):
         RunConfig(rollout="partial", rpo_whole_samples=0)
     RunConfig(rollout="partial", rpo_refresh="suffix", rpo_whole_samples=0)  # the published rule needs neither

@@ -112,10 +112,6 @@ def _rpo_refresh(cfg) -> None:
     if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
         raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
                          "threshold in (0, 1] and a target in (0, 1)")
-    # Hints read the predictor of prompt success; until the run has a shared one, MoPPS's posteriors are it.
-    if cfg.rpo_hints and cfg.selector not in ("mopps", "mopps-threshold"):
-        raise ValueError(f"rpo_hints needs a predictor of prompt success, and selector={cfg.selector} keeps none: "
-                         "use selector=mopps (or mopps-threshold)")
     if cfg.rpo_fill == "upfront" and cfg.rollout != "partial":
         raise ValueError("rpo_fill=upfront fills the experience cache of partial rollouts: it needs rollout=partial")
 

@@ -21,7 +21,11 @@ The choices (docs/rpo.md says more):
 - held-out evaluation and the probe never use hints (they roll out without a plan);
 - a hinted group refreshes no cached path (its prefix is not the policy's own) and is logged as
   `partial` (the plan's `cached` and `hinted` flags): its success says how well the policy finishes a
-  correct start, not how often it solves the prompt.
+  correct start, not how often it solves the prompt;
+- p_i is a whole-path success rate. Until the run has a shared predictor, `WholePathBeta` keeps one
+  from the samples that started from the prompt alone (full groups, whole-path samples), never from
+  suffixes of a prefix: a selector's posterior (MoPPS) also counts partial and hinted groups, whose
+  success a prefix has raised.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from rollwise.rollout.cache import ExperienceCache
+from rollwise.select.mopps import update_posterior
 
 
 def hint_lengths(p, path_lengths, below: float, target: float = 0.5) -> np.ndarray:
@@ -57,10 +62,12 @@ class PrefixHints:
     {1: (4, 5, 6, 7, 8)}
     """
 
-    def __init__(self, pool_size: int, below: float, target: float = 0.5, cache_tokens: int | None = None) -> None:
+    def __init__(self, pool_size: int, below: float, target: float = 0.5, cache_tokens: int | None = None,
+                 decay: float = 0.5) -> None:
         self.correct = ExperienceCache(pool_size, cache_tokens)
         self.below = below
         self.target = target
+        self.whole = WholePathBeta(pool_size, decay)  # p_i where the run attaches no predictor
 
     def pick(self, indices: np.ndarray, p: np.ndarray) -> dict[int, tuple[int, ...]]:
         """The hint prefix of each position to hint ({position: prefix}); p is the predicted success."""
@@ -92,7 +99,55 @@ class PrefixHints:
         return len(ids)
 
     def state_dict(self) -> dict:
-        return {"correct": self.correct.state_dict()}
+        return {"correct": self.correct.state_dict(), "whole": self.whole.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.correct.load_state_dict(state["correct"])
+        self.whole.load_state_dict(state["whole"])
+
+
+class WholePathBeta:
+    """A per-prompt Beta of whole-path success, fed only by samples from the prompt alone (MoPPS's decayed
+    update, prior Beta(1, 1)); the hints' predictor where the run gives none.
+
+    >>> beta = WholePathBeta(pool_size=2, decay=0.5)
+    >>> beta.observe(np.array([1]), np.array([0]), np.array([8]))   # b = 0.5 + 0.5 + 8
+    >>> beta.mean(np.array([0, 1])).tolist()
+    [0.5, 0.1]
+    """
+
+    def __init__(self, pool_size: int, decay: float = 0.5) -> None:
+        self.decay = decay
+        self.a, self.b = np.ones(pool_size), np.ones(pool_size)
+
+    def observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        one = np.ones(ids.size)
+        self.a[ids], self.b[ids] = update_posterior(self.a[ids], self.b[ids], one, one, successes, trials, self.decay)
+
+    def observe_groups(self, groups: list, skip: set) -> None:
+        """Observe each group's samples that started from the prompt alone (empty prefix); `skip`: hinted ids."""
+        ids, successes, trials = [], [], []
+        for g in groups:
+            whole = [a for s, a in zip(g.samples, g.acc) if not s.prefix_ids]
+            if g.index not in skip and whole:
+                ids.append(g.index)
+                successes.append(float(np.sum(whole)))
+                trials.append(len(whole))
+        if ids:
+            self.observe(np.asarray(ids), np.asarray(successes), np.asarray(trials))
+
+    def beta(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64)
+        return self.a[ids].copy(), self.b[ids].copy()
+
+    def mean(self, ids: np.ndarray) -> np.ndarray:
+        a, b = self.beta(ids)
+        return a / (a + b)
+
+    def state_dict(self) -> dict:
+        return {"a": self.a.copy(), "b": self.b.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.a = np.asarray(state["a"], dtype=np.float64).copy()
+        self.b = np.asarray(state["b"], dtype=np.float64).copy()

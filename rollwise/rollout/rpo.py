@@ -72,19 +72,16 @@ class PartialRollouts:
         if 0 < cfg.rpo_cache_tokens < max_new_tokens:
             raise ValueError(f"rpo_cache_tokens={cfg.rpo_cache_tokens} cannot hold one path of max_new_tokens="
                              f"{max_new_tokens} tokens: raise it (or 0: unbounded)")
-        hints = PrefixHints(pool_size, cfg.rpo_hint_below, cfg.rpo_hint_target, cfg.rpo_cache_tokens or None) \
-            if cfg.rpo_hints else None
+        hints = PrefixHints(pool_size, cfg.rpo_hint_below, cfg.rpo_hint_target, cfg.rpo_cache_tokens or None,
+                            cfg.mopps_decay) if cfg.rpo_hints else None
         return cls(pool_size, cut, cfg.rpo_suffix_budget, cfg.rpo_refresh_epsilon, max_new_tokens, eos_token_id,
                    cfg.rpo_cache_tokens, refresh=cfg.rpo_refresh, whole_samples=cfg.rpo_whole_samples,
                    whole_every=cfg.rpo_whole_every, hints=hints, continue_cache=cfg.rollout == "partial",
                    stale_steps=cfg.rpo_stale_steps, predictor=predictor)
 
     def attach_predictor(self, predictor: BetaPredictor | None) -> None:
-        """Read prompt success from `predictor` (the run's); hints cannot work without one."""
-        self.predictor = predictor if predictor is not None else self.predictor
-        if self.hints is not None and self.predictor is None:
-            raise ValueError("rpo_hints needs a predictor of prompt success to find near-hopeless prompts; use "
-                             "selector=mopps (its posteriors serve) or give the run a predictor")
+        """Read whole-path success from `predictor` (the run's shared one) instead of the hints' own Beta."""
+        self.predictor = predictor
 
     # ------------------------------------------------------------------------------------ one batch
 
@@ -115,7 +112,8 @@ class PartialRollouts:
     def _hints(self, indices: np.ndarray) -> dict[int, tuple[int, ...]]:
         if self.hints is None or indices.size == 0:
             return {}
-        return self.hints.pick(indices, np.asarray(self.predictor.mean(indices), dtype=np.float64))
+        predictor = self.predictor if self.predictor is not None else self.hints.whole
+        return self.hints.pick(indices, np.asarray(predictor.mean(indices), dtype=np.float64))
 
     def record(self, plan: PartialPlan, samples: list[list]) -> None:
         """Keep a generation batch's plan and final samples (merged pre-samples included) for the metrics."""
@@ -135,6 +133,7 @@ class PartialRollouts:
         if self.hints is not None:
             row["rpo_hint_paths_kept"] = self.hints.record(groups, step, lambda g, s: self._births_of(g, s, hinted,
                                                                                                      step))
+            self.hints.whole.observe_groups(groups, skip=hinted)
             hint_acc = [a for g in groups if g.index in hinted for a in g.acc]
             row["rpo_hint_acc"] = float(np.mean(hint_acc)) if hint_acc else None
         refreshed = 0
