@@ -182,6 +182,7 @@ def test_hinted_groups_refresh_no_cached_path_and_correct_answers_become_hints()
     assert rpo.cache.get(1).tolist() == [7, 7, 7, 1]  # the hinted prompt's cached path is left alone
     assert rpo.cache.has([0, 2]).tolist() == [True, True] and row["rpo_refreshed"] == 2
     assert row["rpo_hint_groups"] == 1 and row["rpo_hint_tokens"] == 4 * 7 and row["rpo_hint_acc"] == 1.0
+    assert row["rpo_hint_shift"] == -0.0625 == rpo.hints.shift  # all right: shorter hints (0.5 x 1/4 x -0.5)
     # the hinted prompt's new correct path: the hint (old births) + the new suffix (born now)
     path = list(samples[1][0].prefix_ids) + samples[1][0].completion_ids
     assert rpo.hints.correct.get(1).tolist() == path

@@ -1,7 +1,7 @@
 """Prefix hints: groups of near-hopeless prompts continue a prefix of one of the prompt's correct paths.
 
     predictor: p_i < below and a correct path c_i stored?  --> group = G suffixes of prompt + c_i[:h_i]
-    h_i = round(f_i |c_i|) in [1, |c_i| - 1],   f_i = 1 - log(target) / log(p_i)
+    h_i = round(f_i |c_i|) in [1, |c_i| - 1],   f_i = 1 - log(target) / log(p_i) + shift
 
 A prompt the policy almost never solves gives all-wrong groups, which carry no group-relative
 gradient. Conditioning the group on the start of a correct solution (Prefix Sampling, arXiv 2605.05112;
@@ -9,7 +9,12 @@ QuestA, arXiv 2507.13266) moves its success toward the target, so the group comp
 trains how to finish. The hint length comes from a constant-hazard reading of the predictor's p_i:
 if every token of a solution goes right with the same probability, a whole solution succeeds with
 p_i and the last (1 - f) of it with p_i^(1 - f), which equals the target at the f above (p_i = 1/16,
-target 1/2: the last quarter is generated). It needs no random draw, so resumes stay exact.
+target 1/2: the last quarter is generated). Where the hard steps sit at the end of a solution (the
+scratchpad's last additions), the rule gives hints too short; `shift`, one number for the pool,
+corrects it from what hinted groups achieve: after each step with k hinted groups it moves by
+0.5 k / (k + 3) times the gap between the target and their mean success (a step with one group, a
+noisy measure, moves it an eighth as far as the gap; clipped to [-1, 1]). No random draw: resumes
+stay exact.
 
 The choices (docs/rpo.md says more):
 - the hint is part of the conditioning, like the prompt: its tokens are kept out of the loss
@@ -36,17 +41,19 @@ from rollwise.rollout.cache import ExperienceCache
 from rollwise.select.mopps import update_posterior
 
 
-def hint_lengths(p, path_lengths, below: float, target: float = 0.5) -> np.ndarray:
+def hint_lengths(p, path_lengths, below: float, target: float = 0.5, shift: float = 0.0) -> np.ndarray:
     """Hint tokens per prompt: round(f |c|) clipped to [1, |c| - 1] where p < below (and p < target), else 0.
 
     >>> hint_lengths([0.25, 0.0625, 0.3, 0.01], [12, 12, 12, 1], below=0.26).tolist()
     [6, 9, 0, 0]
+    >>> hint_lengths([0.25, 0.0625], [12, 12], below=0.26, shift=0.25).tolist()
+    [9, 11]
     """
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1.0)
     lengths = np.asarray(path_lengths, dtype=np.int64)
     if not 0.0 < target < 1.0:
         raise ValueError(f"hint_lengths: target={target} must be in (0, 1)")
-    fraction = 1.0 - np.log(target) / np.log(np.minimum(p, 1.0 - 1e-9))
+    fraction = 1.0 - np.log(target) / np.log(np.minimum(p, 1.0 - 1e-9)) + shift
     tokens = np.clip(np.rint(fraction * lengths), 1, np.maximum(lengths - 1, 1)).astype(np.int64)
     use = (p < below) & (p < target) & (lengths >= 2)
     return np.where(use, tokens, 0)
@@ -68,14 +75,27 @@ class PrefixHints:
         self.below = below
         self.target = target
         self.whole = WholePathBeta(pool_size, decay)  # p_i where the run attaches no predictor
+        self.shift = 0.0  # added to every hint fraction; learnt from the hinted groups' success
 
     def pick(self, indices: np.ndarray, p: np.ndarray) -> dict[int, tuple[int, ...]]:
         """The hint prefix of each position to hint ({position: prefix}); p is the predicted success."""
         indices = np.asarray(indices, dtype=np.int64)
         lengths = np.where(self.correct.has(indices), self.correct.lengths(indices), 0)
-        tokens = hint_lengths(p, lengths, self.below, self.target)
+        tokens = hint_lengths(p, lengths, self.below, self.target, self.shift)
         return {int(pos): tuple(int(t) for t in self.correct.get(int(indices[pos]))[: tokens[pos]])
                 for pos in np.flatnonzero(tokens > 0)}
+
+    def adapt(self, success_rates) -> None:
+        """Move the shift toward hints that reach the target: by 0.5 k / (k + 3) of the gap, k groups.
+
+        >>> hints = PrefixHints(pool_size=1, below=0.1)
+        >>> hints.adapt([0.0, 0.2]); round(hints.shift, 6)   # gap 0.4, weight 0.5 x 2 / 5
+        0.08
+        """
+        k = len(success_rates)
+        if k:
+            step = 0.5 * k / (k + 3) * (self.target - float(np.mean(success_rates)))
+            self.shift = float(np.clip(self.shift + step, -1.0, 1.0))
 
     def ages(self, indices: np.ndarray, step: int) -> np.ndarray:
         return self.correct.age(indices, step)
@@ -99,11 +119,12 @@ class PrefixHints:
         return len(ids)
 
     def state_dict(self) -> dict:
-        return {"correct": self.correct.state_dict(), "whole": self.whole.state_dict()}
+        return {"correct": self.correct.state_dict(), "whole": self.whole.state_dict(), "shift": self.shift}
 
     def load_state_dict(self, state: dict) -> None:
         self.correct.load_state_dict(state["correct"])
         self.whole.load_state_dict(state["whole"])
+        self.shift = float(state["shift"])
 
 
 class WholePathBeta:

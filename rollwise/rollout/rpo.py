@@ -134,8 +134,10 @@ class PartialRollouts:
             row["rpo_hint_paths_kept"] = self.hints.record(groups, step, lambda g, s: self._births_of(g, s, hinted,
                                                                                                      step))
             self.hints.whole.observe_groups(groups, skip=hinted)
-            hint_acc = [a for g in groups if g.index in hinted for a in g.acc]
-            row["rpo_hint_acc"] = float(np.mean(hint_acc)) if hint_acc else None
+            rates = [float(np.mean(g.acc)) for g in groups if g.index in hinted and len(g.acc)]
+            self.hints.adapt(rates)
+            row["rpo_hint_acc"] = float(np.mean(rates)) if rates else None
+            row["rpo_hint_shift"] = self.hints.shift
         refreshed = 0
         if self.continue_cache:
             ids, whole = refresh_paths(self.cache, [g for g in groups if g.index not in hinted], rng, step,
