@@ -211,7 +211,8 @@ def test_fixed_allocator():
 
 def _cfg(**kw):
     base = dict(allocator="gvm", gvm_alpha=1e-3, gvm_beta=2.0, gvm_presamples=8, gvm_estimate_every=1,
-                gvm_min_samples=0, gvm_max_samples=0, gvm_p_source="presample", samples_per_prompt=8)
+                gvm_min_samples=0, gvm_max_samples=0, gvm_p_source="presample", samples_per_prompt=8, gvm_p_floor=0.0,
+                speed_screen=4)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -306,3 +307,108 @@ def test_rows_without_loss_tokens_get_zero():
     samples = _samples()[:2] + [Sample(9, (3, 4, 5), (), [], False)]  # nothing generated: empty loss mask
     norms = sequence_embedding_grad_norms(model, build_batch(samples, np.zeros(3), PAD), micro_batch=3)
     assert norms[2] == 0.0 and (norms[:2] > 0).all()
+
+
+# --- GVM on a predictor, the floor, the cap; SPEED screening -------------------------------------------------
+
+
+class BetaStandIn:
+    """A predictor stand-in wrapping a MoPPS selector's a / b arrays, as the run's predictor would give them."""
+
+    def __init__(self, selector):
+        self.selector = selector
+
+    def beta(self, ids):
+        return self.selector.a[ids].copy(), self.selector.b[ids].copy()
+
+    def mean(self, ids):
+        return self.selector.predict(ids)
+
+
+def test_gvm_predictor_source_adds_this_steps_presamples_to_the_predictors_beta():
+    selector = MoPPSSelector(pool_size=4, decay=1.0)
+    selector.observe(np.array([0, 1]), np.array([3, 0]), np.array([4, 8]))  # Beta(4, 2) and Beta(1, 9)
+    gvm = GVMAllocator(pool_size=4, p_source="predictor", presamples=4, predictor=BetaStandIn(selector))
+    ids = np.array([0, 1, 2])
+    assert gvm.needs_estimate(ids, step=3).tolist() == [True, True, True]
+    gvm.observe(ids, np.array([0, 0, 0]), np.array([4, 4, 4]), np.full(3, NAN))  # four failures each
+    selector.observe(ids, np.array([0, 0, 0]), np.array([4, 4, 4]))  # the predictor may see them too: not counted twice
+    p, _ = gvm.estimates(ids)
+    # (a + s) / (a + b + k) with the Beta read at needs_estimate: 4/10, 1/14, and Beta(1, 1) + 0/4 = 1/6 (never 0)
+    assert p == pytest.approx([0.4, 1 / 14, 1 / 6])
+    gvm.observe(np.array([0]), np.array([4]), np.array([4]), np.array([1.0]))  # the main rollout: same step, pooled
+    assert gvm.estimates(np.array([0]))[0] == pytest.approx([8 / 14])
+    flat = GVMAllocator(pool_size=4, p_source="predictor", presamples=4)  # no predictor: Beta(1, 1)
+    flat.needs_estimate(ids, step=0)
+    flat.observe(ids, np.array([0, 2, 4]), np.array([4, 4, 4]), np.full(3, NAN))
+    assert flat.estimates(ids)[0] == pytest.approx([1 / 6, 1 / 2, 5 / 6])
+
+
+def test_gvm_never_allocates_zero_to_a_prompt_above_the_floor():
+    # p = 0.03 x 3 (G 1), 0.97 x 2 (G 0.1), 0.005 (G 1): w = 3.973, 0.1015 and 2.209 (1 / sqrt(0.005 + 0.2)).
+    # Uncapped, without a minimum, 12 samples are 3.33 x 3, 0.085 x 2, 1.85 -> 4, 3, 3, 0, 0, 2: the p = 0.97
+    # prompts starve. With the floor 0.02 and a minimum of 2: the p = 0.005 prompt gets weight 0 and no minimum,
+    # the p = 0.97 ones 2 each, the rest 8 / 3 = 2.67 each -> 3, 3, 2.
+    selector = MoPPSSelector(pool_size=6, decay=1.0)
+    selector.a[:] = [3, 3, 3, 97, 97, 1]
+    selector.b[:] = [97, 97, 97, 3, 3, 199]
+    ids = np.arange(6)
+
+    def allocator(**kw):
+        gvm = GVMAllocator(pool_size=6, p_source="posterior", predictor=BetaStandIn(selector), **kw)
+        gvm.needs_estimate(ids, step=0)
+        gvm.observe(ids, np.ones(6), np.ones(6), np.array([1.0, 1.0, 1.0, 0.1, 0.1, 1.0]))
+        return gvm
+
+    assert allocator().allocate(ids, 12).tolist() == [4, 3, 3, 0, 0, 2]
+    gvm = allocator(min_n=2, p_floor=0.02)
+    assert gvm.allocate(ids, 12).tolist() == [3, 3, 2, 2, 2, 0]
+    rng = np.random.default_rng(4)
+    for _ in range(200):  # the property, on random predictions and budgets
+        selector.a[:] = rng.uniform(0.01, 20, 6)
+        selector.b[:] = rng.uniform(0.01, 20, 6)
+        p = selector.predict(ids)
+        counts = gvm.allocate(ids, int(rng.integers(12, 60)))
+        assert (counts[p > 0.02] >= 2).all() and counts.sum() >= 12
+
+
+def test_the_auto_cap_and_the_floor_are_read_from_the_config():
+    from rollwise.allocate import max_samples
+
+    assert (max_samples(-1, 8), max_samples(0, 8), max_samples(5, 8)) == (16, None, 5)
+    gvm = build_allocator(_cfg(gvm_max_samples=-1, gvm_p_floor=0.05, gvm_p_source="predictor"), 5)
+    assert gvm.max_n == 16 and gvm.p_floor == 0.05 and gvm.presamples == 8
+    selector = MoPPSSelector(5)
+    assert build_allocator(_cfg(gvm_p_source="predictor", gvm_presamples=4), 5, selector).predictor.selector is selector
+    with pytest.raises(ValueError, match="main rollout, 4 on average after pre-samples"):
+        build_allocator(_cfg(gvm_min_samples=5, gvm_presamples=4), 5)
+
+
+def test_speed_screens_every_prompt_and_gives_the_rest_to_the_mixed_ones():
+    from rollwise.allocate.speed import SpeedAllocator
+
+    speed = build_allocator(_cfg(allocator="speed", speed_screen=2, samples_per_prompt=6), 10)
+    assert isinstance(speed, SpeedAllocator) and speed.presamples == 2 and not speed.needs_grad_norms
+    ids = np.array([7, 3, 5, 1, 0])
+    assert speed.needs_estimate(ids, step=4).tolist() == [True] * 5
+    speed.observe(ids, np.array([0, 1, 2, 1, 1]), np.array([2, 2, 2, 2, 2]), np.full(5, NAN))
+    budget = 6 * 5 - 2 * 5  # the budget identity: screening + the rest = samples_per_prompt x prompts
+    counts = speed.allocate(ids, budget)
+    assert counts.tolist() == [0, 7, 0, 7, 6] and counts.sum() == budget  # 20 over 3 mixed: 7, 7, 6
+    speed.observe(ids, counts * 0, counts, np.full(5, NAN))  # the main rollout does not change the verdicts
+    assert speed.allocate(ids, budget).tolist() == [0, 7, 0, 7, 6]
+    speed.needs_estimate(np.array([2, 4]), step=5)  # a new step forgets the last one's verdicts
+    speed.observe(np.array([2, 4]), np.array([0, 2]), np.array([2, 2]), np.full(2, NAN))
+    assert speed.allocate(np.array([2, 4]), 8).tolist() == [4, 4]  # nothing mixed: spread evenly
+    with pytest.raises(ValueError, match=r"prompt ids \[7\] were not screened"):
+        speed.allocate(np.array([7]), 4)
+
+
+def test_suffix_only_measures_the_generated_tokens():
+    from rollwise.allocate.gradnorm import suffix_only
+
+    samples = [Sample(0, (5, 6), (7, 8, 9), [10, 1], True), Sample(0, (5, 6), (), [10, 11, 1], True)]
+    batch = build_batch(samples, np.zeros(2), PAD)
+    masked = suffix_only(batch, samples)
+    assert batch.loss_mask.sum(1).tolist() == [5.0, 3.0] and masked.loss_mask.sum(1).tolist() == [2.0, 3.0]
+    assert masked.loss_mask[0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # positions 4, 5 predict 10 and EOS

@@ -167,9 +167,9 @@ def test_large_pool_memory_is_bounded_and_state_dict_is_cheap():
     assert cache.live_tokens <= budget and len(cache) == budget // 50
     assert cache.evictions == pool - budget // 50
     assert cache.has([0, pool - 1]).tolist() == [False, True]  # the oldest went first
-    # Per-prompt arrays (4 x 8 bytes x 100k = 3.2 MB) plus a buffer of about 2x the live tokens (4 bytes a
-    # token; a batch of 50k tokens may overshoot the budget before its evictions).
-    assert cache.memory_bytes() <= 4 * 8 * pool + 4 * 2 * (budget + 50_000)
+    # Per-prompt arrays (4 x 8 bytes x 100k = 3.2 MB) plus buffers of about 2x the live tokens (8 bytes a
+    # token: its id and its birth step; a batch of 50k tokens may overshoot the budget before its evictions).
+    assert cache.memory_bytes() <= 4 * 8 * pool + 8 * 2 * (budget + 50_000)
     start = time.perf_counter()
     state = cache.state_dict()
     assert time.perf_counter() - start < 2.0

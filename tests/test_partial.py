@@ -56,7 +56,7 @@ def test_cut_errors():
     with pytest.raises(ValueError, match="at least one token"):
         cut_lengths([0, 3], 5, rng)
     for bad in (0, -1, "half", 2.5, True):
-        with pytest.raises(ValueError, match="positive integer or 'half_min'"):
+        with pytest.raises(ValueError, match="positive integer, 'half_min' or 'whole'"):
             cut_lengths([3], bad, rng)
 
 

@@ -45,7 +45,8 @@ def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tm
     for row in b[2:]:
         assert row["rpo_partial_groups"] == 8 and row["rpo_full_groups"] == 0
         assert row["rpo_prefix_tokens"] > 0 and row["rpo_cut_mean"] >= 1 and row["rpo_cache_age_mean"] == 1
-        assert row["tokens"] == row["rpo_suffix_tokens"]  # generated = suffixes only
+        assert row["tokens"] == row["rpo_suffix_tokens"] + row["rpo_whole_tokens"]  # generated: suffixes, whole paths
+        assert row["rpo_whole_samples"] == 8  # one whole path per group (the default whole refresh)
         assert row["rollouts"] == 32 and row["rpo_refreshed"] == 8
     assert sum(r["tokens"] for r in b[2:]) < 0.8 * sum(r["tokens"] for r in a[2:])
     # accounting: generated and prefix tokens apart, both adding up over the steps
@@ -140,7 +141,7 @@ def test_the_dapo_preset_turns_on_all_four_pieces():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(rpo_cut="0"), "rpo_cut='0'"),
-    (dict(rpo_cut="half"), "half_min or a positive integer"),
+    (dict(rpo_cut="half"), "half_min, whole or a positive integer"),
     (dict(rpo_suffix_budget="0.5m"), "suffix budget '0.5m'"),
     (dict(rpo_refresh_epsilon=1.5), "rpo_refresh_epsilon=1.5"),
     (dict(rpo_length_alpha=0.0), "rpo_length_alpha=0.0"),
@@ -164,3 +165,89 @@ def test_the_rollout_setting_survives_a_saved_config(tmp_path):
     assert RunConfig.from_sources(tmp_path / "config.yaml") == cfg
     (tmp_path / "flat.yaml").write_text("rollout: partial\n")
     assert RunConfig.from_sources(tmp_path / "flat.yaml").rollout == "partial"
+
+
+# Everything this component adds at once, on top of MoPPS + GVM (p from the predictor's Beta, estimates reused):
+# whole-path samples in every continuing group, a whole group every third visit, cuts over the whole path, and
+# prefix hints (a high threshold, so that this tiny run hints at all).
+TRACKING = dict(selector="mopps", allocator="gvm", gvm_p_source="predictor", gvm_presamples=1, gvm_estimate_every=2,
+                rpo_refresh="whole", rpo_whole_samples=1, rpo_whole_every=3, rpo_cut="whole", rpo_hints=True,
+                rpo_hint_below=0.9, train_size=8, batch_prompts=4, probe_every=2, probe_size=4)
+
+
+def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_path):
+    straight = rpo_config(tmp_path, "straight", steps=6, checkpoint_every=1, **TRACKING)
+    train(straight)
+    split = straight.replace(out_dir=str(tmp_path / "split"))
+    train(split.replace(steps=4))  # evaluations (every 2 steps) fall on the same steps
+    train(split, resume=True)
+    assert comparable(rows_of(straight)) == comparable(rows_of(split))
+    rows = rows_of(straight)[1:]
+    assert any(r["rpo_whole_samples"] > 0 for r in rows) and any(r.get("rpo_hint_groups", 0) > 0 for r in rows)
+    assert all(r["rollouts"] == 16 for r in rows)  # 4 prompts x 4: whole samples and hints inside the budget
+    assert all(r["rpo_oldest_age_max"] >= 0 and 0 <= r["rpo_stale_share"] <= 1 for r in rows)
+    pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    sa, sb = (last_state(c)["components"]["rpo_cache"] for c in (straight, split))
+    assert all(np.array_equal(sa["cache"][k], sb["cache"][k]) for k in ("tokens", "births", "length"))
+    assert all(np.array_equal(sa["hints"]["correct"][k], sb["hints"]["correct"][k]) for k in ("tokens", "length"))
+
+
+def test_hints_never_reach_evaluation_or_the_probe(tmp_path, monkeypatch):
+    """Full-path GRPO with hints: training groups continue hints, held-out evaluation and the probe (which needs
+    a selector that predicts: MoPPS; the hints read their own whole-path Beta) never do."""
+    import rollwise.rollout.collect as collect_module
+    import rollwise.train as train_module
+
+    seen = {"eval": [], "probe": []}
+
+    class Recording:
+        def __init__(self, engine, kind):
+            self.engine, self.kind = engine, kind
+
+        def generate(self, requests, params):
+            seen[self.kind].extend(requests)
+            return self.engine.generate(requests, params)
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+    real_evaluate, real_roll_out = train_module.evaluate, train_module.roll_out
+    monkeypatch.setattr(train_module, "evaluate",
+                        lambda engine, *a, **k: real_evaluate(Recording(engine, "eval"), *a, **k))
+
+    def probe_roll_out(ctx, *args, **kw):  # the recipe's roll_out import serves the probe and the prefilter only
+        from dataclasses import replace
+        return real_roll_out(replace(ctx, engine=Recording(ctx.engine, "probe")), *args, **kw)
+
+    monkeypatch.setattr(train_module, "roll_out", probe_roll_out)
+    cfg = rpo_config(tmp_path, "hints", rollout="full", selector="mopps", rpo_hints=True, rpo_hint_below=0.9,
+                     steps=4, probe_every=2, probe_size=4, eval_every=2)
+    train(cfg)
+    rows = rows_of(cfg)
+    assert any(r.get("rpo_hint_groups", 0) > 0 for r in rows[1:])  # training did hint
+    assert all(r["rpo_partial_groups"] == 0 for r in rows[1:])  # full rollouts: no cached path is continued
+    assert seen["eval"] and seen["probe"]
+    assert all(r.prefix_ids == () for r in seen["eval"] + seen["probe"])
+    assert collect_module.roll_out is real_roll_out  # the training rollouts went through the real one
+
+
+def test_speed_spends_the_budget_exactly_with_partial_rollouts(tmp_path):
+    cfg = rpo_config(tmp_path, "speed", allocator="speed", speed_screen=2, steps=3, rpo_fill="upfront")
+    summary = train(cfg)
+    rows = rows_of(cfg)[1:]
+    assert all(r["rollouts"] == 8 * 4 and r["alloc_presampled"] == 8 for r in rows)  # screening + rest = B x n
+    assert all(r["alloc_min"] >= 2 for r in rows)  # every prompt keeps its screening samples
+    assert summary["total_rollouts"] == cfg.train_size + 3 * 32
+    assert all(r["rpo_whole_samples"] == 8 for r in rows)  # one whole path per group, drawn once (screening)
+    assert all(r["time_gradnorm"] == 0 for r in rows)  # SPEED takes no gradient norms
+
+
+def test_hint_and_refresh_settings_are_validated():
+    with pytest.raises(ValueError, match="never samples a whole path"):
+        RunConfig(rollout="partial", rpo_whole_samples=0)
+    RunConfig(rollout="partial", rpo_refresh="suffix", rpo_whole_samples=0)  # the published rule needs neither
+    with pytest.raises(ValueError, match="rpo_fill=upfront fills the experience cache"):
+        RunConfig(rpo_fill="upfront")
+    with pytest.raises(ValueError, match="speed_screen=8"):
+        RunConfig(allocator="speed", speed_screen=8)

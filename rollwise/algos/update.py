@@ -51,7 +51,7 @@ def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
     seqs, starts = [], []
     for s in samples:
         seqs.append(list(s.prompt_ids) + list(s.prefix_ids) + list(s.completion_ids))
-        starts.append(len(s.prompt_ids))
+        starts.append(len(s.prompt_ids) + getattr(s, "masked_prefix", 0))  # a hint conditions like the prompt
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(seqs), width), dtype=torch.long)

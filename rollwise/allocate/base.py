@@ -44,6 +44,34 @@ class Allocator(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+class BetaPredictor(Protocol):
+    """What allocators and partial rollouts read from a run's predictor of prompt success: the current
+    Beta(a, b) of each prompt's whole-path success rate, and its mean a / (a + b).
+
+    The run's shared predictor (which also observes every outcome) provides more; these two are all the
+    readers here need. `FlatPrior` stands in where a run has none, `SelectorBeta` adapts a MoPPS selector.
+    """
+
+    def beta(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def mean(self, ids: np.ndarray) -> np.ndarray: ...
+
+
+class FlatPrior:
+    """Beta(1, 1) for every prompt: what a reader assumes when the run has no predictor.
+
+    >>> FlatPrior().beta(np.array([3, 7]))
+    (array([1., 1.]), array([1., 1.]))
+    """
+
+    def beta(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = np.asarray(ids).size
+        return np.ones(size), np.ones(size)
+
+    def mean(self, ids: np.ndarray) -> np.ndarray:
+        return np.full(np.asarray(ids).size, 0.5)
+
+
 def check_ids(ids: np.ndarray, pool_size: int | None = None) -> np.ndarray:
     """ids as int64, refusing duplicates and (with pool_size) indices outside the pool."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -58,18 +86,19 @@ def check_ids(ids: np.ndarray, pool_size: int | None = None) -> np.ndarray:
     return ids
 
 
-def largest_remainder(weights, total: int, minimum: int = 0, maximum: int | None = None) -> np.ndarray:
+def largest_remainder(weights, total: int, minimum=0, maximum: int | None = None) -> np.ndarray:
     """Integer counts proportional to `weights`, each in [minimum, maximum], summing to `total` exactly.
 
-    The real-valued shares are x_i = clip(t * w_i, minimum, maximum), with t chosen so that they sum
+    The real-valued shares are x_i = clip(t * w_i, minimum_i, maximum), with t chosen so that they sum
     to total; each count is floor(x_i) plus one for the entries with the largest fractional parts
-    (ties: the earlier entry) until the total is reached.
+    (ties: the earlier entry) until the total is reached. `minimum` is one number or one per entry
+    (GVM's floor: prompts above it get a minimum, the others none).
 
-    Zero weights get `minimum`, except when the positive-weight entries cannot absorb the total
+    Zero weights get their minimum, except when the positive-weight entries cannot absorb the total
     (all weights zero, or all positive-weight entries at `maximum`): the rest is then shared evenly
     among the zero-weight entries, so a step never goes without samples.
 
-    Raises ValueError when no allocation fits: minimum * k > total or maximum * k < total.
+    Raises ValueError when no allocation fits: sum of the minimums > total or maximum * k < total.
 
     >>> largest_remainder([1.0, 1.0, 1.0], 10).tolist()
     [4, 3, 3]
@@ -77,47 +106,62 @@ def largest_remainder(weights, total: int, minimum: int = 0, maximum: int | None
     [8, 4, 4]
     >>> largest_remainder([1.0, 0.0, 0.0], 10, minimum=2).tolist()
     [6, 2, 2]
+    >>> largest_remainder([9.0, 1.0, 0.0], 10, minimum=[0, 2, 0]).tolist()
+    [8, 2, 0]
     """
     w = np.asarray(weights, dtype=np.float64)
-    _check_bounds(w, total, minimum, maximum)
+    lo = _minimums(minimum, w)
+    _check_bounds(w, total, lo, maximum)
     hi = np.inf if maximum is None else float(maximum)
-    shares = np.full(w.size, float(minimum))
+    shares = lo.astype(np.float64)
     positive = w > 0
-    rest = total - minimum * int((~positive).sum())
+    rest = total - int(lo[~positive].sum())
     capacity = positive.sum() * hi if positive.any() else 0.0  # 0 * inf would be NaN
     if rest >= capacity:  # the positive-weight entries are all capped: the rest goes to the others
         shares[positive] = hi
         if (~positive).any():
-            shares[~positive] = minimum + (rest - capacity) / (~positive).sum()
+            shares[~positive] = lo[~positive] + (rest - capacity) / (~positive).sum()
     else:
-        shares[positive] = _clipped_shares(w[positive], rest, float(minimum), hi)
-    return _round_preserving_total(shares, total, minimum, hi)
+        shares[positive] = _clipped_shares(w[positive], rest, lo[positive].astype(np.float64), hi)
+    return _round_preserving_total(shares, total, lo, hi)
 
 
-def _check_bounds(w: np.ndarray, total: int, minimum: int, maximum: int | None) -> None:
+def _minimums(minimum, w: np.ndarray) -> np.ndarray:
+    lo = np.asarray(minimum)
+    if lo.ndim > 1 or (lo.ndim == 1 and lo.shape != w.shape):
+        raise ValueError(f"per-prompt minimums must be one number or one per weight ({w.size}), got shape {lo.shape}")
+    if lo.size and (lo.dtype.kind not in "iu" and not np.all(np.asarray(lo) == np.floor(lo))):
+        raise ValueError("per-prompt minimums must be whole numbers of samples")
+    return np.broadcast_to(lo.astype(np.int64), w.shape).copy()
+
+
+def _check_bounds(w: np.ndarray, total: int, lo: np.ndarray, maximum: int | None) -> None:
     if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("allocation weights must be a 1-D array of finite, non-negative numbers")
     if int(total) != total or total < 0:
         raise ValueError(f"the sample budget must be a non-negative integer, got {total}")
-    if minimum < 0 or (maximum is not None and maximum < minimum):
+    if (lo < 0).any() or (maximum is not None and lo.size and maximum < lo.max()):
+        minimum = int(lo.min()) if lo.size else 0
         raise ValueError(f"per-prompt bounds must satisfy 0 <= minimum <= maximum, got {minimum}, {maximum}")
     k = w.size
-    if minimum * k > total:
-        raise ValueError(f"infeasible: {k} prompts x minimum {minimum} = {minimum * k} samples exceed the "
+    if lo.sum() > total:
+        shown = f"minimum {int(lo[0])} = {int(lo.sum())}" if (lo == lo[0]).all() else f"minimums = {int(lo.sum())}"
+        raise ValueError(f"infeasible: {k} prompts x {shown} samples exceed the "
                          f"budget of {total}; lower the minimum or raise the budget")
     if maximum is not None and maximum * k < total:
         raise ValueError(f"infeasible: {k} prompts x maximum {maximum} = {maximum * k} samples fall short of "
                          f"the budget of {total}; raise the maximum (or 0 for no cap) or lower the budget")
 
 
-def _clipped_shares(w: np.ndarray, total: float, lo: float, hi: float) -> np.ndarray:
-    """x = clip(t * w, lo, hi) with sum(x) == total, for positive w and k * lo <= total < k * hi.
+def _clipped_shares(w: np.ndarray, total: float, lo: np.ndarray, hi: float) -> np.ndarray:
+    """x = clip(t * w, lo, hi) with sum(x) == total, for positive w and sum(lo) <= total < k * hi.
 
     sum(clip(t * w)) is continuous and non-decreasing in t: bisection finds which entries are
     clipped low or high, then t is solved exactly from the entries in between.
     """
     w = w / w.max()  # t then lives in [0, max(total, hi) / min(w)]
-    low, high = 0.0, max(total, lo if np.isinf(hi) else hi) / w.min()
+    top = lo.max() if np.isinf(hi) else hi
+    low, high = 0.0, max(total, top) / w.min()
     for _ in range(200):
         mid = 0.5 * (low + high)
         if np.clip(mid * w, lo, hi).sum() < total:
@@ -129,11 +173,11 @@ def _clipped_shares(w: np.ndarray, total: float, lo: float, hi: float) -> np.nda
     free = ~(at_lo | at_hi)
     if free.any():
         capped = hi * at_hi.sum() if at_hi.any() else 0.0  # hi may be inf
-        t = (total - lo * at_lo.sum() - capped) / w[free].sum()
+        t = (total - lo[at_lo].sum() - capped) / w[free].sum()
     return np.clip(t * w, lo, hi)
 
 
-def _round_preserving_total(shares: np.ndarray, total: int, lo: int, hi: float) -> np.ndarray:
+def _round_preserving_total(shares: np.ndarray, total: int, lo: np.ndarray, hi: float) -> np.ndarray:
     """Floor the shares, then hand the missing units to the largest fractional parts with room left."""
     counts = np.floor(shares + 1e-9).astype(np.int64)  # 2.9999999997 is 3, not 2
     counts = np.clip(counts, lo, None if np.isinf(hi) else int(hi))

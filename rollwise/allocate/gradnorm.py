@@ -53,6 +53,23 @@ def sequence_embedding_grad_norms(model, batch: Batch, temperature: float = 1.0,
     return norms.numpy()
 
 
+def suffix_only(batch: Batch, samples) -> Batch:
+    """The batch with its loss mask on each sample's generated tokens only, never on a prefix (an RPO cached
+    prefix or a hint): GVM's G_i is then the gradient of what the update trains, since a prefix shared by a
+    group gets no group-relative gradient (docs/allocation.md). Full rollouts have no prefix: unchanged.
+
+    >>> from types import SimpleNamespace as S
+    >>> b = Batch(torch.zeros(1, 6, dtype=torch.long), torch.ones(1, 6), torch.ones(1, 5), torch.zeros(1))
+    >>> suffix_only(b, [S(prompt_ids=(7, 7), prefix_ids=(4, 4))]).loss_mask.tolist()   # predicts tokens 4, 5
+    [[0.0, 0.0, 0.0, 1.0, 1.0]]
+    """
+    mask = batch.loss_mask.clone()
+    for row, s in enumerate(samples):
+        mask[row, : len(s.prompt_ids) + len(s.prefix_ids) - 1] = 0.0  # position t predicts token t + 1
+    return Batch(batch.input_ids, batch.attention_mask, mask, batch.advantages, batch.returns, batch.old_values,
+                 batch.sampler_logp)
+
+
 def mean_over_correct(norms: np.ndarray, groups: np.ndarray, correct: np.ndarray, num_groups: int) -> np.ndarray:
     """Mean norm per group over its correct rows, NaN where a group has no correct row (the `grad_norms`
     an allocator's `observe` takes).

@@ -8,12 +8,18 @@ correct samples, of the gradient of the sequence log-likelihood), a budget N is 
 with w_i = 0 where p_i = 0 or G_i = 0, rounded to integers that sum to N exactly (largest remainders,
 `rollwise.allocate.base.largest_remainder`), optionally bounded per prompt.
 
-Two sources of estimates:
-- `presample` (published): N' pre-samples per prompt give p_i = successes / N' and G_i = the mean
-  gradient norm of the correct ones; they are refreshed every `estimate_every` steps.
-- `posterior` (rollwise's own variant, not in the paper): p_i is a selector's prediction, typically
-  the MoPPS posterior mean (free: no pre-samples), and G_i is the one measured at the prompt's last
-  visit. A prompt never measured gets the mean G of the prompts that were, or 1.0 when none was.
+Three sources of p_i (G_i is always the mean gradient norm over correct samples, kept from the
+prompt's latest measurement; a prompt never measured gets the mean G of the prompts that were, or 1.0):
+- `presample` (published): N' pre-samples per prompt give p_i = successes / N'; they are refreshed
+  every `estimate_every` steps. Four failures give p = 0, and p = 0 gets no sample.
+- `posterior` (rollwise's own): p_i is the predictor's mean a / (a + b) (free: no pre-samples).
+- `predictor` (rollwise's own): p_i = (a + s) / (a + b + k), the predictor's Beta as read at the start
+  of the step (Beta(1, 1) when the run has none) updated with this step's pre-samples (s of k), which
+  are drawn every `estimate_every` steps as with `presample`: never 0 from a few failures.
+
+The floor: a prompt whose p_i is at or below `p_floor` gets weight 0 (as p = 0 does in the paper) and
+no minimum; every other prompt gets at least `min_n` samples of the main rollout, so a prompt the
+predictor puts above the floor is never starved by rounding.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from typing import Callable
 
 import numpy as np
 
-from rollwise.allocate.base import check_ids, largest_remainder
+from rollwise.allocate.base import BetaPredictor, FlatPrior, check_ids, largest_remainder
 
-P_SOURCES = ("presample", "posterior")
+P_SOURCES = ("presample", "posterior", "predictor")
 
 
 def gvm_weights(p, g, alpha: float = 1e-3, beta: float = 2.0) -> np.ndarray:
@@ -67,7 +73,8 @@ class GVMAllocator:
       `max_n`, the rest is spread evenly over the zero-weight prompts;
     - G_i unknown (no correct sample measured yet, or norms not measured): the mean G_i of the pool's
       measured prompts, or 1.0 when none is measured (then w depends on p alone);
-    - `min_n` applies to every prompt, zero-weight ones included.
+    - `min_n` applies to every prompt above the floor `p_floor`, zero-weight ones (G_i = 0) included;
+      a prompt at or below the floor gets weight 0 and no minimum.
 
     >>> gvm = GVMAllocator(pool_size=3)
     >>> gvm.needs_estimate(np.array([0, 1, 2]), step=0).tolist()
@@ -82,16 +89,27 @@ class GVMAllocator:
 
     def __init__(self, pool_size: int, alpha: float = 1e-3, beta: float = 2.0, min_n: int = 0,
                  max_n: int | None = None, estimate_every: int = 1, p_source: str = "presample",
-                 posterior: Callable[[np.ndarray], np.ndarray] | None = None, presamples: int = 8) -> None:
+                 posterior: Callable[[np.ndarray], np.ndarray] | None = None, presamples: int = 8,
+                 predictor: BetaPredictor | None = None, p_floor: float = 0.0) -> None:
+        if p_source == "posterior" and posterior is None and predictor is not None:
+            posterior = predictor.mean
         _check_settings(alpha, min_n, max_n, estimate_every, p_source, posterior, presamples)
+        if not 0.0 <= p_floor < 1.0:
+            raise ValueError(f"gvm_p_floor={p_floor}: must be in [0, 1)")
         self.pool_size = pool_size
         self.alpha, self.beta = alpha, beta
         self.min_n, self.max_n = min_n, max_n
+        self.p_floor = p_floor
         self.estimate_every = estimate_every
         self.p_source = p_source
         self.posterior = posterior
+        self.predictor = predictor if predictor is not None else FlatPrior()
         # Posterior p needs no estimation pass; G then comes from the main rollouts alone.
-        self.presamples = presamples if p_source == "presample" else 0
+        self.presamples = presamples if p_source != "posterior" else 0
+        # The predictor's Beta as read at the start of the step (p_source=predictor): this step's own
+        # pre-samples are added to it, so nothing is counted twice whenever the predictor observes them.
+        self.prior_a = np.ones(pool_size)
+        self.prior_b = np.ones(pool_size)
         self.step = 0
         self.successes = np.zeros(pool_size)
         self.trials = np.zeros(pool_size)
@@ -105,6 +123,9 @@ class GVMAllocator:
         self.step = int(step)
         if self.p_source == "posterior":
             return np.zeros(ids.size, dtype=bool)
+        if self.p_source == "predictor":
+            a, b = self.predictor.beta(ids)
+            self.prior_a[ids], self.prior_b[ids] = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         last = self.p_step[ids]
         return (last < 0) | (self.step - last >= self.estimate_every)
 
@@ -137,8 +158,9 @@ class GVMAllocator:
             missing = np.asarray(ids)[np.isnan(p)][:5].tolist()
             raise ValueError(f"gvm: prompt ids {missing} have no acceptance-rate estimate; pre-sample the prompts "
                              "that needs_estimate() marks and observe() them before allocate()")
-        weights = gvm_weights(p, g, self.alpha, self.beta)
-        return largest_remainder(weights, budget, self.min_n, self.max_n)
+        above = p > self.p_floor
+        weights = np.where(above, gvm_weights(p, g, self.alpha, self.beta), 0.0)
+        return largest_remainder(weights, budget, np.where(above, self.min_n, 0), self.max_n)
 
     def _acceptance(self, ids: np.ndarray) -> np.ndarray:
         if self.p_source == "posterior":
@@ -147,6 +169,10 @@ class GVMAllocator:
                 raise ValueError("gvm p_source=posterior: the selector makes no prediction; use a MoPPS selector "
                                  "or p_source=presample")
             return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+        if self.p_source == "predictor":
+            now = self.p_step[ids] == self.step  # this step's observations only (earlier ones are the predictor's)
+            s, k = np.where(now, self.successes[ids], 0.0), np.where(now, self.trials[ids], 0.0)
+            return (self.prior_a[ids] + s) / (self.prior_a[ids] + self.prior_b[ids] + k)
         trials = self.trials[ids]
         p = np.full(ids.size, np.nan)
         seen = trials > 0
@@ -188,6 +214,8 @@ def _check_settings(alpha, min_n, max_n, estimate_every, p_source, posterior, pr
         raise ValueError(f"gvm_p_source={p_source!r}: expected one of {', '.join(P_SOURCES)}")
     if p_source == "posterior" and posterior is None:
         raise ValueError("gvm_p_source=posterior needs a selector that predicts success rates (mopps)")
+    if p_source == "predictor" and presamples < 0:
+        raise ValueError(f"gvm_presamples must not be negative, got {presamples}")
     if p_source == "presample" and presamples < 1:
         raise ValueError(f"gvm_presamples must be at least 1 with p_source=presample, got {presamples}")
 

@@ -24,7 +24,7 @@ def registries() -> tuple:
 
 def check(cfg) -> None:
     """Raise ValueError naming the field and the allowed values."""
-    for checker in (_choices, _counts, _verification, _components, _shaping, _sampling, _data):
+    for checker in (_choices, _counts, _verification, _predictor, _components, _hints, _shaping, _sampling, _data):
         checker(cfg)
 
 
@@ -63,11 +63,42 @@ def _components(cfg) -> None:
         registry.check(getattr(cfg, registry.kind), cfg)
 
 
+def _predictor(cfg) -> None:
+    from rollwise.predict.registry import run_settings  # numpy only
+
+    run_settings(cfg)  # unknown settings and out-of-range values name themselves
+
+
+def _hints(cfg) -> None:
+    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
+        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
+                         "threshold in (0, 1] and a target in (0, 1)")
+
+
 def _shaping(cfg) -> None:
     if cfg.overlong_buffer < 0 or cfg.overlong_penalty < 0:
         raise ValueError("overlong_buffer and overlong_penalty must not be negative")
     if cfg.max_new_tokens and cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds max_new_tokens={cfg.max_new_tokens}")
+    _rpo_refresh(cfg)
+
+
+def _rpo_refresh(cfg) -> None:
+    whole = cfg.rollout == "partial" and cfg.rpo_refresh == "whole"
+    too_many = whole and cfg.rpo_whole_samples >= cfg.samples_per_prompt
+    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or too_many:
+        raise ValueError(f"rpo_whole_samples={cfg.rpo_whole_samples}, rpo_whole_every={cfg.rpo_whole_every}: need "
+                         f"0 <= whole samples < samples_per_prompt={cfg.samples_per_prompt} and every >= 0 (0: never)")
+    if whole and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
+        raise ValueError("rpo_refresh=whole with rpo_whole_samples=0 and rpo_whole_every=0 never samples a whole "
+                         "path: set one of them (or rpo_refresh=suffix, the published rule)")
+    if cfg.rpo_stale_steps < 1:
+        raise ValueError(f"rpo_stale_steps={cfg.rpo_stale_steps}: must be at least 1")
+    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
+        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
+                         "threshold in (0, 1] and a target in (0, 1)")
+    if cfg.rpo_fill == "upfront" and cfg.rollout != "partial":
+        raise ValueError("rpo_fill=upfront fills the experience cache of partial rollouts: it needs rollout=partial")
 
 
 def _sampling(cfg) -> None:

@@ -26,7 +26,11 @@ import yaml
 from rollwise.algos import ALGORITHMS
 from rollwise.allocate.registry import ALLOCATORS
 from rollwise.rollout.registry import ROLLOUT_MODES
+from rollwise.predict.registry import PREDICTORS
 from rollwise.select.registry import FILTERS, SELECTORS
+
+PREDICTOR_NAMES = tuple(PREDICTORS)
+PREDICTOR_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in PREDICTORS.items())
 
 
 # Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
@@ -134,35 +138,58 @@ class RunConfig:
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
 
-    _section("select", "which prompts each step trains on (METHODS.md sections 1-2) and which groups it keeps")
-    selector: str = _f("uniform", "Which prompts each step trains on: " + SELECTORS.describe() + ".", choices=SELECTORS)
-    mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
-    mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
-    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
-    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    _section("predict", "the one prediction of every prompt's current success rate that selection, GVM and RPO's "
+             "hints read (docs/prediction.md)")
+    predictor: str = _f("beta", "How each prompt's success rate is predicted: " + PREDICTOR_HELP + ".",
+                        choices=PREDICTOR_NAMES)
+    mopps_decay: float = _f(0.5, "beta predictor (MoPPS's lambda): weight of the old posterior at each observation; "
+                            "the rest decays toward the prior (1 = accumulate).")
+    predictor_options: dict = _f({}, "Settings of the drift or irt predictor by name (docs/prediction.md), e.g. "
+                                 "{ability_step_var: 0.01}; an unknown name is an error.")
+    predictor_group_keys: list = _f([], "Prompt metadata fields that define groups of prompts that move together "
+                                    "(drift, irt); empty: the task's difficulty fields (basic_arithmetic: num_terms, "
+                                    "num_digits), one group per task for file pools.")
     prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
     prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
+    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
+    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
+
+    _section("select", "which prompts each step trains on (docs/methods.md sections 1-2) and which groups it keeps")
+    selector: str = _f("uniform", "Which prompts each step trains on: " + SELECTORS.describe() + ".", choices=SELECTORS)
+    mopps_candidates: int = _f(8, "Predictive selectors' c: the rule chooses B of c x B candidates drawn at random "
+                               "(the whole pool when smaller).")
+    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
+    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    mixed_source: str = _f("thompson", "mixed: the chance a group comes out mixed from a Thompson draw r, "
+                           "1 - r^n - (1-r)^n (thompson), or from the predictor's beta-binomial (predictive).",
+                           choices=("thompson", "predictive"))
+    mixed_power: float = _f(1.0, "mixed: sample prompts in proportion to (chance mixed)^power.")
     offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
     offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
     filter: str = _f("none", "Which rolled-out groups a step trains on: " + FILTERS.describe() + ".", choices=FILTERS)
     ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
-    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
-    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
 
     _section("allocate", "how many samples each selected prompt gets (METHODS.md section 3: GVM)")
     allocator: str = _f("fixed", "How many samples each prompt gets: " + ALLOCATORS.describe() + ".",
                         choices=ALLOCATORS)
     gvm_p_source: str = _f("presample", "GVM acceptance rates p_i: presample (published: gvm_presamples completions "
-                           "per prompt, part of its group and of the budget) or posterior (rollwise's variant: the "
-                           "MoPPS posterior mean, free; G_i from the prompt's last visit).",
-                           choices=("presample", "posterior"))
+                           "per prompt, part of its group and of the budget), posterior (rollwise's variant: the "
+                           "predictor's mean, e.g. the MoPPS posterior, free; G_i from the prompt's last visit) or "
+                           "predictor (the predictor's Beta, Beta(1, 1) without one, updated with this step's "
+                           "pre-samples: never 0 from a few failures).",
+                           choices=("presample", "posterior", "predictor"))
     gvm_presamples: int = _f(4, "GVM N': pre-samples per prompt of an estimation pass (must be below "
-                             "samples_per_prompt: the rest of the budget is allocated).")
+                             "samples_per_prompt: the rest of the budget is allocated; predictor: 0 allowed).")
     gvm_estimate_every: int = _f(1, "GVM: re-estimate a prompt's p_i and G_i once this many steps have passed.")
     gvm_alpha: float = _f(1e-3, "GVM alpha in w_i = G_i / sqrt(p_i + alpha / p_i^(beta - 1)).")
     gvm_beta: float = _f(2.0, "GVM beta.")
-    gvm_min_samples: int = _f(0, "GVM: fewest samples per prompt of the main rollout (pre-samples come on top).")
-    gvm_max_samples: int = _f(0, "GVM: most samples per prompt of the main rollout (0 = no cap).")
+    gvm_min_samples: int = _f(2, "GVM: fewest samples of the main rollout (pre-samples come on top) for every prompt "
+                              "whose p_i is above gvm_p_floor; 2 keeps a GRPO group able to compare.")
+    gvm_max_samples: int = _f(-1, "GVM: most samples per prompt of the main rollout: -1 = 2 x samples_per_prompt, "
+                              "0 = no cap.")
+    gvm_p_floor: float = _f(0.02, "GVM: a prompt with p_i at or below this gets weight 0 and no minimum (the "
+                            "published p = 0 rule); above it, at least gvm_min_samples.")
+    speed_screen: int = _f(4, "SPEED: screening samples per prompt (part of its group and of the budget).")
 
     # Named "sampling", not "rollout": a section may not share its name with a field (`rollout` is one), or
     # a nested config.yaml could not be read back.
@@ -175,7 +202,7 @@ class RunConfig:
     rollout: str = _f("full", "What training groups are sampled from: " + ROLLOUT_MODES.describe() + ". Probe, "
                       "prefilter and evaluation always sample whole completions.", choices=ROLLOUT_MODES)
     rpo_cut: str = _f("half_min", "RPO: L, the largest cut m ~ U{1..L}: half_min (half the group's cached path, "
-                      "published) or a positive integer.")
+                      "published), whole (any cut up to the path's length - 1) or a positive integer.")
     rpo_suffix_budget: str = _f("limit", "RPO: most tokens per suffix: limit (max_new_tokens - prefix), exact (m, the "
                                 "public code) or <k>m (e.g. 2m: min(limit, ceil(k m))).")
     rpo_length_reward: str = _f("auto", "RPO's group length-aware reward on correct answers: auto (on with partial "
@@ -184,8 +211,24 @@ class RunConfig:
     rpo_length_reference: str = _f("all", "RPO: l_ref of the length-aware reward: the group's mean length over all "
                                    "samples (METHODS.md) or over the correct ones (public code).",
                                    choices=("all", "correct"))
+    rpo_refresh: str = _f("whole", "RPO: what replaces a cached path after a step: whole (a whole path sampled "
+                          "from the prompt alone whenever the group holds one: rpo_whole_samples per group, every "
+                          "rpo_whole_every-th visit a whole group; the cache then tracks the policy) or suffix "
+                          "(published: the group's prefix + one of its suffixes; the prefix is never resampled).",
+                          choices=("whole", "suffix"))
+    rpo_whole_samples: int = _f(1, "RPO: whole-path samples (from the prompt alone, counted as rollouts and "
+                                "tokens) inside each group that continues a cached path; 0 = none.")
+    rpo_whole_every: int = _f(0, "RPO: every this-many-th visit of a cached prompt is a whole group (all samples "
+                              "from the prompt alone); 0 = never.")
     rpo_refresh_epsilon: float = _f(0.5, "RPO: the refresh stores the best-reward new path with this probability, "
                                     "else a random one.")
+    rpo_stale_steps: int = _f(50, "RPO metrics: rpo_stale_share is the share of cached tokens older than this "
+                              "many steps.")
+    rpo_hints: bool = _f(False, "Prefix hints: groups of prompts the predictor puts below rpo_hint_below continue a "
+                         "prefix of the prompt's latest correct path (kept out of the loss), so that they land "
+                         "near rpo_hint_target success; held-out evaluation always starts from the prompt alone.")
+    rpo_hint_below: float = _f(0.1, "Prefix hints: predicted whole-path success below which a prompt is hinted.")
+    rpo_hint_target: float = _f(0.5, "Prefix hints: the success the hint's length aims for (docs/rpo.md).")
     rpo_fill: str = _f("lazy", "RPO: fill the cache lazily (a prompt's first visit is a full group) or upfront (one "
                        "full sample per prompt before step 1, booked as training cost).", choices=("lazy", "upfront"))
     rpo_cache_tokens: int = _f(0, "RPO: most tokens the cache holds (least recently used paths are evicted; "

@@ -10,12 +10,17 @@ was used) indexed by pool position. Replacing or evicting a path leaves its old 
 the buffer; a full buffer is compacted when over a quarter of it is garbage (else grown by half), so
 writes cost O(1) amortised and the buffer holds at most about twice the live tokens.
 
+Each token also carries the step it was written at (its birth, a parallel int32 buffer): a path stored
+as an old prefix + a new suffix keeps the prefix's births, so `staleness` reports how old the oldest
+token of each path is, which the step a path was stored at (`age`) hides.
+
 A token budget (`max_tokens_total`) bounds memory for large pools: after each `put`/`put_many`, the
 least recently used paths (get or put) are evicted until the live tokens fit, and counted. An evicted
 prompt is simply uncached again: its next visit is a full rollout that refills it.
 
-`state_dict` holds only the live paths, concatenated in pool order, and the per-prompt arrays:
-100k prompts with 1,000-token paths save as one 400 MB int32 array plus a few 100k-long ones.
+`state_dict` holds only the live paths (and their births), concatenated in pool order, and the
+per-prompt arrays: 100k prompts with 1,000-token paths save as two 400 MB int32 arrays plus a few
+100k-long ones.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class ExperienceCache:
         self.clock = 0  # increments on every get/put: the LRU order
         self.evictions = 0
         self.buffer = np.zeros(0, dtype=np.int32)
+        self.birth = np.zeros(0, dtype=np.int32)  # the step each buffered token was written at
         self.end = 0  # first free position of the buffer
         self.live_tokens = 0
 
@@ -76,6 +82,26 @@ class ExperienceCache:
         start = self.offset[index]
         return self.buffer[start : start + self.length[index]].copy()
 
+    def births(self, index: int) -> np.ndarray:
+        """The step each token of prompt `index`'s path was written at (a copy; not a use for LRU)."""
+        index = int(self._checked([index])[0])
+        if self.length[index] == _NONE:
+            raise KeyError(f"ExperienceCache: prompt {index} has no cached path")
+        start = self.offset[index]
+        return self.birth[start : start + self.length[index]].astype(np.int64)
+
+    def staleness(self, step: int, older_than: int) -> dict:
+        """How old the cached tokens are at `step`: the age of each path's oldest token (mean, max) and the
+        share of all cached tokens older than `older_than` steps (None where nothing is cached)."""
+        ids = np.flatnonzero(self.length != _NONE)
+        if ids.size == 0:
+            return {"oldest_mean": None, "oldest_max": None, "stale_share": None}
+        births = self._concatenated(ids, self.birth)
+        starts = np.cumsum(self.length[ids]) - self.length[ids]
+        oldest = step - np.minimum.reduceat(births.astype(np.int64), starts)
+        return {"oldest_mean": float(oldest.mean()), "oldest_max": int(oldest.max()),
+                "stale_share": float((step - births.astype(np.int64) > older_than).mean())}
+
     def age(self, ids, step: int) -> np.ndarray:
         """Steps since each path was stored (step - stored step); -1 where none is cached."""
         ids = self._checked(ids)
@@ -83,29 +109,37 @@ class ExperienceCache:
 
     def memory_bytes(self) -> int:
         """Bytes held: the token buffer (garbage and spare capacity included) and the per-prompt arrays."""
-        arrays = (self.buffer, self.offset, self.length, self.stored_step, self.last_used)
+        arrays = (self.buffer, self.birth, self.offset, self.length, self.stored_step, self.last_used)
         return int(sum(a.nbytes for a in arrays))
 
     # ------------------------------------------------------------------------------------------ writing
 
-    def put(self, index: int, tokens, step: int) -> None:
+    def put(self, index: int, tokens, step: int, births=None) -> None:
         """Store `tokens` as prompt `index`'s path (replacing any), then evict to the budget."""
-        self.put_many([index], [tokens], step)
+        self.put_many([index], [tokens], step, None if births is None else [births])
 
-    def put_many(self, ids, paths, step: int) -> None:
-        """Store one path per id (later entries win on repeated ids), then evict to the budget once."""
+    def put_many(self, ids, paths, step: int, births=None) -> None:
+        """Store one path per id (later entries win on repeated ids), then evict to the budget once.
+
+        `births` (one array per path, or None) gives each token's birth step; by default every token is
+        born at `step`. A path kept as an old prefix + a new suffix passes the prefix's births.
+        """
         ids = self._checked(ids)
-        if len(paths) != len(ids):
-            raise ValueError(f"ExperienceCache.put_many: {len(ids)} ids but {len(paths)} paths")
+        if len(paths) != len(ids) or (births is not None and len(births) != len(ids)):
+            raise ValueError(f"ExperienceCache.put_many: {len(ids)} ids but {len(paths)} paths"
+                             + ("" if births is None else f" and {len(births)} birth arrays"))
         arrays = [self._checked_path(int(i), p) for i, p in zip(ids, paths)]
-        for index, path in zip(ids, arrays):
-            self._store(int(index), path, step)
+        born = [np.full(a.size, step, dtype=np.int32) if births is None else self._checked_births(a, b, step)
+                for a, b in zip(arrays, births if births is not None else [None] * len(arrays))]
+        for index, path, birth in zip(ids, arrays, born):
+            self._store(int(index), path, step, birth)
         self._evict_to_budget()
 
-    def _store(self, index: int, path: np.ndarray, step: int) -> None:
+    def _store(self, index: int, path: np.ndarray, step: int, birth: np.ndarray) -> None:
         self._forget(index)
         self._reserve(path.size)
         self.buffer[self.end : self.end + path.size] = path
+        self.birth[self.end : self.end + path.size] = birth
         self.offset[index], self.length[index] = self.end, path.size
         self.end += path.size
         self.live_tokens += path.size
@@ -128,20 +162,22 @@ class ExperienceCache:
         if 4 * (self.end - self.live_tokens) > self.end:
             self._compact(extra=size)
         else:
-            grown = np.zeros(max(3 * (self.end + size) // 2, 1024), dtype=np.int32)
-            grown[: self.end] = self.buffer[: self.end]
-            self.buffer = grown
+            capacity = max(3 * (self.end + size) // 2, 1024)
+            self.buffer = _grown(self.buffer, self.end, capacity)
+            self.birth = _grown(self.birth, self.end, capacity)
 
     def _compact(self, extra: int = 0) -> None:
         """Move the live paths to the front of a new buffer (pool order), with room for `extra` more."""
         ids = np.flatnonzero(self.length != _NONE)
-        tokens = self._concatenated(ids)
-        self._set_buffer(tokens, ids, capacity=3 * (tokens.size + extra) // 2)
+        tokens, births = self._concatenated(ids), self._concatenated(ids, self.birth)
+        self._set_buffer(tokens, births, ids, capacity=3 * (tokens.size + extra) // 2)
 
-    def _set_buffer(self, tokens: np.ndarray, ids: np.ndarray, capacity: int) -> None:
+    def _set_buffer(self, tokens: np.ndarray, births: np.ndarray, ids: np.ndarray, capacity: int) -> None:
         """Make `tokens` (the paths of ids, end to end) the buffer and point each id at its path."""
         self.buffer = np.zeros(max(capacity, tokens.size, 1024), dtype=np.int32)
         self.buffer[: tokens.size] = tokens
+        self.birth = np.zeros(self.buffer.size, dtype=np.int32)
+        self.birth[: births.size] = births
         if ids.size:
             self.offset[ids] = np.cumsum(self.length[ids]) - self.length[ids]
         self.end = tokens.size
@@ -163,7 +199,8 @@ class ExperienceCache:
         """The live paths (pool order, concatenated) and the per-prompt arrays; no garbage."""
         ids = np.flatnonzero(self.length != _NONE)
         return {"pool_size": self.pool_size, "max_tokens_total": self.max_tokens_total,
-                "tokens": self._concatenated(ids), "length": self.length.copy(),
+                "tokens": self._concatenated(ids), "births": self._concatenated(ids, self.birth),
+                "length": self.length.copy(),
                 "stored_step": self.stored_step.copy(), "last_used": self.last_used.copy(),
                 "clock": self.clock, "evictions": self.evictions}
 
@@ -183,7 +220,10 @@ class ExperienceCache:
         self.last_used = np.asarray(state["last_used"], dtype=np.int64).copy()
         self.clock, self.evictions = int(state["clock"]), int(state["evictions"])
         self.offset = np.zeros(self.pool_size, dtype=np.int64)
-        self._set_buffer(tokens, np.flatnonzero(live), capacity=3 * tokens.size // 2)
+        # A checkpoint written before births were kept: every token born when its path was stored.
+        births = np.asarray(state["births"], dtype=np.int32) if "births" in state else \
+            np.repeat(self.stored_step[live], length[live]).astype(np.int32)
+        self._set_buffer(tokens, births, np.flatnonzero(live), capacity=3 * tokens.size // 2)
         self.live_tokens = tokens.size
 
     # ---------------------------------------------------------------------------------------- internals
@@ -192,14 +232,15 @@ class ExperienceCache:
         self.clock += 1
         return self.clock
 
-    def _concatenated(self, ids: np.ndarray) -> np.ndarray:
-        """The paths of ids, end to end, gathered with one index array (no Python loop over 100k ids)."""
+    def _concatenated(self, ids: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray:
+        """The paths of ids (or their births), end to end, gathered with one index array (no Python loop)."""
+        buffer = self.buffer if buffer is None else buffer
         lengths = self.length[ids]
         if lengths.sum() == 0:
             return np.zeros(0, dtype=np.int32)
         starts_out = np.cumsum(lengths) - lengths  # where each path begins in the output
         shift = np.repeat(self.offset[ids] - starts_out, lengths)
-        return self.buffer[shift + np.arange(int(lengths.sum()))].copy()
+        return buffer[shift + np.arange(int(lengths.sum()))].copy()
 
     def _checked(self, ids) -> np.ndarray:
         ids = np.atleast_1d(np.asarray(ids))
@@ -220,3 +261,17 @@ class ExperienceCache:
                              f"whole cache budget max_tokens_total={self.max_tokens_total}: raise the budget to at "
                              "least max_new_tokens")
         return path.astype(np.int32)
+
+    @staticmethod
+    def _checked_births(path: np.ndarray, births, step: int) -> np.ndarray:
+        births = np.asarray(births, dtype=np.int64)
+        if births.shape != path.shape or (births.size and (births.min() < 0 or births.max() > step)):
+            raise ValueError(f"ExperienceCache: births must give one step in [0, {step}] per token of the path "
+                             f"({path.size}), got {births.tolist()[:8]}")
+        return births.astype(np.int32)
+
+
+def _grown(buffer: np.ndarray, used: int, capacity: int) -> np.ndarray:
+    grown = np.zeros(capacity, dtype=buffer.dtype)
+    grown[:used] = buffer[:used]
+    return grown

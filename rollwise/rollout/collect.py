@@ -98,12 +98,7 @@ def generate(ctx: RolloutContext, plan: PartialPlan, counts, timer: Timer) -> tu
     tokens cut off per group (generated all the same: a no-op for engines that honour request limits)."""
     with timer("gen"):
         samples = ctx.engine.generate(plan.with_counts(counts), ctx.params)
-    clipped = []
-    for i, group in enumerate(samples):
-        kept, extra = plan.take([i]).clip([group])
-        samples[i] = kept[0]
-        clipped.append(extra)
-    return samples, clipped
+    return plan.finish(samples)  # whole-path samples of a partial plan merged back into their groups
 
 
 def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:
@@ -160,7 +155,9 @@ def allocate(ctx: RolloutContext, allocator, indices: np.ndarray, plan: PartialP
     marked, pre_groups = indices[estimate], []
     if marked.size:  # an estimation pass: part of each marked prompt's group and of the budget
         pre_groups = roll_out(ctx, marked, allocator.presamples, timer, plan.take(np.flatnonzero(estimate)))
-        allocator.observe(marked, *outcomes(pre_groups), group_grad_norms(ctx, pre_groups, timer))
+        norms = group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else \
+            np.full(marked.size, np.nan)
+        allocator.observe(marked, *outcomes(pre_groups), norms)
         ctx.log(step, "presample", pre_groups)
         budget -= allocator.presamples * len(marked)
     return Allocation(allocator.allocate(indices, budget), {g.index: g for g in pre_groups})

@@ -69,6 +69,9 @@ class Sample:
     # The sampler's log-probability of each completion token, where the engine reports it (vLLM); the
     # update compares it with the policy's own (off-policy drift). None: not reported (HFEngine).
     logprobs: list[float] | None = None
+    # Leading prefix tokens kept out of the loss: a replayed hint (rollwise.rollout.hints), which conditions the
+    # sample like the prompt does. 0: the whole prefix (an RPO cached prefix) is in the loss, as published.
+    masked_prefix: int = 0
 
     @property
     def generated_tokens(self) -> int:

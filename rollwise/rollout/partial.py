@@ -43,8 +43,9 @@ _FACTOR = re.compile(r"^(\d+(?:\.\d+)?)m$")
 def cut_lengths(path_lengths, L: int | str, rng: np.random.Generator) -> np.ndarray:
     """One cut m per group, uniform on {1, ..., min(L_g, max(1, len_g - 1))}, from the group's cached path.
 
-    L_g is L when L is an int, and max(1, len_g // 2) for L = "half_min". One rng.integers call for all
-    groups (vectorised), so the draws depend only on the path lengths and the stream.
+    L_g is L when L is an int, max(1, len_g // 2) for L = "half_min" and len_g for L = "whole" (any cut
+    that leaves one token). One rng.integers call for all groups (vectorised), so the draws depend only
+    on the path lengths and the stream.
 
     >>> cut_lengths([1, 2, 3], 100, np.random.default_rng(0)).tolist()   # upper bounds 1, 1, 2
     [1, 1, 2]
@@ -54,10 +55,12 @@ def cut_lengths(path_lengths, L: int | str, rng: np.random.Generator) -> np.ndar
         raise ValueError(f"cut_lengths: cached paths must have at least one token, got lengths {lengths.tolist()}")
     if L == "half_min":
         limit = np.maximum(1, lengths // 2)
+    elif L == "whole":
+        limit = lengths
     elif isinstance(L, (int, np.integer)) and not isinstance(L, bool) and L >= 1:
         limit = np.full_like(lengths, int(L))
     else:
-        raise ValueError(f"cut_lengths: L must be a positive integer or 'half_min', got {L!r}")
+        raise ValueError(f"cut_lengths: L must be a positive integer, 'half_min' or 'whole', got {L!r}")
     upper = np.minimum(limit, np.maximum(1, lengths - 1))
     if lengths.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -65,16 +68,16 @@ def cut_lengths(path_lengths, L: int | str, rng: np.random.Generator) -> np.ndar
 
 
 def parse_cut(setting: str) -> int | str:
-    """The cut setting as the planner takes it: "half_min" or a fixed L (a positive integer).
+    """The cut setting as the planner takes it: "half_min", "whole" or a fixed L (a positive integer).
 
-    >>> parse_cut("half_min"), parse_cut("8")
-    ('half_min', 8)
+    >>> parse_cut("half_min"), parse_cut("whole"), parse_cut("8")
+    ('half_min', 'whole', 8)
     """
-    if setting == "half_min":
+    if setting in ("half_min", "whole"):
         return setting
     if isinstance(setting, str) and setting.isdigit() and int(setting) >= 1:
         return int(setting)
-    raise ValueError(f"rpo_cut={setting!r}: expected half_min or a positive integer")
+    raise ValueError(f"rpo_cut={setting!r}: expected half_min, whole or a positive integer")
 
 
 def check_suffix_budget(setting: str) -> str:
@@ -211,24 +214,70 @@ def refresh_cache(cache: ExperienceCache, groups, rng: np.random.Generator, step
 
 @dataclass
 class PartialPlan:
-    """The requests of one generation batch, with what each cut and allowed (one entry per index)."""
+    """The requests of one generation batch, with what each cut and allowed (one entry per group).
+
+    A group may also hold `whole[g]` whole-path samples, drawn from the prompt alone (the whole-path
+    refresh): `with_counts` issues them as extra requests after the groups' own, and `finish` puts
+    them back into their groups, after the group's suffixes. A hinted group (`hinted`) continues a
+    prefix of a correct path instead of the cached one; `finish` marks its prefix as kept out of the
+    loss (`Sample.masked_prefix`). Hinted groups are `cached` too: every group that continues a
+    prefix is logged and counted as partial.
+    """
 
     requests: list[GenRequest]
-    cuts: np.ndarray  # m per group (0: no cached path, a full rollout)
+    cuts: np.ndarray  # m per group (0: no cached path, a full rollout, or a hint)
     budgets: np.ndarray  # most suffix tokens per group
-    cached: np.ndarray  # bool: the group continues a cached prefix
+    cached: np.ndarray  # bool: the group continues a prefix (cached path or hint)
     ages: np.ndarray  # steps since its path was stored (-1 when uncached)
+    whole: np.ndarray | None = None  # whole-path samples still to draw per group (None: none)
+    hinted: np.ndarray | None = None  # bool: the prefix is a hint (None: no group)
+
+    def __post_init__(self) -> None:
+        size = len(self.requests)
+        self.whole = np.zeros(size, dtype=np.int64) if self.whole is None else np.asarray(self.whole, np.int64)
+        self.hinted = np.zeros(size, dtype=bool) if self.hinted is None else np.asarray(self.hinted, bool)
+        self._extra: list[tuple[int, int]] = []  # (group, whole samples) of the last with_counts
 
     def take(self, positions) -> "PartialPlan":
-        """The plan of some of its groups (e.g. the prompts GVM pre-samples), same prefixes and budgets."""
+        """The plan of some of its groups (the prompts GVM or SPEED pre-samples): same prefixes and budgets.
+
+        The taken groups' whole-path samples move to the returned plan (this plan keeps none of them):
+        a group draws them once, in its first pass.
+        """
         positions = np.asarray(positions, dtype=np.int64)
-        return PartialPlan([self.requests[int(p)] for p in positions], self.cuts[positions], self.budgets[positions],
-                           self.cached[positions], self.ages[positions])
+        taken = PartialPlan([self.requests[int(p)] for p in positions], self.cuts[positions], self.budgets[positions],
+                            self.cached[positions], self.ages[positions], self.whole[positions].copy(),
+                            self.hinted[positions])
+        self.whole[positions] = 0
+        return taken
 
     def with_counts(self, counts) -> list[GenRequest]:
-        """The plan's requests with n samples each (counts broadcast over the groups)."""
+        """The plan's requests with n samples each (counts broadcast over the groups), then one request
+        from the prompt alone for each group with whole-path samples (min(whole, n) of its n)."""
         counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), (len(self.requests),))
-        return [replace(r, n=int(k)) for r, k in zip(self.requests, counts)]
+        whole = np.minimum(self.whole, counts)
+        self._extra = [(int(g), int(whole[g])) for g in np.flatnonzero(whole)]
+        own = [replace(r, n=int(k - w)) for r, k, w in zip(self.requests, counts, whole)]
+        return own + [replace(self.requests[g], n=w, prefix_ids=(), max_new_tokens=None) for g, w in self._extra]
+
+    def finish(self, samples: list[list[Sample]]) -> tuple[list[list[Sample]], list[int]]:
+        """The engine's samples for `with_counts`'s requests as one list per group: each group's own samples
+        cut to its budget (`clip`), then its whole-path samples; hinted prefixes marked as kept out of the loss.
+        Returns them and the tokens cut off per group (generated all the same: book them as generation cost)."""
+        size = len(self.requests)
+        if len(samples) != size + len(self._extra):
+            raise ValueError(f"PartialPlan.finish: {len(samples)} sample lists for {size} groups and "
+                             f"{len(self._extra)} whole-path requests")
+        groups, dropped = [], []
+        for g in range(size):
+            kept = [clip_to_budget(s, int(self.budgets[g])) for s in samples[g]]
+            for s in kept:
+                s.masked_prefix = len(s.prefix_ids) if self.hinted[g] else 0
+            groups.append(kept)
+            dropped.append(sum(len(s.completion_ids) for s in samples[g]) - sum(len(s.completion_ids) for s in kept))
+        for (g, _), extra in zip(self._extra, samples[size:]):
+            groups[g] = groups[g] + list(extra)
+        return groups, dropped
 
     @staticmethod
     def concat(plans: list["PartialPlan"]) -> "PartialPlan":
@@ -236,7 +285,8 @@ class PartialPlan:
         join = lambda name, dtype: np.concatenate([getattr(p, name) for p in plans]) if plans \
             else np.zeros(0, dtype=dtype)  # noqa: E731
         return PartialPlan([r for p in plans for r in p.requests], join("cuts", np.int64), join("budgets", np.int64),
-                           join("cached", bool), join("ages", np.int64))
+                           join("cached", bool), join("ages", np.int64), join("whole", np.int64),
+                           join("hinted", bool))
 
     def clip(self, samples: list[list[Sample]]) -> tuple[list[list[Sample]], int]:
         """Cut every sample to its group's budget; returns the samples and the tokens cut off (generated
@@ -249,19 +299,20 @@ class PartialPlan:
 
 def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[int], list[int]], n_per_prompt,
                      L: int | str, rng: np.random.Generator, *, step: int, max_new_tokens: int,
-                     budget: str = "limit", eos_token_id: int | None = None) -> PartialPlan:
+                     budget: str = "limit", eos_token_id: int | None = None, usable=None) -> PartialPlan:
     """Requests for one generation batch: GenRequest(prompt, n, prefix = path[:len - m]) for cached prompts,
     a full rollout (empty prefix, budget max_new_tokens) for the others.
 
     Cuts are drawn for the cached prompts only, in the order of `indices`. With `eos_token_id`, a prefix
-    holding EOS (a path with EOS before its end: not one the engine made) is refused.
+    holding EOS (a path with EOS before its end: not one the engine made) is refused. `usable` (bool per
+    index) leaves the others' cached paths alone: they get full rollouts (a whole group, a hint).
     """
     from rollwise.rollout.engine import GenRequest
 
     indices = np.asarray(indices, dtype=np.int64)
     counts = np.broadcast_to(np.asarray(n_per_prompt, dtype=np.int64), indices.shape)
-    cached = cache.has(indices)
-    ages = cache.age(indices, step)
+    cached = cache.has(indices) & (True if usable is None else np.asarray(usable, dtype=bool))
+    ages = np.where(cached, cache.age(indices, step), -1)
     paths = [cache.get(int(i)) for i in indices[cached]]
     cuts = np.zeros(indices.size, dtype=np.int64)
     cuts[cached] = cut_lengths([p.size for p in paths], L, rng)
@@ -281,16 +332,32 @@ def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[i
     return PartialPlan(requests, cuts, budgets, cached, ages)
 
 
-def rpo_metrics(plan: PartialPlan, samples: list[list[Sample]], cache: ExperienceCache) -> dict:
-    """Per-step RPO metrics: mean cut, prefix and suffix lengths of the partial groups, cache age and size."""
-    partial = [s for group, c in zip(samples, plan.cached) if c for s in group]
-    row = {"rpo_partial_groups": int(plan.cached.sum()), "rpo_full_groups": int((~plan.cached).sum()),
-           "rpo_cut_mean": _mean(plan.cuts[plan.cached]), "rpo_cache_age_mean": _mean(plan.ages[plan.cached]),
-           "rpo_prefix_tokens": sum(len(s.prefix_ids) for s in partial),
-           "rpo_suffix_tokens": sum(len(s.completion_ids) for s in partial),
-           "rpo_suffix_mean": _mean([len(s.completion_ids) for s in partial]),
+def rpo_metrics(plan: PartialPlan, samples: list[list[Sample]], cache: ExperienceCache, step: int | None = None,
+                stale_steps: int = 50) -> dict:
+    """Per-step RPO metrics: cuts, prefix, suffix and whole-path tokens of the groups that continue a cached
+    path, the hinted groups, the cache's size and (with `step`) how old its tokens are.
+
+    A sample with an empty prefix in a continuing group is a whole path (the whole-path refresh).
+    """
+    going_on = plan.cached & ~plan.hinted
+    partial = [s for group, c in zip(samples, going_on) if c for s in group]
+    suffixes = [s for s in partial if s.prefix_ids]
+    wholes = [s for s in partial if not s.prefix_ids]
+    hinted = [s for group, h in zip(samples, plan.hinted) if h for s in group]
+    row = {"rpo_partial_groups": int(going_on.sum()), "rpo_full_groups": int((~plan.cached).sum()),
+           "rpo_cut_mean": _mean(plan.cuts[going_on]), "rpo_cache_age_mean": _mean(plan.ages[going_on]),
+           "rpo_prefix_tokens": sum(len(s.prefix_ids) for s in partial + hinted),
+           "rpo_suffix_tokens": sum(len(s.completion_ids) for s in suffixes + hinted),
+           "rpo_suffix_mean": _mean([len(s.completion_ids) for s in suffixes]),
+           "rpo_whole_samples": len(wholes), "rpo_whole_tokens": sum(len(s.completion_ids) for s in wholes),
            "rpo_cache_paths": len(cache), "rpo_cache_tokens": cache.live_tokens,
            "rpo_cache_bytes": cache.memory_bytes(), "rpo_cache_evictions": cache.evictions}
+    if plan.hinted.any():
+        row.update(rpo_hint_groups=int(plan.hinted.sum()), rpo_hint_tokens=sum(len(s.prefix_ids) for s in hinted))
+    if step is not None:
+        ages = cache.staleness(step, stale_steps)
+        row.update(rpo_oldest_age_mean=ages["oldest_mean"], rpo_oldest_age_max=ages["oldest_max"],
+                   rpo_stale_share=ages["stale_share"])
     return row
 
 
