@@ -66,6 +66,8 @@ def _components(cfg) -> None:
 def _predictor(cfg) -> None:
     from rollwise.predict.registry import run_settings  # numpy only
 
+    if not 0 < cfg.mopps_decay <= 1:
+        raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
     run_settings(cfg)  # unknown settings and out-of-range values name themselves
 
 
