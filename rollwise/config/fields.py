@@ -367,6 +367,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return flatten_sections(data, str(path))
 
 
+# Fields an earlier rollwise filed under another section: its saved config.yaml files still read (resume,
+# compare, replay) with them there.
+EARLIER_SECTIONS = {"select": {"mopps_decay", "prior", "prior_weight", "probe_every", "probe_size"}}
+
+
 def flatten_sections(data: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Config values keyed by field name, from a flat mapping or one nested by section (or a mix).
 
@@ -380,7 +385,7 @@ def flatten_sections(data: dict[str, Any], source: str = "config") -> dict[str, 
             if not isinstance(value, dict):
                 raise ValueError(f"{source}: section {key!r} must be a mapping of its keys")
             for name, inner in value.items():
-                if name in section_of and section_of[name] != key:
+                if name in section_of and section_of[name] != key and name not in EARLIER_SECTIONS.get(key, ()):
                     raise ValueError(f"{source}: {name} belongs to section {section_of[name]!r}, not {key!r}")
                 flat[name] = inner
         else:
