@@ -1,6 +1,7 @@
-"""Shared plumbing of the benchmark scripts: run variants of the default configuration over seeds with
-`rollwise compare` (runs are reused across scripts: compare finishes only what is missing), then write
-one claim's report and JSON results.
+"""Shared plumbing of the benchmark scripts: one command line (`parse_args`), one naming rule for the runs
+(`run_name`), running variants over seeds with `rollwise compare`'s launcher in one shared runs folder
+(`run_runs`, `run_variants`: compare finishes only what is missing, so benches share runs), and writing
+one claim's JSON results (`write_results`). The statistics they report are in bench.stats.
 
 Every script measures ratios within one run of itself on this machine (costs to reach the same
 held-out accuracy), never absolute timings against a threshold.
@@ -14,29 +15,44 @@ from pathlib import Path
 
 from rollwise.evidence.compare import run_compare
 from rollwise.evidence.report import write_report
-from rollwise.evidence.summary import load_run, summarize
+from rollwise.evidence.summary import load_run
 
 RESULTS = Path("bench/results")
-RUNS = RESULTS / "runs"  # every benchmark's training runs, OUT/VARIANT/seed-N
+RUNS = RESULTS / "runs"  # every benchmark's training runs, RUNS/RUN-NAME/seed-N
+
+# The options every bench takes (a script that runs no training takes the ones that apply to it).
+SHARED_OPTIONS = ("seeds", "parallel", "steps", "runs_dir", "preset", "device", "results_dir")
+_OPTIONS = {
+    "seeds": dict(type=int, nargs="+", default=[0, 1, 2], help="run seeds of every variant [default: 0 1 2]"),
+    "parallel": dict(type=int, default=2, help="runs at once, one torch thread each [default: 2]"),
+    "steps": dict(type=int, default=None, help="override the configuration's number of RL steps (quick checks)"),
+    "runs_dir": dict(default=str(RUNS), help="where the training runs live, shared by the benches "
+                     "[default: %(default)s]"),
+    "preset": dict(default=None, help="a named preset as the base configuration (run names get it as a "
+                   "prefix) [default: %(default)s; None is the built-in default run]"),
+    "device": dict(default="cpu", help="torch device of every run (cpu or cuda); seconds compare only between "
+                   "runs on the same machine [default: cpu]"),
+    "results_dir": dict(default=None, help="write the JSON results and reports here instead of bench/results "
+                        "(results of another machine)"),
+}
 
 
-def parse_args(description: str, add_arguments=None) -> argparse.Namespace:
-    """The options every benchmark shares; `add_arguments(parser)` adds a script's own."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--parallel", type=int, default=2, help="runs at once (one torch thread each)")
-    parser.add_argument("--steps", type=int, default=None, help="override the default run's steps (quick checks)")
-    parser.add_argument("--runs-dir", default=str(RUNS), help="where the training runs live (shared by benches)")
-    parser.add_argument("--preset", default=None, help="a named preset as the base configuration (default: the "
-                        "built-in default run); variant names get the preset as a prefix")
-    parser.add_argument("--device", default="cpu", help="torch device of every run (cpu or cuda); seconds are "
-                        "comparable only between runs on the same machine")
-    parser.add_argument("--results-dir", default=None, help="write the JSON results and reports here instead of "
-                        "bench/results (results of another machine)")
+def parse_args(doc: str, add_arguments=None, *, shared=SHARED_OPTIONS, fixed_preset: str | None = None,
+               argv=None) -> argparse.Namespace:
+    """The options every bench shares (`shared`: those that apply to the script), then the script's own
+    (`add_arguments(parser)`); `doc`, the script's docstring, is its --help. `fixed_preset`: a bench about
+    one preset, which --preset defaults to and may only name."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in shared:
+        options = dict(_OPTIONS[name])
+        if name == "preset" and fixed_preset:
+            options.update(default=fixed_preset, choices=[fixed_preset],
+                           help=f"the preset this bench is about [default: {fixed_preset}]")
+        parser.add_argument("--" + name.replace("_", "-"), **options)
     if add_arguments is not None:
         add_arguments(parser)
-    args = parser.parse_args()
-    if args.results_dir:
+    args = parser.parse_args(argv)
+    if getattr(args, "results_dir", None):
         global RESULTS
         RESULTS = Path(args.results_dir)
     return args
@@ -47,34 +63,71 @@ def results_path(*parts: str) -> Path:
     return RESULTS.joinpath(*parts)
 
 
-def preset_variants(variants: dict[str, dict], args) -> dict[str, dict]:
-    """Variants on top of `--preset` (names prefixed with it, so that runs of different presets never mix)."""
-    if not args.preset:
-        return variants
+def claim_name(claim: str, preset: str | None) -> str:
+    """The name of a claim's results (CLAIM.json and the report in CLAIM/): the preset as a suffix."""
+    return f"{claim}-{preset}" if preset else claim
+
+
+# Configurations that more than one bench runs, under the one name all of them give it: GRPO is the default
+# algorithm, the transformers engine the default engine, and `mopps` and `gvm` are the method presets, so a
+# GRPO variant, or bench.costs.engines' hf one, is the default run (`uniform`).
+SAME_RUN = {"grpo": "uniform", "engine-hf": "uniform", "gvm-grpo": "gvm", "mopps-grpo": "mopps",
+            "gvm-mopps-grpo": "mopps-gvm"}
+
+
+def run_name(variant: str, preset: str | None = None) -> str:
+    """The naming rule of every bench's runs: the preset as a prefix (runs of different presets never mix),
+    then the variant's name, one name per configuration (SAME_RUN), so that benches share their runs: the
+    scratchpad preset unchanged is `scratchpad-uniform` in bench.claims.testbed, rpo, frontier and gvm.
+
+    >>> run_name("uniform", "scratchpad"), run_name("grpo"), run_name("gvm-mopps-grpo", "scratchpad")
+    ('scratchpad-uniform', 'uniform', 'scratchpad-mopps-gvm')
+    """
+    variant = SAME_RUN.get(variant, variant)
+    return f"{preset}-{variant}" if preset else variant
+
+
+def run_names(variants, preset: str | None) -> dict[str, str]:
+    """Each variant's run name (`run_name`), keyed by the variant's own name (the key of its results)."""
+    return {short: run_name(short, preset) for short in variants}
+
+
+def preset_variants(variants: dict[str, dict], preset: str | None, steps: int | None = None) -> dict[str, dict]:
+    """Variants on top of a preset (none: the built-in default run), keyed by their run names (`run_name`).
+    `steps` (--steps) beats the preset's own steps, and a variant's own steps beat both."""
     from rollwise.config.presets import preset_values
 
-    base = preset_values(args.preset)
-    # --steps must beat the preset's own steps, which the variant values would otherwise carry over the base
-    steps = {} if args.steps is None else {"steps": args.steps}
-    return {f"{args.preset}-{name}": {**base, **values, **steps} for name, values in variants.items()}
+    base = preset_values(preset) if preset else {}
+    budget = {} if steps is None else {"steps": steps}
+    return {run_name(name, preset): {**base, **budget, **values} for name, values in variants.items()}
+
+
+def named_variants(variants: dict[str, dict], args) -> tuple[dict[str, dict], dict[str, str]]:
+    """The variants on top of --preset with --steps, keyed by run name (`preset_variants`), and each one's
+    run name keyed by its own name (`run_names`)."""
+    return preset_variants(variants, args.preset, args.steps), run_names(variants, args.preset)
 
 
 def device_override(args) -> dict:
-    """The configuration every run gets from --device: nothing on cpu, the default, so that existing runs'
-    specifications stay the same."""
-    return {} if args.device == "cpu" else {"device": args.device}
+    """The configuration every run gets from --device: nothing on cpu, the default (or for a script without
+    --device), so that existing runs' specifications stay the same."""
+    device = getattr(args, "device", "cpu")
+    return {} if device == "cpu" else {"device": device}
+
+
+def run_runs(variants: dict[str, dict], args, seeds=None, parallel=None, **compare_options) -> dict:
+    """Run (or finish) the variants' runs in the shared runs folder with compare's launcher: --seeds (or
+    `seeds`), --parallel (or `parallel`) at a time, --steps and --device in every run's configuration (a
+    variant's own steps win). Returns compare's summary."""
+    base = {**({} if args.steps is None else {"steps": args.steps}), **device_override(args)}
+    return run_compare(base, variants, args.seeds if seeds is None else seeds, args.runs_dir,
+                       parallel=args.parallel if parallel is None else parallel, **compare_options)
 
 
 def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
-    """Run (or finish) the variants, then write bench/results/CLAIM/{summary.json, report.*}."""
-    base = {**({} if args.steps is None else {"steps": args.steps}), **device_override(args)}
-    run_compare(base, variants, args.seeds, args.runs_dir, parallel=args.parallel)
+    """Run (or finish) the variants (`run_runs`), then write bench/results/CLAIM/{summary.json, report.*}."""
+    run_runs(variants, args)
     return write_report(results_path(claim), run_dirs(variants, args), target)
-
-
-def cost_ratio(base, variant) -> float | None:
-    """How many times less a variant spent than the base to reach a target (None: one never did, or at 0)."""
-    return base / variant if base and variant else None
 
 
 def run_dirs(variants, args) -> dict[str, list[Path]]:
@@ -88,43 +141,7 @@ def load_variants(variants, args) -> dict[str, list[dict]]:
 
 
 def write_results(claim: str, results: dict) -> Path:
-    path = RESULTS / f"{claim}.json"
+    path = results_path(f"{claim}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=float))
     return path
-
-
-def mean_curve_cost(summary: dict, variant: str, key: str):
-    """A variant's cost to reach the target on the mean curve over seeds (None: never reached)."""
-    return summary["variants"][variant]["to_target"]["mean_curve"].get(key)
-
-
-def at_gain_fractions(loaded: dict[str, list[dict]], final: float, metric: str, fractions) -> list[dict]:
-    """Summaries (as `summarize` gives them, for `mean_curve_cost`) at targets part of the way from the
-    baseline's start (mean step-0 `metric` of the first variant's runs) to `final`: a speed-up depends on
-    how far along its target is, and at the baseline's own final accuracy it is knife-edge when a variant
-    ends level with it."""
-    baseline = loaded[next(iter(loaded))]
-    initial = sum(run["rows"][0][metric] for run in baseline) / len(baseline)
-    rows = []
-    for fraction in fractions:
-        target = initial + fraction * (final - initial)
-        rows.append({"fraction": fraction, "target": target, "summary": summarize(loaded, target, metric)})
-    return rows
-
-
-# Speed-ups are also measured part of the way to the baseline's final accuracy: at the final itself the ratio
-# is knife-edge (a variant that ends level with the baseline, 0.0005 below, counts as never reaching it), and a
-# variant that ends level can still get there first.
-GAIN_FRACTIONS = (0.5, 0.75)
-
-
-def speedups_by_gain(summary: dict, loaded: dict, base: str, variant: str,
-                     fractions=GAIN_FRACTIONS) -> dict[str, float | None]:
-    """A variant's speed-up in steps over the base (mean curves) to targets a fraction of the way from the
-    base's start to the summary's target, keyed by the fraction as a string (JSON keys)."""
-    speedups = {}
-    for row in at_gain_fractions(loaded, summary["target"], summary["metric"], fractions):
-        steps_base, steps_variant = (mean_curve_cost(row["summary"], v, "steps") for v in (base, variant))
-        speedups[str(row["fraction"])] = cost_ratio(steps_base, steps_variant)
-    return speedups

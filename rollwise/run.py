@@ -8,33 +8,36 @@ helper of the loop, nor a line to save and one to restore.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from rollwise.store import checkpoint as ckpt
-from rollwise.algos import ALGORITHMS
-from rollwise.algos.ppo import ValueHead
-from rollwise.config import RunConfig
-from rollwise.select.filters import build_filter
-from rollwise.allocate import build_allocator
+from rollwise.algos import algorithm
+from rollwise.algos.critic import Critic
+from rollwise.algos.reference import Reference, build_reference
 from rollwise.algos.update import NonFiniteError, UpdateSettings, build_batch
-from rollwise.policy.models import Policy, load_policy
-from rollwise.data.pool import build_pools
+from rollwise.allocate import build_allocator
+from rollwise.allocate.base import Allocator
+from rollwise.config import RunConfig
+from rollwise.data.pool import PromptPool, build_pools
+from rollwise.policy.models import Policy, load_policy, model_identity
 from rollwise.predict.outcomes import OutcomeLog
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
 from rollwise.rollout.engine import SamplingParams
 from rollwise.rollout.engines import build_engine
-from rollwise.rollout.rpo import PartialRollouts
+from rollwise.rollout.modes import RolloutMode, build_rollout_mode
 from rollwise.rollout.shaping import RewardShaping
 from rollwise.select import build_selector
+from rollwise.select.base import Selector
+from rollwise.select.filters import GroupFilter, build_filter
+from rollwise.store import checkpoint as ckpt
+from rollwise.track import Accounting, MetricsLog
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.verify.verifiers import build_verifier
-from rollwise.track import Accounting, MetricsLog
 
 
 @dataclass
@@ -51,28 +54,29 @@ class Evaluations:
         self.initial, self.last = state["initial"], state["last"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """One run's parts, built once from its config; see `components()` for what a checkpoint holds."""
 
     cfg: RunConfig
     out: Path
     policy: Policy
-    ctx: RolloutContext
-    eval_pool: object
-    selector: object
-    allocator: object
-    group_filter: object
+    ctx: RolloutContext  # the pool, codec, engine, verifier, sampling parameters, shaping, outcome log
+    eval_pool: PromptPool
+    rollout: RolloutMode  # whole completions, or RPO's partial rollouts
+    selector: Selector
+    allocator: Allocator
+    group_filter: GroupFilter
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     settings: UpdateSettings
-    ref_model: torch.nn.Module | None
-    critic: torch.nn.Module | None
+    critic: Critic  # PPO's value head, or none
+    reference: Reference  # the KL penalty's frozen policy, or none
     acct: Accounting
     streams: RandomStreams
     evals: Evaluations
     metrics: MetricsLog
-    log: object
+    log: Callable[[str], None]
 
     @property
     def outcomes(self):
@@ -81,19 +85,14 @@ class Run:
 
     def components(self) -> dict:
         """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
-        parts = {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                 "selector": self.selector, "allocator": self.allocator, "accounting": self.acct,
-                 "random": self.streams, "evals": self.evals}
-        if self.critic is not None:
-            parts["critic"] = self.critic
-        if self.ctx.partial is not None:  # RPO's experience cache (rollout=partial)
-            parts["rpo_cache"] = self.ctx.partial
-        return parts
+        return {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "selector": self.selector, "allocator": self.allocator, "rollout": self.rollout,
+                "critic": self.critic, "accounting": self.acct, "random": self.streams, "evals": self.evals}
 
     def identity(self) -> dict:
         """What makes a checkpoint belong to this run beyond its config: the data and the model."""
         return {"training pool": self.ctx.pool.content_hash(), "held-out set": self.eval_pool.content_hash(),
-                "model": self.policy.source}
+                "model": model_identity(self.cfg, self.policy.source)}
 
 
 def build_run(cfg: RunConfig, out: Path, log) -> Run:
@@ -107,27 +106,24 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                                batch_budget=cfg.verify_batch_budget or None,
                                breaker_timeouts=cfg.verify_breaker_timeouts or None,
                                breaker_rate=cfg.verify_breaker_rate)
-    partial = PartialRollouts.from_config(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id) \
-        if cfg.rollout == "partial" or cfg.rpo_hints else None
     ctx = RolloutContext(train_pool, policy.codec, engine, verifier, params, cfg.reward,
-                         grad_norms=_grad_norm_measure(cfg, policy), partial=partial,
+                         grad_norms=_grad_norm_measure(cfg, policy),
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     selector = build_selector(cfg, train_pool)
-    critic = _critic(cfg, policy.model)
-    trainable = [p for p in policy.model.parameters() if p.requires_grad]
-    trainable += list(critic.parameters()) if critic is not None else []
+    critic = algorithm(cfg.algo).build_critic(cfg, policy.model)
+    trainable = [p for p in policy.model.parameters() if p.requires_grad] + critic.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.lr_warmup_steps + 1)))
-    settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.grad_clip,
-                              cfg.minibatches, cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite,
-                              gamma=cfg.ppo_gamma, lam=cfg.ppo_lambda, vf_coef=cfg.ppo_vf_coef,
-                              value_clip=cfg.ppo_value_clip)
-    return Run(cfg, out, policy, ctx, eval_pool, selector, build_allocator(cfg, len(train_pool), selector),
-               build_filter(cfg), optimizer,
-               scheduler, settings, _reference_model(policy.model) if cfg.kl_coef > 0 else None, critic, Accounting(),
-               RandomStreams(cfg.seed), Evaluations(),
-               MetricsLog(out / "metrics.jsonl", out / "tb", cfg.report_to, cfg.to_sections()), log)
+    settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.grad_clip, cfg.minibatches,
+                              cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite)
+    return Run(cfg=cfg, out=out, policy=policy, ctx=ctx, eval_pool=eval_pool,
+               rollout=build_rollout_mode(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id),
+               selector=selector, allocator=build_allocator(cfg, len(train_pool), selector),
+               group_filter=build_filter(cfg), optimizer=optimizer, scheduler=scheduler, settings=settings,
+               critic=critic, reference=build_reference(cfg, policy.model), acct=Accounting(),
+               streams=RandomStreams(cfg.seed), evals=Evaluations(),
+               metrics=MetricsLog(out / "metrics.jsonl", out / "tb", cfg.report_to, cfg.to_sections()), log=log)
 
 
 def _grad_norm_measure(cfg: RunConfig, policy: Policy):
@@ -139,22 +135,6 @@ def _grad_norm_measure(cfg: RunConfig, policy: Policy):
         return sequence_embedding_grad_norms(policy.model, batch, cfg.temperature, micro_batch=cfg.micro_batch)
 
     return measure
-
-
-def _critic(cfg: RunConfig, model) -> torch.nn.Module | None:
-    """PPO's value head on the policy's last hidden state (None for critic-free algorithms)."""
-    if not ALGORITHMS[cfg.algo].critic:
-        return None
-    hidden = model.get_input_embeddings().embedding_dim
-    return ValueHead(hidden, detach=cfg.ppo_critic_detach).to(cfg.device)
-
-
-def _reference_model(model):
-    ref = copy.deepcopy(model)
-    ref.eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
 
 
 # ---------------------------------------------------------------------------- checkpoints and outputs

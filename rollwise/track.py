@@ -3,8 +3,9 @@
 `Accounting` keeps cumulative counts (prompts, rollouts, generated tokens, seconds) as plain numbers
 so they checkpoint and resume exactly. `MetricsLog` appends one JSON object per step to
 `metrics.jsonl`; on resume it cuts the file back to the byte offset recorded in the checkpoint, so
-rows written after the checkpoint are written again exactly once. Its numeric values also go to
-TensorBoard (`report_to="tensorboard"`, when installed) or Weights & Biases (`report_to="wandb"`).
+rows written after the checkpoint are written again exactly once. Its numeric values also go to the
+backends `report_to` names, comma-separated: TensorBoard (`tensorboard`, when installed), Weights &
+Biases (`wandb`), both (`tensorboard,wandb`) or neither (`none`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ def _clean(value):
 REPORT_TO = ("tensorboard", "wandb", "none")
 
 
+def report_backends(report_to: str) -> list[str]:
+    """The logging backends of a `report_to` value: a comma-separated list of names, or `none`.
+
+    >>> report_backends("tensorboard, wandb"), report_backends("none")
+    (['tensorboard', 'wandb'], [])
+    """
+    names = list(dict.fromkeys(n.strip() for n in str(report_to).split(",") if n.strip()))
+    unknown = [n for n in names if n not in REPORT_TO]
+    if not names or unknown or ("none" in names and len(names) > 1):
+        raise ValueError(f"report_to={report_to!r}: expected a comma-separated list of tensorboard, wandb "
+                         "(e.g. tensorboard,wandb), or none alone")
+    return [n for n in names if n != "none"]
+
+
 def numeric_items(row: dict) -> dict:
     """The plotted part of a row: numbers (not booleans), without the step itself."""
     return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
@@ -115,12 +130,11 @@ class WandbBackend:
 class MetricsLog:
     def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None, report_to: str = "tensorboard",
                  run_config: dict | None = None):
-        if report_to not in REPORT_TO:
-            raise ValueError(f"report_to={report_to!r}: expected one of {', '.join(REPORT_TO)}")
+        backends = report_backends(report_to)
         self.path = Path(path)
         self.writer = None
-        self.wandb = WandbBackend(self.path.parent, run_config) if report_to == "wandb" else None
-        if tensorboard_dir is not None and report_to == "tensorboard":
+        self.wandb = WandbBackend(self.path.parent, run_config) if "wandb" in backends else None
+        if tensorboard_dir is not None and "tensorboard" in backends:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -1,11 +1,15 @@
 """The training recipe: RL fine-tuning with verifiable rewards, readable top to bottom.
 
-    pool --select--> B prompts --rollout--> n completions each --verify--> acc, reward
-         --filter--> kept groups --GRPO--> one policy update; every N steps: held-out evaluation
+One step (`train_step`), for each generation batch (more than one only when the filter discards):
 
-`Run` (rollwise.run) holds everything one run is made of; its `components()` are the stateful parts,
-which a checkpoint saves and restores by name. This file is the loop; rollwise.run builds the parts
-and writes them out.
+    select B prompts --> allocate n_i each --> roll out --> verify (acc, reward) --> observe (selector,
+    allocator, outcome log) --> filter
+    then: advantages --> update --> refresh (the rollout mode's cache); every N steps: held-out evaluation
+
+Every phase calls a component behind a small interface, chosen by name in the configuration and built
+by `rollwise.run`; optional behaviour is a neutral strategy (whole-path rollouts, identity reward
+shaping, no critic, no KL reference), so the recipe has no branch on whether a component exists.
+`Run.components()` are the stateful parts, which a checkpoint saves and restores by name.
 
 Deliberate simplifications (each is a setting or a later issue, not a hidden branch):
 - the engine samples from the training model itself (no separate inference copy);
@@ -26,12 +30,14 @@ import numpy as np
 import torch
 
 from rollwise.store import checkpoint as ckpt
-from rollwise.algos import ALGORITHMS
+from rollwise.algos import algorithm
 from rollwise.config import RunConfig
 from rollwise.rollout.evaluate import evaluate
 from rollwise.algos.update import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
-from rollwise.rollout.collect import collect, fill_cache, log_outcomes, roll_out
+from rollwise.rollout.collect import (StepGroups, allocate, fill_whole, generate, group_grad_norms, merge_presamples,
+                                      outcomes, roll_out, verify)
+from rollwise.rollout.modes import whole_plan
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.store.rundir import check_same_run, open_run_dir
@@ -89,7 +95,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     interrupted = _loop(run, start_step, wall_start, identity)
     run.metrics.close()
     run.ctx.verifier.close()
-    getattr(run.ctx.engine, "close", lambda: None)()
+    run.ctx.engine.close()
     result = summary(run, interrupted)
     if not interrupted:
         save_selector(run)
@@ -103,7 +109,8 @@ def _start(run: Run) -> dict:
     """A new run: the selector's up-front estimate (if any) and the step-0 evaluation; returns row 0."""
     run.metrics.truncate_to(0)
     run.outcomes.truncate_to(0)
-    row = {"step": 0, **_prefilter(run), **_fill_cache(run)}
+    row = {"step": 0, **run.selector.start(lambda samples: _estimate_pool(run, samples)),
+           **run.rollout.start(lambda store: _fill(run, store))}
     run.evals.initial = run.evals.last = _evaluate(run, 0)
     return {**row, **run.evals.initial}
 
@@ -115,7 +122,7 @@ def _loop(run: Run, start_step: int, wall_start: float, identity: dict) -> bool:
     interrupted = False
     with StopRequest() as stop:
         for step in range(start_step + 1, cfg.steps + 1):
-            row = _train_step(run, step)
+            row = train_step(run, step)
             if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
                 run.evals.last = _evaluate(run, step)
                 row.update(run.evals.last)
@@ -132,35 +139,93 @@ def _loop(run: Run, start_step: int, wall_start: float, identity: dict) -> bool:
     return interrupted
 
 
-def _train_step(run: Run, step: int) -> dict:
-    cfg, ctx = run.cfg, run.ctx
+def train_step(run: Run, step: int) -> dict:
+    """One step, phase by phase; returns its metrics row."""
     timer = Timer()
-    got = collect(ctx, run.selector, run.group_filter, run.allocator, cfg.batch_prompts, cfg.samples_per_prompt, step,
-                  run.streams.train, timer)
-    run.acct.add_training(len(got.rolled_out), got.rollouts, got.tokens, got.prefix_tokens)
-    row = {"step": step, "prompts": len(got.rolled_out), "rollouts": got.rollouts, "tokens": got.tokens,
-           "gen_batches": got.gen_batches, "ds_capped": got.capped,
-           "discarded_groups": len(got.rolled_out) - len(got.kept)}
-    trials = np.array([len(g.acc) for g in got.rolled_out])
-    row.update(_allocation_stats(trials, got))
-    successes = np.array([g.acc.sum() for g in got.rolled_out])
+    step_groups = gather_groups(run, step, timer)  # select -> allocate -> roll out -> verify -> observe -> filter
+    with timer("update"):
+        update = _update(run, step_groups.kept)  # advantages -> update
+    with timer("sync"):  # an engine with its own copy of the weights (vLLM) samples the updated policy from now on
+        run.ctx.engine.sync_weights(run.policy.model)
+    refresh = run.rollout.finish_step(step_groups.rolled_out, run.streams.train, step)  # refresh (RPO's cache)
+    probe = _probe(run, step) if run.cfg.probe_every and step % run.cfg.probe_every == 0 else {}
+    return step_metrics(run, step, step_groups, update, refresh, probe, timer)
+
+
+def gather_groups(run: Run, step: int, timer: Timer) -> StepGroups:
+    """Generation batches until the filter has B groups: one batch, unless the filter discards (dynamic
+    sampling), up to its cap. A prompt is drawn at most once per step."""
+    cfg, ctx, rng = run.cfg, run.ctx, run.streams.train
+    step_groups = StepGroups(len(ctx.pool))
+    while step_groups.wants_batch(run.group_filter, cfg.batch_prompts):
+        step_groups.gen_batches += 1
+        prompts, predicted = _select(run, step_groups, timer)                               # select
+        plan = run.rollout.plan(prompts, ctx.prompt_ids, rng, step)
+        allocation = allocate(ctx, run.allocator, prompts, plan, cfg.samples_per_prompt, step, timer)  # allocate
+        samples, clipped = generate(ctx, plan, allocation.counts, timer)                    # roll out
+        main = verify(ctx, prompts, samples, clipped, timer)                                # verify
+        groups = _observe(run, step, step_groups, prompts, predicted, plan, allocation, main, timer)  # observe
+        step_groups.add(groups, run.group_filter)                                           # filter
+    step_groups.finish(run.group_filter, cfg.batch_prompts)
+    return step_groups
+
+
+def _select(run: Run, step_groups: StepGroups, timer: Timer) -> tuple[np.ndarray, np.ndarray | None]:
+    """B prompts not yet drawn this step, and the selector's prediction for them (read before any outcome)."""
+    candidates = step_groups.candidates()
+    with timer("select"):
+        prompts = np.asarray(run.selector.select(candidates, min(run.cfg.batch_prompts, candidates.size),
+                                                 run.streams.train))
+    step_groups.used[prompts] = True
+    return prompts, run.selector.predict(prompts)
+
+
+def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, predicted, plan, allocation,
+             main: list, timer: Timer) -> list:
+    """Every component that learns from outcomes sees the batch: the allocator (with G when nothing else
+    measured it), the outcome log, the rollout mode (for its metrics) and the selector, which observes every
+    group paid for, including those the filter will discard. Returns the batch's groups, pre-samples merged."""
+    ctx = run.ctx
+    measure = run.allocator.needs_grad_norms and not allocation.presampled  # G from the main rollout only then
+    norms = group_grad_norms(ctx, main, timer) if measure else np.full(len(main), np.nan)
+    run.allocator.observe(prompts, *outcomes(main), norms)
+    ctx.log(step, "train", main, ~plan.cached)
+    ctx.log(step, "partial", main, plan.cached)
+    groups = merge_presamples(ctx, allocation, main)
+    run.rollout.record(plan, [g.samples for g in groups])
+    step_groups.presampled += len(allocation.presampled)
+    sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
+    step_groups.unallocated += int((~sampled).sum())
+    groups = [g for g, keep in zip(groups, sampled) if keep]
+    with timer("select"):
+        run.selector.observe(prompts[sampled], *outcomes(groups))
+    if predicted is not None:
+        step_groups.predictions.append(np.asarray(predicted, dtype=np.float64)[sampled])
+    return groups
+
+
+def step_metrics(run: Run, step: int, step_groups: StepGroups, update: dict, refresh: dict, probe: dict,
+                 timer: Timer) -> dict:
+    """A step's metrics row (docs/metrics.md), gathered in one place; also books its costs."""
+    rolled, kept = step_groups.rolled_out, step_groups.kept
+    run.acct.add_training(len(rolled), step_groups.rollouts, step_groups.tokens, step_groups.prefix_tokens)
+    row = {"step": step, "prompts": len(rolled), "rollouts": step_groups.rollouts, "tokens": step_groups.tokens,
+           "gen_batches": step_groups.gen_batches, "ds_capped": step_groups.capped,
+           "discarded_groups": len(rolled) - len(kept)}
+    successes, trials = outcomes(rolled)
+    row.update(_allocation_stats(trials, step_groups))
     row.update(group_stats(successes, trials))
-    row.update(_prediction_quality("pred", got.predicted, successes / trials))
-    row.update({f"verify_{k}": v for k, v in ctx.verifier.pop_counts().items()})
-    rewards = np.concatenate([g.rewards for g in got.kept]) if got.kept else np.zeros(0)
-    acc = np.concatenate([g.acc for g in got.kept]) if got.kept else np.zeros(0)
-    kept_effective = [g for g in got.kept if g.acc.min() != g.acc.max()]
-    row.update(groups=len(got.kept), effective_ratio=len(kept_effective) / max(len(got.kept), 1),
+    row.update(_prediction_quality("pred", step_groups.predicted(), successes / np.maximum(trials, 1)))
+    row.update({f"verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()})
+    rewards = np.concatenate([g.rewards for g in kept]) if kept else np.zeros(0)
+    acc = np.concatenate([g.acc for g in kept]) if kept else np.zeros(0)
+    kept_effective = [g for g in kept if g.acc.min() != g.acc.max()]
+    row.update(groups=len(kept), effective_ratio=len(kept_effective) / max(len(kept), 1),
                reward_mean=float(rewards.mean()) if rewards.size else None,
                acc_mean=float(acc.mean()) if acc.size else None)
-    with timer("update"):
-        row.update(_update(run, got.kept, rewards))
-    with timer("sync"):  # an engine with its own copy of the weights (vLLM) samples the updated policy from now on
-        ctx.engine.sync_weights(run.policy.model)
-    if ctx.partial is not None:  # RPO: refresh the cache from every group paid for; rpo_* metrics
-        row.update(ctx.partial.finish_step(got.rolled_out, run.streams.train, step))
-    if cfg.probe_every and step % cfg.probe_every == 0:
-        row.update(_probe(run, step))
+    row.update(update)
+    row.update(refresh)
+    row.update(probe)
     for phase in ("select", "gen", "verify", "gradnorm", "update"):
         row[f"time_{phase}"] = timer.get(phase)
     row["time_weight_sync"] = timer.get("sync")
@@ -168,16 +233,18 @@ def _train_step(run: Run, step: int) -> dict:
     return row
 
 
-def _allocation_stats(trials: np.ndarray, got) -> dict:
+def _allocation_stats(trials: np.ndarray, step_groups: StepGroups) -> dict:
     """How the step's samples were spread over its prompts (constant under the fixed allocator)."""
     if trials.size == 0:
         return {}
     return {"alloc_min": int(trials.min()), "alloc_max": int(trials.max()), "alloc_std": float(trials.std()),
-            "alloc_unallocated": got.unallocated, "alloc_presampled": got.presampled}
+            "alloc_unallocated": step_groups.unallocated, "alloc_presampled": step_groups.presampled}
 
 
-def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:
-    cfg, algo = run.cfg, ALGORITHMS[run.cfg.algo]
+def _update(run: Run, kept: list) -> dict:
+    """Advantages of the kept groups' samples, then the policy update."""
+    cfg, algo = run.cfg, algorithm(run.cfg.algo)
+    rewards = np.concatenate([g.rewards for g in kept]) if kept else np.zeros(0)
     if not np.isfinite(rewards).all():
         if cfg.nonfinite == "stop":
             raise NonFiniteError("non-finite rewards from the verifier; set nonfinite=skip to skip such steps")
@@ -192,8 +259,8 @@ def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:
         return {"skipped_updates": 0, "loss": None}
     advantages = algo.advantages(rewards, acc, groups, eps=cfg.adv_eps)
     batch = build_batch(samples, advantages, run.ctx.codec.pad_token_id)
-    return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.ref_model,
-                         run.critic)
+    return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.critic,
+                         run.reference)
 
 
 def _evaluate(run: Run, step: int) -> dict:
@@ -223,8 +290,8 @@ def _probe(run: Run, step: int) -> dict:
     if predicted is None:
         return {}
     with forked_torch_rng(int(stream.integers(2**62))):
-        groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer())
-    log_outcomes(ctx, step, "probe", groups)
+        groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer(), _whole(run, indices))
+    ctx.log(step, "probe", groups)
     counts = ctx.verifier.pop_counts()
     run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
     observed = np.array([g.acc.mean() for g in groups])
@@ -238,32 +305,31 @@ def _prediction_quality(prefix: str, predicted, observed) -> dict:
     return {f"{prefix}_spearman": spearman(predicted, observed), f"{prefix}_mae": mae(predicted, observed)}
 
 
-def _prefilter(run: Run) -> dict:
-    """Selectors that estimate pass rates up front (the offline filter) pay for it here."""
-    if not hasattr(run.selector, "fit"):
-        return {}
+def _whole(run: Run, indices: np.ndarray):
+    return whole_plan(indices, run.ctx.prompt_ids, run.policy.max_new_tokens)
+
+
+def _estimate_pool(run: Run, samples: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """An up-front pass rate of every prompt (the offline filter's), booked as training cost before step 1."""
     indices = np.arange(len(run.ctx.pool))
-    groups = roll_out(run.ctx, indices, run.cfg.offline_samples, Timer())
-    log_outcomes(run.ctx, 0, "prefilter", groups)
-    successes = np.array([g.acc.sum() for g in groups])
-    trials = np.array([len(g.acc) for g in groups])
-    run.selector.fit(successes, trials)
+    groups = roll_out(run.ctx, indices, samples, Timer(), _whole(run, indices))
+    run.ctx.log(0, "prefilter", groups)
+    successes, trials = outcomes(groups)
     rollouts, tokens = int(trials.sum()), sum(g.tokens for g in groups)
     run.acct.add_training(0, rollouts, tokens)
     counts = run.ctx.verifier.pop_counts()
-    return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,
-            **{f"prefilter_verify_{k}": v for k, v in counts.items()}}
+    return successes, trials, {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,
+                               **{f"prefilter_verify_{k}": v for k, v in counts.items()}}
 
 
-def _fill_cache(run: Run) -> dict:
-    """RPO's up-front fill (rpo_fill=upfront): one whole completion per prompt, booked as training cost."""
-    if run.ctx.partial is None or run.cfg.rpo_fill != "upfront":
-        return {}
+def _fill(run: Run, store) -> tuple[int, int, float]:
+    """An up-front fill of the rollout mode (RPO's cache): whole completions, booked as training cost."""
     timer = Timer()
-    rollouts, tokens = fill_cache(run.ctx, 0, timer)
+    indices = np.arange(len(run.ctx.pool))
+    rollouts, tokens = fill_whole(run.ctx, indices, _whole(run, indices), 0, store, timer)
     run.acct.add_training(0, rollouts, tokens)
     run.acct.seconds += timer.get("gen")  # training seconds too, as a step's generation would be
-    return {"rpo_fill_rollouts": rollouts, "rpo_fill_tokens": tokens, "rpo_fill_seconds": timer.get("gen")}
+    return rollouts, tokens, timer.get("gen")
 
 
 def _progress(cfg, start_step):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise import config
-from rollwise.algos import ALGORITHMS, ppo
+from rollwise.config import RunConfig
+from rollwise.algos import ALGORITHMS, algorithm, ppo
+from rollwise.algos.critic import ValueCritic, ValueSettings
 from rollwise.algos.raft import accepted_advantages, likelihood_loss
 from rollwise.algos.reinforce_pp import batch_normalised_advantages
 from rollwise.algos.update import Batch, UpdateSettings, update_policy
@@ -17,15 +18,21 @@ from rollwise.train import train
 from tests.test_train import tiny_config
 
 
-def test_the_config_names_every_registered_algorithm():
-    assert set(config.ALGOS) == set(ALGORITHMS)
-    assert set(config.GROUP_RELATIVE) == {name for name, a in ALGORITHMS.items() if a.group_relative}
+def test_every_registered_algorithm_builds_and_group_relative_ones_check_their_group_size():
+    assert [algorithm(name).name for name in ALGORITHMS] == list(ALGORITHMS.names)
+    for name in ALGORITHMS:
+        settings = dict(algo=name, samples_per_prompt=1)
+        if algorithm(name).group_relative:
+            with pytest.raises(ValueError, match="at least 2 samples per prompt"):
+                RunConfig(**settings)
+        else:
+            RunConfig(**settings)
 
 
 def test_raft_accepts_correct_samples_only():
     adv = accepted_advantages(np.array([0.9, 1.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0, 0, 1]))
     assert adv.tolist() == [0.0, 1.0, 0.0]  # a shaped reward of 0.9 on a wrong answer is not accepted
-    assert ALGORITHMS["raft"].accepted_only and ALGORITHMS["raft++"].accepted_only
+    assert algorithm("raft").accepted_only and algorithm("raft++").accepted_only
 
 
 def test_raft_loss_is_the_token_mean_negative_log_likelihood():
@@ -90,14 +97,14 @@ def _batch(n=4, width=8):
 
 def test_ppo_update_trains_the_value_head_and_keeps_every_row():
     model = build_tiny_model(1, 32, 2, seed=0)
-    critic = ppo.ValueHead(32)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(critic.parameters()), lr=1e-2)
+    critic = ValueCritic(ppo.ValueHead(32), ValueSettings())
+    opt = torch.optim.AdamW(list(model.parameters()) + critic.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    settings = UpdateSettings("ppo", 1.0, 0.2, 0.28, 0.0, 1.0, 2, 1, 8, "stop")
-    assert not settings.skip_zero_advantage
+    settings = UpdateSettings("ppo", 1.0, 0.2, 0.28, 1.0, 2, 1, 8, "stop")
     stats = update_policy(model, opt, sched, _batch(), settings, critic=critic)
+    # every row goes through (two have advantage 0 but a value loss)
     assert stats["update_rows"] == 4 and np.isfinite(stats["value_loss"]) and stats["value_loss"] > 0
-    assert float(critic.linear.weight.detach().abs().sum()) > 0  # moved from its zero initialisation
+    assert float(critic.head.linear.weight.detach().abs().sum()) > 0  # moved from its zero initialisation
 
 
 @pytest.mark.parametrize("algo", ["raft", "raft++", "reinforce++", "ppo"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rollwise.allocate import build_allocator
+from rollwise.config import RunConfig
 from rollwise.allocate.base import largest_remainder
 from rollwise.allocate.fixed import FixedAllocator
 from rollwise.allocate.gradnorm import mean_over_correct, sequence_embedding_grad_norms
@@ -14,7 +15,6 @@ from rollwise.allocate.gvm import GVMAllocator, gvm_weights
 from rollwise.algos.update import build_batch
 from rollwise.rollout.engine import Sample
 from rollwise.select.mopps import MoPPSSelector
-from rollwise.select.uniform import UniformSelector
 from rollwise.policy.tiny import PAD, tiny_model_config
 
 NAN = np.nan
@@ -226,10 +226,11 @@ def test_build_allocator_reads_the_config_names():
     selector = MoPPSSelector(5)
     posterior = build_allocator(_cfg(gvm_p_source="posterior"), 5, selector)
     assert posterior.p_source == "posterior" and posterior.presamples == 0
+    # the settings are checked with the configuration (the registry entry's check), before anything is built
     with pytest.raises(ValueError, match="selector=uniform makes none"):
-        build_allocator(_cfg(gvm_p_source="posterior"), 5, UniformSelector(5))
+        RunConfig(allocator="gvm", gvm_p_source="posterior")
     with pytest.raises(ValueError, match="must bracket samples_per_prompt=8"):
-        build_allocator(_cfg(gvm_min_samples=9), 5)
+        RunConfig(allocator="gvm", gvm_min_samples=9)
     with pytest.raises(ValueError, match="allocator='knapsack'"):
         build_allocator(_cfg(allocator="knapsack"), 5)
 
@@ -381,7 +382,10 @@ def test_the_auto_cap_and_the_floor_are_read_from_the_config():
     selector = MoPPSSelector(5)
     assert build_allocator(_cfg(gvm_p_source="predictor", gvm_presamples=4), 5, selector).predictor.selector is selector
     with pytest.raises(ValueError, match="main rollout, 4 on average after pre-samples"):
-        build_allocator(_cfg(gvm_min_samples=5, gvm_presamples=4), 5)
+        RunConfig(allocator="gvm", gvm_min_samples=5, gvm_presamples=4)
+    RunConfig(allocator="gvm", gvm_p_source="predictor", gvm_presamples=0)  # p from the predictor alone
+    with pytest.raises(ValueError, match="gvm_presamples=0: must be at least 1"):
+        RunConfig(allocator="gvm", gvm_presamples=0)
 
 
 def test_speed_screens_every_prompt_and_gives_the_rest_to_the_mixed_ones():

@@ -1,11 +1,20 @@
-"""The benchmark scripts' own logic: bench.frontier's subset runs (--only: which variants run, which claims
-can be judged), bench.rpo's cut ablation (--cut); the shared --device and --results-dir options."""
+"""The benchmark scripts' own logic, without training: every script's --help through the one shared parser,
+the shared statistics (bench.stats), one run name per configuration across the benches, bench.claims.rpo
+through compare's launcher (a fake one records the planned runs), bench.claims.frontier's subset runs (--only:
+which variants run, which claims can be judged), bench.claims.rpo's cut ablation (--cut), bench.claims.gvm's
+settings and names, and the shared --device and --results-dir options."""
+
+import json
+import math
+import re
+import subprocess
+import sys
 
 import pytest
 
-from bench.frontier import VARIANTS, claims, only_variants
-from bench.rpo import VARIANTS as RPO_VARIANTS
-from bench.rpo import chosen_variants
+from bench.claims.frontier import VARIANTS, claims, only_variants
+from bench.claims.rpo import VARIANTS as RPO_VARIANTS
+from bench.claims.rpo import chosen_variants
 
 
 def _acc(mean):
@@ -73,7 +82,7 @@ def test_device_and_results_dir_reach_the_runs_and_the_written_results(tmp_path,
 def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_path):
     """Targets part of the way from the baseline's step-0 accuracy to a final accuracy, each with the
     summary at that target: a variant level with the baseline at the end still shows its earlier lead."""
-    from bench.common import at_gain_fractions, speedups_by_gain
+    from bench.stats import at_gain_fractions, speedups_by_gain
     from rollwise.evidence.summary import load_run
     from tests.test_report import write_run
 
@@ -90,11 +99,11 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
 
 
 def test_gvm_bench_settings_name_every_ablation_they_set():
-    """bench.gvm's options become GVM configuration keys and the suffix of its variant and result names, so
+    """bench.claims.gvm's options become GVM configuration keys and the suffix of its variant and result names, so
     that an ablation's runs never share a directory with the published settings' runs."""
     from argparse import Namespace
 
-    from bench.gvm import gvm_settings
+    from bench.claims.gvm import gvm_settings
     from rollwise.config.presets import GVM
 
     def settings(**given):
@@ -115,11 +124,11 @@ def test_gvm_bench_settings_name_every_ablation_they_set():
 
 
 def test_gvm_bench_pairs_share_the_runs_other_benches_name():
-    """GRPO pairs are the default run (`uniform`) and MoPPS (`mopps`) that bench.frontier and
-    bench.mopps_vs_uniform also run; --mopps selects with MoPPS on both sides of a pair."""
+    """GRPO pairs are the default run (`uniform`) and MoPPS (`mopps`) that bench.claims.frontier and
+    bench.claims.mopps_vs_uniform also run; --mopps selects with MoPPS on both sides of a pair."""
     from argparse import Namespace
 
-    from bench.gvm import pair_variants
+    from bench.claims.gvm import pair_variants
     from rollwise.config.presets import GVM
 
     args = Namespace(mopps=False, p_source="presample")
@@ -128,5 +137,171 @@ def test_gvm_bench_pairs_share_the_runs_other_benches_name():
     both = pair_variants(args, "grpo", GVM, "-cap12")
     assert both == {"mopps": {"selector": "mopps", "algo": "grpo"},
                     "gvm-cap12-mopps-grpo": {"selector": "mopps", "algo": "grpo", **GVM}}
-    assert list(pair_variants(args, "grpo", GVM, "")) == ["mopps", "mopps-gvm"]  # bench.frontier's names
+    assert list(pair_variants(args, "grpo", GVM, "")) == ["mopps", "mopps-gvm"]  # bench.claims.frontier's names
     assert list(pair_variants(args, "raft++", GVM, "")) == ["mopps-raft++", "gvm-mopps-raft++"]
+
+
+# ------------------------------------------------------------------------- one parser, one way to run them
+
+SHARED = ("--seeds", "--parallel", "--steps", "--runs-dir", "--preset", "--device", "--results-dir")
+SCRIPTS = {  # module -> the shared options it takes (the others say why not in their docstrings)
+    **{f"bench.claims.{name}": SHARED for name in (
+        "default_learning", "testbed", "mopps_vs_uniform", "mopps_vs_dynamic", "mopps_prior", "algorithms", "gvm",
+        "rpo", "frontier", "real_model")},
+    "bench.claims.pool_dependence": tuple(o for o in SHARED if o != "--preset"),  # builds its own pools
+    "bench.costs.engines": ("--seeds", "--parallel", "--steps", "--runs-dir", "--results-dir"),
+    "bench.costs.verify_cost": ("--results-dir",),
+    "bench.costs.selector_cost": ("--results-dir",),
+}
+_HELP_DRIVER = """
+import runpy, sys
+for module in sys.argv[1:]:
+    sys.argv = [module, "--help"]
+    print("==== " + module, flush=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)  # what python -m MODULE does
+        print("==== no exit", flush=True)
+    except SystemExit as stop:
+        print("==== exit " + str(stop.code), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, str]:
+    """Every script's --help, each run as `python -m MODULE --help` would run it (runpy, as __main__), in one
+    subprocess (one torch import for all of them)."""
+    done = subprocess.run([sys.executable, "-c", _HELP_DRIVER, *SCRIPTS], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parts = re.split(r"^==== (bench\.\S+)$", done.stdout, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_a_real_python_dash_m_help_works():
+    done = subprocess.run([sys.executable, "-m", "bench.claims.rpo", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage:") and "--cut" in done.stdout
+
+
+@pytest.mark.parametrize("module", list(SCRIPTS))
+def test_every_script_takes_the_shared_options_through_one_parser(helps, module):
+    text = helps[module]
+    assert text.rstrip().endswith("==== exit 0"), text[-500:]
+    options = set(re.findall(r"^  (--[a-z-]+)", text, flags=re.M))
+    assert options & set(SHARED) == set(SCRIPTS[module])
+    assert f"python -m {module}" in text  # the docstring, shown by --help, says how to run it
+    assert not re.search(r"\bissue\b|METHODS\.md|CALIBRATION", text)  # nothing outside the repository
+
+
+# ------------------------------------------------------------------------------------ shared statistics
+
+def test_mean_se_is_the_mean_and_standard_error_of_the_values_present():
+    from bench.stats import mean_se
+
+    # 1, 2, 4: mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3; s.e. sqrt(7/3 / 3) = sqrt(7) / 3
+    stats = mean_se([1, None, 2, 4])
+    assert stats["mean"] == pytest.approx(7 / 3) and stats["se"] == pytest.approx(math.sqrt(7) / 3)
+    assert stats["per_seed"] == [1.0, None, 2.0, 4.0]
+    assert mean_se([0.5]) == {"mean": 0.5, "se": 0.0, "per_seed": [0.5]}  # one seed: no spread
+    assert mean_se([None, None]) == {"mean": None, "se": None, "per_seed": [None, None]}
+    assert mean_se([3.0, 5.0], key="values") == {"mean": 4.0, "se": 1.0, "values": [3.0, 5.0]}
+
+
+def test_cost_ratio_is_none_where_a_cost_is_missing_or_zero():
+    from bench.stats import cost_ratio
+
+    assert cost_ratio(300, 150) == 2.0 and cost_ratio(150, 300) == 0.5
+    assert cost_ratio(None, 150) is None and cost_ratio(300, None) is None and cost_ratio(300, 0) is None
+
+
+# --------------------------------------------------------------------------- one name per configuration
+
+def test_one_run_name_per_configuration_across_the_benches():
+    """Every bench names a configuration the same way (preset prefix + variant name), so that benches share
+    runs: no name stands for two configurations, and no configuration has two names."""
+    from argparse import Namespace
+
+    from bench.claims import algorithms, frontier, gvm, mopps_vs_dynamic, mopps_vs_uniform, rpo, testbed
+    from bench.common import preset_variants
+    from rollwise.config import RunConfig
+    from rollwise.config.presets import GVM
+
+    named = [testbed.variants(400), preset_variants(frontier.VARIANTS, "scratchpad"),
+             preset_variants(rpo.chosen_variants("half_min"), "scratchpad"),
+             preset_variants(rpo.chosen_variants("24"), "scratchpad"),
+             preset_variants({"uniform": {}}, None), preset_variants(mopps_vs_uniform.VARIANTS, None),
+             preset_variants(mopps_vs_dynamic.VARIANTS, None),
+             preset_variants({algo: {"algo": algo} for algo in algorithms.ALGOS}, None),
+             preset_variants({"engine-hf": {"engine": "hf"}, "engine-vllm": {"engine": "vllm"}}, None)]
+    for preset in (None, "scratchpad"):
+        for mopps in (False, True):
+            for pair in gvm.PAIRS:
+                args = Namespace(mopps=mopps, p_source="presample")
+                named.append(preset_variants(gvm.pair_variants(args, pair, GVM, ""), preset))
+    config_of, name_of = {}, {}
+    for variants in named:
+        for name, values in variants.items():
+            config = json.dumps(RunConfig.from_dict(values).to_dict(), sort_keys=True, default=str)
+            assert config_of.setdefault(name, config) == config, f"{name} names two configurations"
+            assert name_of.setdefault(config, name) == name, f"{name} and {name_of[config]}: one configuration"
+    assert {"scratchpad-uniform", "scratchpad-dynamic-half", "uniform", "raft++", "mopps-gvm"} <= set(config_of)
+    assert not {"grpo", "engine-hf", "testbed-uniform"} & set(config_of)
+
+
+def test_variant_steps_beat_steps_which_beat_the_presets():
+    from bench.claims.testbed import DYNAMIC, UNIFORM, variants
+    from bench.common import preset_variants
+
+    assert preset_variants({"uniform": {}}, "scratchpad")["scratchpad-uniform"]["steps"] == 400
+    assert preset_variants({"uniform": {}}, "scratchpad", 50)["scratchpad-uniform"]["steps"] == 50
+    assert preset_variants({"pass-rates": {"steps": 0}}, "scratchpad", 50)["scratchpad-pass-rates"]["steps"] == 0
+    assert {name: values["steps"] for name, values in variants(100).items()} == {UNIFORM: 100, DYNAMIC: 50}
+
+
+# ----------------------------------------------------------------------- bench.claims.rpo runs through compare
+
+def test_rpo_runs_seed_by_seed_through_compares_launcher_and_stops_at_steps(tmp_path, monkeypatch):
+    """bench.claims.rpo plans its runs with compare and launches them with compare's launcher (here a fake
+    that records them and writes their metrics): the variants of a seed side by side before the next seed,
+    the preset's budget unchanged, --steps handed to the launcher as the step to stop at."""
+    import bench.common as common
+    import rollwise.evidence.compare as compare
+    import rollwise.policy.models as models
+    from bench.claims import rpo
+
+    launched = []
+
+    def fake_launch(cfg, resume, stop_at_step=None):
+        from pathlib import Path
+
+        run_dir = Path(cfg.out_dir)
+        launched.append((run_dir.parent.name, cfg.seed, cfg.steps, stop_at_step))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.yaml")
+        per_rollout = 4.0 if cfg.rollout == "partial" else 20.0
+        rows = [{"step": s, "total_rollouts": 512 * s, "total_tokens": per_rollout * 512 * s, "seconds": float(s),
+                 "wall_seconds": s + 0.1, "eval_temp_acc": 0.1 + 0.01 * s,
+                 **({"rollouts": 512, "tokens": per_rollout * 512, "time_gen": per_rollout / 10, "time_update": 1.0}
+                    if s else {})} for s in range(stop_at_step + 1)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run_dir / "summary.json").write_text(json.dumps({"interrupted": True}))  # stopped at the step
+        return run_dir
+
+    monkeypatch.setattr(compare, "launch_subprocess", fake_launch)
+    monkeypatch.setattr(models, "prepare_policy", lambda cfg, log=None: None)
+    monkeypatch.setattr(common, "RESULTS", common.RESULTS)  # parse_args rebinds it: restored after the test
+    monkeypatch.setattr(sys, "argv", ["rpo", "--preset", "scratchpad", "--seeds", "0", "1", "--parallel", "3",
+                                      "--steps", "3", "--runs-dir", str(tmp_path / "runs"),
+                                      "--results-dir", str(tmp_path / "results")])
+    rpo.main()
+    names = ["scratchpad-uniform", "scratchpad-rpo-partial", "scratchpad-rpo-partial-nolen"]
+    assert [seed for _, seed, _, _ in launched] == [0, 0, 0, 1, 1, 1]
+    assert sorted(launched[:3]) == sorted((name, 0, 400, 3) for name in names)  # the preset's budget, stopped at 3
+    results = json.loads((tmp_path / "results" / "rpo-scratchpad.json").read_text())
+    assert list(results["variants"]) == names and results["steps"] == 3
+    assert results["against_full"]["rpo-partial"]["tokens_per_rollout_ratio"] == pytest.approx(0.2)
+    assert results["claims"]["rpo-partial"] == {"tokens_80pc_fewer": True, "shorter_step": True,
+                                                "accuracy_within_2_points": True}
+    launched.clear()
+    rpo.main()  # every run is at step 3: nothing launched again
+    assert launched == []

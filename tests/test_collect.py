@@ -5,7 +5,10 @@ import numpy as np
 from rollwise.allocate import FixedAllocator, GVMAllocator
 from rollwise.select.filters import DynamicSampling, NoFilter
 from rollwise.data.pool import PoolItem, PromptPool
-from rollwise.rollout.collect import RolloutContext, collect
+from types import SimpleNamespace
+
+from rollwise.rollout.collect import RolloutContext
+from rollwise.rollout.modes import PartialPaths, WholePaths
 from rollwise.rollout.engine import GenRequest, Sample, SamplingParams
 from rollwise.rollout.rpo import PartialRollouts
 from rollwise.rollout.shaping import RewardShaping
@@ -52,13 +55,25 @@ class ExactVerifier:
 
 def context(n_prompts):
     pool = PromptPool([PoolItem(id=i, prompt=f"q{i}", answer=str(i)) for i in range(n_prompts)], "file", "fake")
-    return RolloutContext(pool, FakeCodec(), PatternEngine(), ExactVerifier(), SamplingParams(), "acc")
+    ctx = RolloutContext(pool, FakeCodec(), PatternEngine(), ExactVerifier(), SamplingParams(), "acc")
+    ctx.mode = WholePaths(SamplingParams().max_new_tokens)
+    return ctx
+
+
+def collect(ctx, selector, group_filter, allocator, batch_prompts, n, step, rng, timer):
+    """The recipe's gathering of one step's groups (`rollwise.train.gather_groups`) on fake parts."""
+    from rollwise.train import gather_groups
+
+    run = SimpleNamespace(cfg=SimpleNamespace(batch_prompts=batch_prompts, samples_per_prompt=n), ctx=ctx,
+                          rollout=ctx.mode, selector=selector, allocator=allocator, group_filter=group_filter,
+                          streams=SimpleNamespace(train=rng))
+    return gather_groups(run, step, timer)
 
 
 def test_no_filter_trains_on_every_group_and_counts_cost():
     got = collect(context(30), UniformSelector(30), NoFilter(), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
     assert len(got.kept) == 6 and got.rollouts == 24 and got.tokens == 48 and got.gen_batches == 1
-    assert not got.capped and got.predicted is None
+    assert not got.capped and got.predicted() is None
 
 
 def test_dynamic_sampling_keeps_only_effective_groups_and_pays_for_discards():
@@ -87,13 +102,13 @@ def test_dynamic_sampling_when_the_pool_runs_out():
 def test_prediction_metrics_survive_a_pool_that_runs_out():
     got = collect(context(9), MoPPSSelector(9, decay=1.0), DynamicSampling(max_gen_batches=5), FixedAllocator(4), 6, 4, 1,
                   np.random.default_rng(0), Timer())
-    assert got.gen_batches == 2 and got.predicted is not None and len(got.predicted) == 9
+    assert got.gen_batches == 2 and got.predicted() is not None and len(got.predicted()) == 9
 
 
 def test_selector_observes_every_paid_group_and_predicts_before_observing():
     selector = MoPPSSelector(30, decay=1.0)
     got = collect(context(30), selector, DynamicSampling(max_gen_batches=3), FixedAllocator(4), 4, 4, 1, np.random.default_rng(0), Timer())
-    assert got.predicted is not None and np.all(got.predicted == 0.5)  # prior means: before the update
+    assert got.predicted() is not None and np.all(got.predicted() == 0.5)  # prior means: before the update
     observed = [g.index for g in got.rolled_out]
     assert (selector.a[observed] + selector.b[observed] == 6).all()
 
@@ -118,7 +133,7 @@ def test_a_prompt_allotted_nothing_drops_out_of_the_step():
     assert got.rollouts == 24 and got.presampled == 0
     assert len(got.rolled_out) + got.unallocated == 6  # selected: rolled out, or counted as unallocated
     assert all(g.index % 3 != 0 for g in got.rolled_out) and got.unallocated >= 1
-    assert got.predicted is not None and len(got.predicted) == len(got.rolled_out)
+    assert got.predicted() is not None and len(got.predicted()) == len(got.rolled_out)
     unvisited = [i for i in range(9) if i % 3 == 0]
     assert (selector.a[unvisited] + selector.b[unvisited] == 2).all()  # never observed: still the prior
 
@@ -151,6 +166,7 @@ def partial_context(n_prompts, cached=True, **shaping):
     ctx = context(n_prompts)
     ctx.engine = ContinuingEngine()
     ctx.partial = PartialRollouts(n_prompts, "half_min", "limit", 0.5, max_new_tokens=6, eos_token_id=99)
+    ctx.mode = PartialPaths(ctx.partial, upfront_fill=False)
     if cached:  # every prompt's cached path answers right: [id, 5, 5, EOS]
         ctx.partial.cache.put_many(np.arange(n_prompts), [[i, 5, 5, 99] for i in range(n_prompts)], step=0)
     if shaping:

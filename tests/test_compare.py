@@ -15,8 +15,8 @@ VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}}
 class FakeLauncher:
     """Writes a finished run at once: accuracy rises faster under mopps; records every call."""
 
-    def __init__(self, interrupt_at: int | None = None, fail: str | None = None):
-        self.calls, self.interrupt_at, self.fail = [], interrupt_at, fail
+    def __init__(self, interrupt_at: int | None = None, fail: str | None = None, stop_at: int | None = None):
+        self.calls, self.interrupt_at, self.fail, self.stop_at = [], interrupt_at, fail, stop_at
 
     def __call__(self, cfg, resume: bool) -> Path:
         run_dir = Path(cfg.out_dir)
@@ -37,6 +37,12 @@ class FakeLauncher:
             raise KeyboardInterrupt
         if self.fail and run_dir.parent.name == self.fail:
             raise RuntimeError("verifier exploded")
+        if self.stop_at is not None:  # asked to stop at a step: checkpointed there, an interrupted summary
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:self.stop_at + 1]))
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            (run_dir / "checkpoints" / f"step-{self.stop_at:06d}.pt").write_bytes(b"x")
+            (run_dir / "summary.json").write_text(json.dumps({"interrupted": True, "out_dir": str(run_dir)}))
+            return run_dir
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (run_dir / "summary.json").write_text(json.dumps({"interrupted": False, "out_dir": str(run_dir)}))
         return run_dir
@@ -94,6 +100,73 @@ def test_invalid_plans_fail_before_running(tmp_path):
         with pytest.raises(ValueError, match=message):
             run_compare(BASE, variants, [0], str(tmp_path / "cmp"), launcher=fake, log=lambda m: None)
     assert fake.calls == []
+
+
+def test_runs_stopped_at_a_step_count_as_finished_until_a_call_without_it(tmp_path):
+    out = str(tmp_path / "cmp")
+    stopping = FakeLauncher(stop_at=2)
+    summary = run_compare(BASE, VARIANTS, [0], out, launcher=stopping, log=lambda m: None, stop_at_step=2)
+    assert sorted(stopping.calls) == [("mopps", 0, False), ("uniform", 0, False)]
+    assert summary["variants"]["uniform"]["runs"][0]["final_step"] == 2  # the report reads the rows so far
+    again = FakeLauncher(stop_at=2)
+    run_compare(BASE, VARIANTS, [0], out, launcher=again, log=lambda m: None, stop_at_step=2)
+    assert again.calls == []  # both got there: nothing launched
+    with pytest.raises(RuntimeError, match="2 of 2 runs did not finish"):  # short of the step asked for
+        run_compare(BASE, VARIANTS, [0], out, launcher=FakeLauncher(stop_at=2), log=lambda m: None, stop_at_step=3)
+    to_the_end = FakeLauncher()
+    run_compare(BASE, VARIANTS, [0], out, launcher=to_the_end, log=lambda m: None)
+    assert sorted(to_the_end.calls) == [("mopps", 0, True), ("uniform", 0, True)]  # resumed to the budget
+
+
+def test_seed_by_seed_launches_a_seeds_variants_side_by_side_before_the_next_seed(tmp_path):
+    fake = FakeLauncher()
+    run_compare(BASE, {**VARIANTS, "dynamic": {"filter": "dynamic"}}, [0, 1], str(tmp_path / "cmp"), parallel=3,
+                launcher=fake, log=lambda m: None, seed_by_seed=True)
+    assert [seed for _, seed, _ in fake.calls] == [0, 0, 0, 1, 1, 1]
+    assert sorted(fake.calls[:3]) == [("dynamic", 0, False), ("mopps", 0, False), ("uniform", 0, False)]
+
+
+def test_the_default_launcher_stops_a_run_at_the_step_asked_for(tmp_path, monkeypatch):
+    """launch_subprocess with stop_at_step: SIGTERM once the run's metrics reach it (the run checkpoints and
+    exits 0), and run_compare hands its stop step to the default launcher."""
+    import signal
+    import subprocess
+
+    import rollwise.evidence.compare as compare
+    from rollwise.config import RunConfig
+
+    class FakeTrain:  # a training process that logs one step per poll until it is signalled
+        signals = []
+
+        def __init__(self, cmd, **kwargs):
+            self.run_dir, self.step, self.returncode = Path(cmd[-1]).parent, 0, None
+
+        def poll(self):
+            with open(self.run_dir / "metrics.jsonl", "a") as rows:
+                rows.write(json.dumps({"step": self.step}) + "\n")
+            self.step += 1
+            return self.returncode
+
+        def send_signal(self, sig):
+            self.signals.append((sig, self.step - 1))
+            self.returncode = 0
+
+        def wait(self):
+            return self.returncode
+
+    monkeypatch.setattr(compare, "STOP_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(subprocess, "Popen", FakeTrain)
+    cfg = RunConfig.from_dict({**BASE, "out_dir": str(tmp_path / "run")})
+    assert compare.launch_subprocess(cfg, resume=False, stop_at_step=3) == tmp_path / "run"
+    assert FakeTrain.signals == [(signal.SIGTERM, 3)] and compare.last_step(tmp_path / "run") == 3
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+    seen = []
+    monkeypatch.setattr(compare, "launch_subprocess", lambda cfg, resume, stop_at_step=None: seen.append(stop_at_step))
+    with pytest.raises(RuntimeError):  # the recording launcher runs nothing
+        run_compare(BASE, {"uniform": {}}, [0], str(tmp_path / "cmp"), prepare=lambda cfg, log: None,
+                    log=lambda m: None, stop_at_step=5)
+    assert seen == [5]
 
 
 def test_parse_variant():

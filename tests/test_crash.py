@@ -110,7 +110,7 @@ def _batch():
 
 
 def _settings(nonfinite):
-    return UpdateSettings("grpo", 1.0, 0.2, 0.28, 0.0, 1.0, 1, 1, 8, nonfinite)
+    return UpdateSettings("grpo", 1.0, 0.2, 0.28, 1.0, 1, 1, 8, nonfinite)
 
 
 # The schedule counts attempted updates, so a skipped first update steps it before any optimiser step.

@@ -4,7 +4,8 @@ import copy
 
 import torch
 
-from rollwise.algos.update import Batch, UpdateSettings, minibatch_rows, update_policy
+from rollwise.algos.reference import FrozenReference
+from rollwise.algos.update import Batch, UpdateSettings, minibatch_rows, token_logprobs, update_policy
 from rollwise.policy.tiny import build_tiny_model
 
 
@@ -20,7 +21,7 @@ def _batch(advantages) -> Batch:
 
 
 def _settings(**kw) -> UpdateSettings:
-    base = dict(algo="grpo", temperature=1.0, clip_low=0.2, clip_high=0.28, kl_coef=0.0, grad_clip=0.0,
+    base = dict(algo="grpo", temperature=1.0, clip_low=0.2, clip_high=0.28, grad_clip=0.0,
                 minibatches=1, updates_per_step=1, micro_batch=3, nonfinite="stop")
     base.update(kw)
     return UpdateSettings(**base)
@@ -59,9 +60,21 @@ def test_skipping_also_holds_over_minibatches_and_epochs():
         torch.testing.assert_close(skipped[name], full[name], rtol=1e-4, atol=1e-6)
 
 
-def test_a_kl_term_keeps_every_row():
-    assert not _settings(kl_coef=0.1).skip_zero_advantage
-    assert _settings().skip_zero_advantage
+def test_a_kl_term_with_engine_logprobs_reads_each_rows_own_reference():
+    """KL on and the engine's log-probs present (vLLM): every row goes through, and each micro-batch's KL
+    compares it with its own reference rows. The reference is the policy itself, so at the first
+    optimiser step the KL is exactly 0; reading another micro-batch's rows (an earlier defect rebound the
+    row index to the drift sums) would give a positive KL or fail."""
+    model = build_tiny_model(1, 32, 2, seed=0)
+    batch = _batch([0.0, 1.2, 0.0, -0.7, 0.0, 0.0, 0.5])
+    batch.sampler_logp = token_logprobs(model, batch, 1.0).detach()  # the sampler agrees with the policy
+    policy = copy.deepcopy(model)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    stats = update_policy(policy, opt, sched, batch, _settings(), reference=FrozenReference(model, kl_coef=0.1))
+    assert stats["update_rows"] == 7  # zero-advantage rows included: the KL term has a gradient there
+    assert abs(stats["kl"]) < 1e-6
+    assert stats["sampler_tokens"] == int(batch.loss_mask.sum()) and stats["sampler_logp_absdiff"] < 1e-6
 
 
 def test_an_all_zero_batch_still_takes_the_optimiser_step_of_a_zero_gradient():

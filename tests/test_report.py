@@ -132,3 +132,52 @@ def test_discover_groups_and_report_cli(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Baseline: fast" in printed and "0.3000" in printed
     assert (out / "report.html").is_file()
+
+
+def test_report_explains_settings_terms_and_what_the_seeds_cannot_separate(runs, tmp_path):
+    (runs["fast"][0] / "config.yaml").write_text("seed: 0\nselector: mopps\nsteps: 40\nout_dir: /x/fast/seed-0\n")
+    for path in runs["base"] + runs["never"]:
+        (path / "config.yaml").write_text(f"seed: 0\nselector: uniform\nsteps: 40\nout_dir: {path}\n")
+    out = tmp_path / "report"
+    summary = write_report(out, runs)
+    assert summary["settings"]["differ"] == {"base": {"selector": "uniform"}, "fast": {"selector": "mopps"},
+                                             "never": {"selector": "uniform"}}
+    assert summary["settings"]["shared"] == {"steps": 40}
+    # fast - base = 0.6 - 0.4 = +0.2 at se sqrt(0 + 0.1^2) = 0.1: not beyond 2 se; never has one seed (eval se 0.01)
+    sep = summary["separation"]
+    assert sep["fast"]["difference"] == pytest.approx(0.2) and sep["fast"]["separated"] is False
+    assert sep["never"]["se_source"] == "evaluation" and sep["never"]["se"] == pytest.approx(math.hypot(0.1, 0.01))
+    assert any(w.startswith("fast vs base") and "cannot tell them apart" in w for w in summary["warnings"])
+    assert any("One seed only for never" in w for w in summary["warnings"])
+    html = (out / "report.html").read_text()
+    assert html.count('class="warning"') == len(summary["warnings"]) == 3
+    assert "selector=mopps" in html and "<dt>train s</dt>" in html and "<dt>reached (mean curve)</dt>" in html
+    md = (out / "report.md").read_text()
+    assert "## Glossary" in md and "seeds reaching target" in md and "its mean curve reaches it by construction" in md
+    # run directories relative to the report, so that the report travels with its runs
+    for run in summary["variants"]["base"]["runs"]:
+        assert not run["run_dir"].startswith("/") and (out / run["run_dir"] / "metrics.jsonl").is_file()
+    assert str(tmp_path) not in md
+
+
+def test_a_separated_variant_gets_no_warning(tmp_path):
+    from tests.test_report import write_run as make
+
+    runs = {"base": [make(tmp_path / "b" / f"seed-{i}", [0.1, 0.2 + 0.01 * i], seed=i) for i in range(3)],
+            "good": [make(tmp_path / "g" / f"seed-{i}", [0.1, 0.4 + 0.01 * i], seed=i) for i in range(3)]}
+    summary = write_report(tmp_path / "report", runs)
+    assert summary["separation"]["good"]["separated"] is True and summary["warnings"] == []
+
+
+def test_the_crossing_mark_lies_on_the_drawn_curve(runs):
+    from rollwise.evidence.plots import crossing_point
+    from rollwise.evidence.summary import mean_curve
+
+    s = summarize(loaded(runs))
+    for name in ("base", "fast"):
+        curve = mean_curve([r["rows"] for r in loaded(runs)[name]])
+        for cost in ("steps", "rollouts", "seconds"):
+            x, y = crossing_point(curve, cost, s["target"])
+            i = list(curve["step"] if cost == "steps" else curve[cost]).index(x)
+            assert y == curve["acc"][i] >= s["target"] - 1e-9
+            assert x == s["variants"][name]["to_target"]["mean_curve"][cost]  # the ratios' crossing

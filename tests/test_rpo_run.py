@@ -53,12 +53,12 @@ def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tm
     assert summary["total_tokens"] == sum(r["tokens"] for r in b[1:])
     assert summary["total_prefix_tokens"] == sum(r["rpo_prefix_tokens"] for r in b[1:]) > 0
     # the checkpoint holds the cache, refreshed at the last step, paths ending at their only EOS (if any)
-    cache = last_state(partial)["components"]["rpo_cache"]["cache"]
+    cache = last_state(partial)["components"]["rollout"]["cache"]
     assert (cache["length"] > 0).all() and (cache["stored_step"] == 3).all()
     eos = 1  # the tiny codecs' EOS id
     paths = np.split(cache["tokens"], np.cumsum(cache["length"])[:-1])
     assert all(eos not in p[:-1].tolist() for p in paths)
-    assert "rpo_cache" not in last_state(full)["components"]
+    assert last_state(full)["components"]["rollout"] == {}  # whole paths keep nothing
 
 
 # All three cost factors at once (MoPPS + GVM + RPO, the mopps-gvm-rpo preset's keys) with dynamic sampling on
@@ -82,7 +82,7 @@ def test_resume_is_exact_with_the_cache(tmp_path, changes):
         assert any(r["gen_batches"] > 1 for r in rows) and any("probe_spearman" in r for r in rows)
     pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    ca, cb = (last_state(c)["components"]["rpo_cache"]["cache"] for c in (straight, split))
+    ca, cb = (last_state(c)["components"]["rollout"]["cache"] for c in (straight, split))
     assert all(np.array_equal(ca[k], cb[k]) for k in ("tokens", "length", "stored_step", "last_used"))
 
 
@@ -150,7 +150,7 @@ def test_the_dapo_preset_turns_on_all_four_pieces():
 ])
 def test_settings_are_validated_with_clear_messages(changes, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        RunConfig(**changes)
+        RunConfig(**{"rollout": "partial", **changes})  # the partial mode's checks run when it is chosen
 
 
 def test_a_cache_budget_below_one_path_is_refused_before_any_compute(tmp_path):
@@ -188,7 +188,7 @@ def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_p
     assert all(r["rpo_oldest_age_max"] >= 0 and 0 <= r["rpo_stale_share"] <= 1 for r in rows)
     pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    sa, sb = (last_state(c)["components"]["rpo_cache"] for c in (straight, split))
+    sa, sb = (last_state(c)["components"]["rollout"] for c in (straight, split))
     assert all(np.array_equal(sa["cache"][k], sb["cache"][k]) for k in ("tokens", "births", "length"))
     assert all(np.array_equal(sa["hints"]["correct"][k], sb["hints"]["correct"][k]) for k in ("tokens", "length"))
 
@@ -247,7 +247,7 @@ def test_hint_and_refresh_settings_are_validated():
     with pytest.raises(ValueError, match="never samples a whole path"):
         RunConfig(rollout="partial", rpo_whole_samples=0)
     RunConfig(rollout="partial", rpo_refresh="suffix", rpo_whole_samples=0)  # the published rule needs neither
-    with pytest.raises(ValueError, match="rpo_fill=upfront fills the experience cache"):
-        RunConfig(rpo_fill="upfront")
+    with pytest.raises(ValueError, match="rpo_hint_target=1.0"):
+        RunConfig(rpo_hints=True, rpo_hint_target=1.0)  # checked with full rollouts too: hints work there
     with pytest.raises(ValueError, match="speed_screen=8"):
         RunConfig(allocator="speed", speed_screen=8)

@@ -9,6 +9,7 @@ test, skipped without CUDA.
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -154,6 +155,23 @@ def test_validation_on_the_training_file_is_refused(data_dir):
 # ---------------------------------------------------------------------------- data and launch script
 
 
+def test_verl_data_defaults_to_rollwises_default_task(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rollwise.config import RunConfig
+    from rollwise.integrations.verl_data import main
+    from rollwise.data.pool import build_pools
+
+    main(["--train-size", "40", "--eval-size", "10", "--out", str(tmp_path)])
+    rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    train, _ = build_pools(RunConfig(train_size=40, eval_size=10, batch_prompts=8))  # `rollwise train`'s pool
+    assert [r["extra_info"]["question"] for r in rows] == [it.prompt for it in train]
+    assert {json.loads(r["extra_info"]["metadata"])["num_terms"] for r in rows} <= {2, 3}
+    main(["--options", "{}", "--train-size", "40", "--eval-size", "10", "--out", str(tmp_path / "rg")])
+    rg = pq.read_table(tmp_path / "rg" / "train.parquet").to_pylist()  # reasoning-gym's own defaults: * and / too
+    assert any(op in r["extra_info"]["question"] for r in rg for op in "*/")
+
+
 def test_verl_data_writes_a_task_in_verls_layout(tmp_path):
     import pyarrow.parquet as pq
 
@@ -196,12 +214,84 @@ def test_launch_script_composes_a_valid_verl_config(data_dir, tmp_path):
                     f'exec {sys.executable} "$@"\n')
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{shim.parent}:{os.environ['PATH']}", "DATA": str(data_dir),
-           "NNODES": "2", "GPUS_PER_NODE": "4", "ALLOCATOR": "gvm"}
+           "NNODES": "2", "GPUS_PER_NODE": "4", "ALLOCATOR": "gvm", "SKIP_GPU_CHECK": "1"}
     result = subprocess.run(["bash", str(EXAMPLE / "run.sh"), "trainer.total_training_steps=7"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     composed = json.loads(result.stdout.strip().splitlines()[-1])
     assert composed == {"nnodes": 2, "gpus": 4, "allocator": "gvm", "train": f"{data_dir}/train.parquet", "steps": 7}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_launch_script_stops_at_once_without_a_gpu(tmp_path):
+    """Without the check verl starts Ray and waits for GPUs forever; run.sh says why and exits first."""
+    import subprocess
+    import time
+
+    start = time.monotonic()
+    result = subprocess.run(["bash", str(EXAMPLE / "run.sh")], env={**os.environ, "DATA": str(tmp_path / "data")},
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "SKIP_GPU_CHECK" in result.stderr
+    assert not (tmp_path / "data").exists() and time.monotonic() - start < 60
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A local model directory verl's HFModelConfig loads (config + tokenizer): the exported tiny model."""
+    from rollwise.policy.export_command import export_model
+
+    return export_model("tiny", tmp_path_factory.mktemp("verl-model") / "tiny", log=lambda m: None)
+
+
+@pytest.mark.parametrize("overrides", [[], ["actor_rollout_ref.actor.use_kl_loss=true", "data.rollwise.allocator=gvm"]])
+def test_example_config_builds_verls_own_config_classes(data_dir, model_dir, overrides):
+    """verl's own validation and dataclasses (what main_ppo and its workers build) accept the example as run.sh
+    launches it: the micro-batch sizes are set, the model is a setting, the algorithm is GRPO."""
+    from omegaconf import open_dict
+    from verl.trainer.config import AlgoConfig
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+    from verl.workers.config import CheckpointEngineConfig, FSDPActorConfig, HFModelConfig, RolloutConfig
+
+    with initialize_example():
+        cfg = compose_example([f"actor_rollout_ref.model.path={model_dir}", "trainer.n_gpus_per_node=8",
+                               f"data.train_files={data_dir / 'train.parquet'}", *overrides])
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert not need_critic(cfg) and need_reference_policy(cfg) == bool(overrides)
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert isinstance(actor, FSDPActorConfig) and actor.ppo_micro_batch_size_per_gpu == 8
+    rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert isinstance(rollout, RolloutConfig) and rollout.n == 8 and rollout.name == "vllm"
+    model = omega_conf_to_dataclass(cfg.actor_rollout_ref.model)
+    assert isinstance(model, HFModelConfig) and model.hf_config.vocab_size == 17
+    algorithm = omega_conf_to_dataclass(cfg.algorithm)
+    assert isinstance(algorithm, AlgoConfig) and algorithm.adv_estimator == "grpo"
+    assert isinstance(omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout.checkpoint_engine), CheckpointEngineConfig)
+    if need_reference_policy(cfg):  # the reference model's config, renamed as verl's worker does (engine_workers.py)
+        with open_dict(cfg.actor_rollout_ref.ref):
+            ref = cfg.actor_rollout_ref.ref
+            ref.ppo_mini_batch_size = cfg.actor_rollout_ref.actor.ppo_mini_batch_size
+            ref.ppo_micro_batch_size = ref.pop("log_prob_micro_batch_size", None)
+            ref.ppo_micro_batch_size_per_gpu = ref.pop("log_prob_micro_batch_size_per_gpu", None)
+            ref.use_dynamic_bsz = ref.pop("log_prob_use_dynamic_bsz", False)
+            ref.ppo_max_token_len_per_gpu = ref.pop("log_prob_max_token_len_per_gpu", None)
+        assert omega_conf_to_dataclass(ref).ppo_micro_batch_size_per_gpu == 16
+    assert cfg.data.rollwise.allocator == ("gvm" if overrides else "fixed")
+
+
+def initialize_example():
+    from hydra import initialize_config_dir
+
+    return initialize_config_dir(config_dir=str(EXAMPLE), version_base=None)
+
+
+def compose_example(overrides):
+    """The example as run.sh launches it on one node (its defaults), plus overrides."""
+    from hydra import compose as hydra_compose
+
+    return hydra_compose(config_name="rollwise_grpo", overrides=[
+        "trainer.nnodes=1", "trainer.default_local_dir=checkpoints/rollwise-verl", "trainer.save_freq=50",
+        "trainer.test_freq=25", *overrides])
 
 
 # ---------------------------------------------------------------------------- GPU
@@ -218,6 +308,7 @@ def test_verl_trains_two_steps_with_the_plugin_on_a_gpu(data_dir, tmp_path):
            f"data.train_files={data_dir / 'train.parquet'}", f"data.val_files={data_dir / 'val.parquet'}",
            f"actor_rollout_ref.model.path={os.environ['ROLLWISE_VERL_MODEL']}", "data.train_batch_size=4",
            "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+           "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
            "trainer.total_training_steps=2", "trainer.n_gpus_per_node=1", "trainer.nnodes=1",
            f"trainer.default_local_dir={tmp_path}", "trainer.save_freq=2", "trainer.test_freq=-1",
            "trainer.val_before_train=false", "data.max_response_length=64"]

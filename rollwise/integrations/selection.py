@@ -42,7 +42,7 @@ def build_named_selector(name: str, pool_size: int):
     if name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}: expected one of {', '.join(s for s in SELECTORS if s != 'offline')}"
                          " or a selector object")
-    return SELECTORS[name](RunConfig(selector=name), _Sized(pool_size))
+    return SELECTORS.build(name, RunConfig(selector=name), _Sized(pool_size))
 
 
 def selector_pool_size(selector) -> int | None:

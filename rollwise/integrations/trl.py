@@ -56,7 +56,7 @@ from rollwise.integrations.selection import (LateSelection, build_named_selector
                                              save_state)
 from rollwise.track import MetricsLog
 
-__all__ = ["SelectionMixin", "with_selection", "reward_function", "STATE_FILE", "LOG_FILE"]
+__all__ = ["SelectionMixin", "with_selection", "reward_function", "prior_beliefs", "STATE_FILE", "LOG_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,41 @@ class SelectionMixin:
                 self._rollwise_log.truncate_to(state["log_offset"])  # rows after the checkpoint come again
             else:
                 log.warning("%s is shorter than at the checkpoint; appending to it", self._rollwise_log.path)
+
+
+def prior_beliefs(prior: str | Path, pool, weight: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row Beta (a0, b0) to start MoPPS informed: `MoPPSSelector(len(pool), prior_a=a0, prior_b=b0)`.
+
+    prior: the output directory (its latest checkpoint) or a checkpoint of an earlier TRL run with this
+    plug-in on the same dataset (its posteriors, row by row), or anything `rollwise train --prior` takes:
+    a rollwise run directory or its selector.npz (a MoPPS run's posteriors; an offline run's pass rates of
+    the initial policy, `rollwise train --selector offline --steps 0`, weighted a = w s + 1, b = w f + 1),
+    a JSON/JSONL file of id -> rate or counts, or `metadata` (rollwise.select.priors).
+    pool: the rollwise PromptPool whose item i is dataset row i (ids and content hashes are checked);
+    for a TRL checkpoint, anything with the dataset's length.
+    """
+    state_file = _selection_state_file(Path(prior))
+    if state_file is not None:
+        selector = load_state(state_file)["selection"]["selector"]
+        if "a" not in selector or len(selector["a"]) != len(pool):
+            raise ValueError(f"{state_file}: not MoPPS posteriors for {len(pool)} rows (a different dataset or selector)")
+        return np.asarray(selector["a"], dtype=np.float64), np.asarray(selector["b"], dtype=np.float64)
+    from rollwise.select.priors import build_prior
+
+    found = build_prior(str(prior), pool, weight)
+    if found is None:
+        raise ValueError("prior 'none' gives no beliefs: build MoPPSSelector without prior_a / prior_b")
+    return found
+
+
+def _selection_state_file(path: Path) -> Path | None:
+    """A TRL run's selection state: the file, a checkpoint holding it, or the output dir's latest checkpoint."""
+    if path.name == STATE_FILE and path.is_file():
+        return path
+    if (path / STATE_FILE).is_file():
+        return path / STATE_FILE
+    found = sorted(path.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]))
+    return found[-1] if path.is_dir() and found and not (path / "selector.npz").is_file() else None
 
 
 @functools.lru_cache(maxsize=None)

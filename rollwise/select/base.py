@@ -22,6 +22,11 @@ class Selector(Protocol):
     def observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
         """Record the verified successes out of trials for each pool index after a rollout."""
 
+    def start(self, estimate) -> dict:
+        """Before step 1: `estimate(samples)` rolls out every pool prompt `samples` times and returns
+        (successes, trials, metrics); a selector that needs an up-front estimate (the offline filter) calls
+        it and returns the metrics, the others return {} without calling it."""
+
     def predict(self, ids: np.ndarray) -> np.ndarray | None:
         """Predicted success rate per index, or None for selectors that make no prediction."""
 

@@ -10,8 +10,16 @@ counts in the accounting: that is the price MoPPS avoids.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+
+class GroupFilter(Protocol):
+    name: str
+    max_gen_batches: int  # generation batches a step may spend collecting B kept groups
+
+    def keep(self, acc: np.ndarray) -> bool: ...
 
 
 def is_effective(acc: np.ndarray) -> bool:
@@ -38,11 +46,16 @@ class DynamicSampling:
         return is_effective(acc)
 
 
-FILTERS = {
-    "none": lambda cfg: NoFilter(),
-    "dynamic": lambda cfg: DynamicSampling(cfg.ds_max_gen_batches),
-}
+def no_filter(cfg) -> NoFilter:
+    return NoFilter()
 
 
-def build_filter(cfg):
-    return FILTERS[cfg.filter](cfg)
+def dynamic_sampling(cfg) -> DynamicSampling:
+    return DynamicSampling(cfg.ds_max_gen_batches)
+
+
+def build_filter(cfg) -> GroupFilter:
+    """The filter `cfg.filter` names (rollwise.select.registry.FILTERS)."""
+    from rollwise.select.registry import FILTERS
+
+    return FILTERS.build(cfg.filter, cfg)

@@ -93,6 +93,9 @@ class MoPPSSelector:
             chosen = band_select(draws, k, self.band, rng)
         return candidates[chosen]
 
+    def start(self, estimate) -> dict:
+        return {}  # no up-front estimate
+
     def observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         if np.unique(ids).size != ids.size:

@@ -1,8 +1,8 @@
 """Offline filter (METHODS.md section 1): estimate every prompt's pass rate once with the initial
 policy, keep the prompts whose rate lies in a band, then sample uniformly from them.
 
-The estimate is paid up front (`fit`, called by the training recipe before step 1, its rollouts
-counted as training cost). Its prediction is that initial rate, never updated: the published result
+The estimate is paid up front (`start`, called by the training recipe before step 1, which rolls out
+every prompt `samples` times and counts those rollouts as training cost; `fit` takes counts made elsewhere). Its prediction is that initial rate, never updated: the published result
 is that online selection (MoPPS) beats it because difficulty moves as the policy learns. The counts
 it saves (selector.npz) are also a MoPPS prior with the published weighting: `--prior RUN_DIR`.
 """
@@ -17,8 +17,9 @@ from rollwise.select.uniform import UniformSelector
 class OfflineFilterSelector:
     name = "offline"
 
-    def __init__(self, pool_size: int, band: tuple[float, float] = (0.1, 0.9)) -> None:
+    def __init__(self, pool_size: int, band: tuple[float, float] = (0.1, 0.9), samples: int = 8) -> None:
         self.band = tuple(band)
+        self.samples = samples
         self.rates = np.full(pool_size, np.nan)
         self.successes = np.zeros(pool_size)
         self.trials = np.zeros(pool_size)
@@ -28,6 +29,12 @@ class OfflineFilterSelector:
     @property
     def fitted(self) -> bool:
         return not np.isnan(self.rates).all()
+
+    def start(self, estimate) -> dict:
+        """The up-front pass: every prompt rolled out `samples` times with the initial policy."""
+        successes, trials, metrics = estimate(self.samples)
+        self.fit(successes, trials)
+        return metrics
 
     def fit(self, successes: np.ndarray, trials: np.ndarray) -> None:
         """Pass rates for the whole pool, in pool order."""

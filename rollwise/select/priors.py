@@ -205,6 +205,8 @@ def save_posteriors(selector, pool, path: Path) -> None:
     for key in ("a", "b", "successes", "trials"):
         if key in state:
             arrays[key] = state[key]
+    if hasattr(selector, "beta"):  # a PredictiveSelector: any predictor's current Beta per prompt
+        arrays["a"], arrays["b"] = selector.beta(np.arange(len(pool)))
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)

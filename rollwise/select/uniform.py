@@ -31,6 +31,9 @@ class UniformSelector:
         self.seen[chosen] = True
         return chosen
 
+    def start(self, estimate) -> dict:
+        return {}  # no up-front estimate
+
     def observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
         pass
 

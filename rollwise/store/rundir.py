@@ -83,6 +83,8 @@ def check_same_run(saved: dict, config: dict, identity: dict) -> None:
                               "(see config.yaml) or start a new run directory")
     for name, value in identity.items():
         before = saved.get("identity", {}).get(name)
+        if name == "model" and before is not None and Path(before).name == value:
+            continue  # a checkpoint from before tiny models were named by their key recorded the cache path
         if before is not None and before != value:
             raise RunDirError(f"cannot resume: the {name} differs from the checkpoint's ({before} then, {value} now); "
                               "the data or model changed on disk: start a new run directory")
