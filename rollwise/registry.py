@@ -8,8 +8,8 @@ model, so that reading and validating a configuration stays fast:
     SELECTORS.add("mopps", "rollwise.select:build_mopps", "MoPPS: Top-B Thompson sampling ...", check=_mopps)
 
 `RunConfig` takes each field's allowed values from its registry (`choices=SELECTORS`), and its one
-validation pass (`rollwise.config.checks`) runs the check of every chosen entry, before any pool or
-model is built. `Registry.build(name, ...)` imports the entry's builder only when a run is built. A
+validation pass (`rollwise.config.checks`) runs, before any pool or model is built, each registry's
+check of its settings' values and the check of the chosen entry (what it needs of the rest). `Registry.build(name, ...)` imports the entry's builder only when a run is built. A
 new component is its own module, one `add` line and its settings in its config section.
 
     >>> demo = Registry("thing", section="run")
@@ -38,8 +38,11 @@ class Entry:
 class Registry:
     """Named entries of one kind of component; iterating gives the names (so it can serve as `choices`)."""
 
-    def __init__(self, kind: str, section: str) -> None:
+    def __init__(self, kind: str, section: str, settings_check: Callable | None = None) -> None:
+        """`settings_check(cfg)` checks the values of the settings the entries share, whichever is chosen
+        (a bad value is an error even before its component is switched on)."""
         self.kind, self.section = kind, section
+        self.settings_check = settings_check
         self.entries: dict[str, Entry] = {}
 
     def add(self, name: str, builder: str, help: str, check: Callable | None = None) -> None:
@@ -66,9 +69,10 @@ class Registry:
         return self.entries[name]
 
     def check(self, name: str, cfg) -> None:
-        check = self.entry(name).check
-        if check is not None:
-            check(cfg)
+        """The shared settings' values, then what the chosen entry needs of the configuration."""
+        for check in (self.settings_check, self.entry(name).check):
+            if check is not None:
+                check(cfg)
 
     def build(self, name: str, *args, **kwargs):
         module, function = self.entry(name).builder.split(":")

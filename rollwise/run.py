@@ -24,7 +24,10 @@ from rollwise.allocate.base import Allocator
 from rollwise.config import RunConfig
 from rollwise.data.pool import PromptPool, build_pools
 from rollwise.policy.models import Policy, load_policy, model_identity
+from rollwise.predict.base import Predictor
+from rollwise.predict.features import FEATURES_FILE
 from rollwise.predict.outcomes import OutcomeLog
+from rollwise.predict.registry import build_run_predictor
 from rollwise.randomness import RandomStreams
 from rollwise.rollout.collect import RolloutContext
 from rollwise.rollout.engine import SamplingParams
@@ -64,6 +67,7 @@ class Run:
     ctx: RolloutContext  # the pool, codec, engine, verifier, sampling parameters, shaping, outcome log
     eval_pool: PromptPool
     rollout: RolloutMode  # whole completions, or RPO's partial rollouts
+    predictor: Predictor  # every prompt's current success rate: read by the selector, GVM and RPO's hints
     selector: Selector
     allocator: Allocator
     group_filter: GroupFilter
@@ -86,7 +90,8 @@ class Run:
     def components(self) -> dict:
         """The stateful parts, by checkpoint key: add a new component here and nowhere else."""
         return {"model": self.policy.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "selector": self.selector, "allocator": self.allocator, "rollout": self.rollout,
+                "predictor": self.predictor, "selector": self.selector, "allocator": self.allocator,
+                "rollout": self.rollout,
                 "critic": self.critic, "accounting": self.acct, "random": self.streams, "evals": self.evals}
 
     def identity(self) -> dict:
@@ -110,7 +115,8 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                          grad_norms=_grad_norm_measure(cfg, policy),
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
-    selector = build_selector(cfg, train_pool)
+    predictor, features = build_run_predictor(cfg, train_pool)
+    features.save(out / FEATURES_FILE)  # beside the outcome log, so that `rollwise replay` needs no pool
     critic = algorithm(cfg.algo).build_critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad] + critic.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
@@ -118,8 +124,10 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     settings = UpdateSettings(cfg.algo, cfg.temperature, cfg.clip_low, cfg.clip_high, cfg.grad_clip, cfg.minibatches,
                               cfg.updates_per_step, cfg.micro_batch, cfg.nonfinite)
     return Run(cfg=cfg, out=out, policy=policy, ctx=ctx, eval_pool=eval_pool,
-               rollout=build_rollout_mode(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id),
-               selector=selector, allocator=build_allocator(cfg, len(train_pool), selector),
+               rollout=build_rollout_mode(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id,
+                                          predictor),
+               predictor=predictor, selector=build_selector(cfg, train_pool, predictor),
+               allocator=build_allocator(cfg, len(train_pool), predictor),
                group_filter=build_filter(cfg), optimizer=optimizer, scheduler=scheduler, settings=settings,
                critic=critic, reference=build_reference(cfg, policy.model), acct=Accounting(),
                streams=RandomStreams(cfg.seed), evals=Evaluations(),
@@ -182,8 +190,7 @@ def write_run_info(run: Run, identity: dict, resumed: bool) -> None:
 def save_selector(run: Run) -> None:
     from rollwise.select.priors import save_posteriors
 
-    if run.selector.predict(np.arange(min(1, len(run.ctx.pool)))) is not None:
-        save_posteriors(run.selector, run.ctx.pool, run.out / "selector.npz")
+    save_posteriors(run.predictor, run.ctx.pool, run.out / "selector.npz", counts=run.selector)
 
 
 def export_policy(run: Run) -> str:

@@ -170,21 +170,22 @@ def gather_groups(run: Run, step: int, timer: Timer) -> StepGroups:
     return step_groups
 
 
-def _select(run: Run, step_groups: StepGroups, timer: Timer) -> tuple[np.ndarray, np.ndarray | None]:
-    """B prompts not yet drawn this step, and the selector's prediction for them (read before any outcome)."""
+def _select(run: Run, step_groups: StepGroups, timer: Timer) -> tuple[np.ndarray, np.ndarray]:
+    """B prompts not yet drawn this step, and the predictor's rates for them (read before any outcome)."""
     candidates = step_groups.candidates()
     with timer("select"):
         prompts = np.asarray(run.selector.select(candidates, min(run.cfg.batch_prompts, candidates.size),
                                                  run.streams.train))
     step_groups.used[prompts] = True
-    return prompts, run.selector.predict(prompts)
+    return prompts, run.predictor.mean(prompts)
 
 
 def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, predicted, plan, allocation,
              main: list, timer: Timer) -> list:
     """Every component that learns from outcomes sees the batch: the allocator (with G when nothing else
-    measured it), the outcome log, the rollout mode (for its metrics) and the selector, which observes every
-    group paid for, including those the filter will discard. Returns the batch's groups, pre-samples merged."""
+    measured it), the outcome log, the rollout mode (for its metrics), the predictor and the selector, which
+    observe every group paid for, including those the filter will discard. Returns the batch's groups,
+    pre-samples merged."""
     ctx = run.ctx
     measure = run.allocator.needs_grad_norms and not allocation.presampled  # G from the main rollout only then
     norms = group_grad_norms(ctx, main, timer) if measure else np.full(len(main), np.nan)
@@ -196,12 +197,25 @@ def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, 
     step_groups.presampled += len(allocation.presampled)
     sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
     step_groups.unallocated += int((~sampled).sum())
-    groups = [g for g, keep in zip(groups, sampled) if keep]
     with timer("select"):
-        run.selector.observe(prompts[sampled], *outcomes(groups))
-    if predicted is not None:
-        step_groups.predictions.append(np.asarray(predicted, dtype=np.float64)[sampled])
-    return groups
+        _predictor_observes(run, step, prompts, groups, main, plan, allocation)
+        run.selector.observe(prompts[sampled], *outcomes([g for g in groups if len(g.acc)]))
+    step_groups.predictions.append(np.asarray(predicted, dtype=np.float64)[sampled])
+    return [g for g, keep in zip(groups, sampled) if keep]
+
+
+def _predictor_observes(run: Run, step: int, prompts: np.ndarray, groups: list, main: list, plan, allocation) -> None:
+    """The predictor learns each prompt's whole-path rate: a whole-path group with its pre-samples, once; a
+    group that continued a prefix (RPO) measures the prefix, so only its pre-samples count as whole-path
+    evidence and its own samples are passed as `partial` (which predictors set aside)."""
+    whole = ~plan.cached
+    evidence = [g for g, w in zip(groups, whole) if w and len(g.acc)]
+    run.predictor.observe(step, np.array([g.index for g in evidence], dtype=np.int64), *outcomes(evidence), "train")
+    pre = [allocation.presampled[g.index] for g, w in zip(groups, whole) if not w and g.index in allocation.presampled]
+    run.predictor.observe(step, np.array([g.index for g in pre], dtype=np.int64), *outcomes(pre), "presample")
+    continued = [g for g, w in zip(main, whole) if not w and len(g.acc)]
+    run.predictor.observe(step, np.array([g.index for g in continued], dtype=np.int64), *outcomes(continued),
+                          "partial")
 
 
 def step_metrics(run: Run, step: int, step_groups: StepGroups, update: dict, refresh: dict, probe: dict,
@@ -286,9 +300,7 @@ def _probe(run: Run, step: int) -> dict:
     cfg, ctx, stream = run.cfg, run.ctx, run.streams.probe
     size = min(cfg.probe_size, len(ctx.pool))
     indices = np.sort(stream.choice(len(ctx.pool), size=size, replace=False))
-    predicted = run.selector.predict(indices)
-    if predicted is None:
-        return {}
+    predicted = run.predictor.mean(indices)
     with forked_torch_rng(int(stream.integers(2**62))):
         groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer(), _whole(run, indices))
     ctx.log(step, "probe", groups)
@@ -315,6 +327,7 @@ def _estimate_pool(run: Run, samples: int) -> tuple[np.ndarray, np.ndarray, dict
     groups = roll_out(run.ctx, indices, samples, Timer(), _whole(run, indices))
     run.ctx.log(0, "prefilter", groups)
     successes, trials = outcomes(groups)
+    run.predictor.observe(0, indices, successes, trials, "prefilter")
     rollouts, tokens = int(trials.sum()), sum(g.tokens for g in groups)
     run.acct.add_training(0, rollouts, tokens)
     counts = run.ctx.verifier.pop_counts()

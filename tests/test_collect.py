@@ -7,6 +7,7 @@ from rollwise.select.filters import DynamicSampling, NoFilter
 from rollwise.data.pool import PoolItem, PromptPool
 from types import SimpleNamespace
 
+from rollwise.predict.beta import BetaPredictor
 from rollwise.rollout.collect import RolloutContext
 from rollwise.rollout.modes import PartialPaths, WholePaths
 from rollwise.rollout.engine import GenRequest, Sample, SamplingParams
@@ -66,14 +67,14 @@ def collect(ctx, selector, group_filter, allocator, batch_prompts, n, step, rng,
 
     run = SimpleNamespace(cfg=SimpleNamespace(batch_prompts=batch_prompts, samples_per_prompt=n), ctx=ctx,
                           rollout=ctx.mode, selector=selector, allocator=allocator, group_filter=group_filter,
-                          streams=SimpleNamespace(train=rng))
+                          streams=SimpleNamespace(train=rng), predictor=BetaPredictor(len(ctx.pool), decay=1.0))
     return gather_groups(run, step, timer)
 
 
 def test_no_filter_trains_on_every_group_and_counts_cost():
     got = collect(context(30), UniformSelector(30), NoFilter(), FixedAllocator(4), 6, 4, 1, np.random.default_rng(0), Timer())
     assert len(got.kept) == 6 and got.rollouts == 24 and got.tokens == 48 and got.gen_batches == 1
-    assert not got.capped and got.predicted() is None
+    assert not got.capped and (got.predicted() == 0.5).all()  # every run predicts: the prior before any outcome
 
 
 def test_dynamic_sampling_keeps_only_effective_groups_and_pays_for_discards():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from rollwise.predict.outcomes import OutcomeLog, OutcomeLogError, read_header, read_outcomes

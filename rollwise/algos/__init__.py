@@ -28,14 +28,13 @@ def _ppo(cfg) -> None:
                          "ppo_value_clip > 0")
 
 
-ALGORITHMS = Registry("algo", section="algorithm")
+ALGORITHMS = Registry("algo", section="algorithm", settings_check=_ppo)
 ALGORITHMS.add("grpo", "rollwise.algos.table:grpo", "group-normalised advantages, clipped token-mean loss",
                check=_group_relative)
 ALGORITHMS.add("raft", "rollwise.algos.table:raft_", "fine-tune on the verified-correct samples")
 ALGORITHMS.add("raft++", "rollwise.algos.table:raft_pp", "RAFT with the importance ratio and clipping")
 ALGORITHMS.add("reinforce++", "rollwise.algos.table:reinforce_pp_", "batch-normalised advantages, no critic")
-ALGORITHMS.add("ppo", "rollwise.algos.table:ppo_", "a value head on the policy and GAE token advantages",
-               check=_ppo)
+ALGORITHMS.add("ppo", "rollwise.algos.table:ppo_", "a value head on the policy and GAE token advantages")
 
 
 @cache

@@ -72,36 +72,6 @@ class FlatPrior:
         return np.full(np.asarray(ids).size, 0.5)
 
 
-class SelectorBeta:
-    """A selector's per-prompt Beta arrays (`a`, `b`: MoPPS) read as a predictor (live view, no copy).
-
-    >>> from types import SimpleNamespace
-    >>> SelectorBeta(SimpleNamespace(a=np.array([1., 3.]), b=np.array([3., 1.]))).mean(np.array([1, 0])).tolist()
-    [0.75, 0.25]
-    """
-
-    def __init__(self, selector) -> None:
-        self.selector = selector
-
-    def beta(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(ids, dtype=np.int64)
-        return self.selector.a[ids].astype(np.float64), self.selector.b[ids].astype(np.float64)
-
-    def mean(self, ids: np.ndarray) -> np.ndarray:
-        a, b = self.beta(ids)
-        return a / (a + b)
-
-
-def predictor_of(selector) -> BetaPredictor | None:
-    """The selector's predictor (a predictive selector's own, or MoPPS's Beta arrays), or None for a selector
-    that keeps none (uniform)."""
-    if selector is not None and hasattr(getattr(selector, "predictor", None), "beta"):
-        return selector.predictor
-    if selector is not None and hasattr(selector, "a") and hasattr(selector, "b"):
-        return SelectorBeta(selector)
-    return None
-
-
 def check_ids(ids: np.ndarray, pool_size: int | None = None) -> np.ndarray:
     """ids as int64, refusing duplicates and (with pool_size) indices outside the pool."""
     ids = np.asarray(ids, dtype=np.int64)

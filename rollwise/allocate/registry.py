@@ -18,24 +18,30 @@ def max_samples(setting: int, n_avg: int) -> int | None:
     return setting or None
 
 
-def _gvm(cfg) -> None:
-    lowest = 1 if cfg.gvm_p_source == "presample" else 0  # predictor: 0 pre-samples is p from the predictor alone
-    if cfg.gvm_p_source != "posterior" and not lowest <= cfg.gvm_presamples < cfg.samples_per_prompt:
-        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least {lowest} and below samples_per_prompt="
-                         f"{cfg.samples_per_prompt} (pre-samples are part of each prompt's budget)")
+def _allocation_settings(cfg) -> None:
     if cfg.gvm_min_samples < 0 or cfg.gvm_max_samples < -1 or not 0 <= cfg.gvm_p_floor < 1:
         raise ValueError(f"gvm_min_samples={cfg.gvm_min_samples}, gvm_max_samples={cfg.gvm_max_samples}, gvm_p_floor="
                          f"{cfg.gvm_p_floor}: need a minimum >= 0, a maximum >= -1 (-1 auto, 0 no cap) and a floor "
                          "in [0, 1)")
-    cap, n_avg = max_samples(cfg.gvm_max_samples, cfg.samples_per_prompt), cfg.samples_per_prompt
+    if cfg.gvm_alpha <= 0 or cfg.gvm_estimate_every < 1 or cfg.speed_screen < 1:
+        raise ValueError(f"gvm_alpha={cfg.gvm_alpha}, gvm_estimate_every={cfg.gvm_estimate_every}, speed_screen="
+                         f"{cfg.speed_screen}: need alpha > 0, estimates every >= 1 step and >= 1 screening sample")
+
+
+def _gvm(cfg) -> None:
+    n_avg = cfg.samples_per_prompt
+    if cfg.gvm_p_source == "presample" and not 0 < cfg.gvm_presamples < n_avg:
+        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 1 and below samples_per_prompt="
+                         f"{n_avg} (pre-samples are part of each prompt's budget)")
+    if cfg.gvm_p_source == "predictor" and not 0 <= cfg.gvm_presamples < n_avg:
+        raise ValueError(f"gvm_presamples={cfg.gvm_presamples}: must be at least 0 and below samples_per_prompt="
+                         f"{n_avg} with gvm_p_source=predictor")
+    cap = max_samples(cfg.gvm_max_samples, n_avg)
     main_avg = n_avg - (cfg.gvm_presamples if cfg.gvm_p_source != "posterior" else 0)
     if cfg.gvm_min_samples > main_avg or (cap is not None and cap < n_avg):
         raise ValueError(f"gvm_min_samples={cfg.gvm_min_samples} and gvm_max_samples={cfg.gvm_max_samples} must "
                          f"bracket samples_per_prompt={n_avg} (the average per prompt; the minimum applies to the "
                          f"main rollout, {main_avg} on average after pre-samples), or no step can be allocated")
-    if cfg.gvm_p_source == "posterior" and cfg.selector not in ("mopps", "mopps-threshold"):
-        raise ValueError(f"gvm_p_source=posterior reads p from the selector's prediction, and selector={cfg.selector} "
-                         "makes none; use selector=mopps (or mopps-threshold), or gvm_p_source=presample or predictor")
 
 
 def _speed(cfg) -> None:
@@ -44,9 +50,9 @@ def _speed(cfg) -> None:
                          f"{cfg.samples_per_prompt} (screening samples are part of each prompt's budget)")
 
 
-ALLOCATORS = Registry("allocator", section="allocate")
+ALLOCATORS = Registry("allocator", section="allocate", settings_check=_allocation_settings)
 ALLOCATORS.add("fixed", "rollwise.allocate:fixed", "every prompt gets samples_per_prompt")
 ALLOCATORS.add("gvm", "rollwise.allocate:gvm", "the step's budget (samples_per_prompt x prompts) split by GVM's "
-               "variance-minimising weights", check=_gvm)
-ALLOCATORS.add("speed", "rollwise.allocate:speed", "every prompt screened with speed_screen samples, the rest of the "
-               "budget only to the prompts that came out mixed (SPEED)", check=_speed)
+               "variance-minimising weights (docs/allocation.md)", check=_gvm)
+ALLOCATORS.add("speed", "rollwise.allocate:speed", "SPEED: every prompt screened with speed_screen samples, the rest "
+               "only to the prompts that came out mixed", check=_speed)

@@ -24,7 +24,7 @@ def registries() -> tuple:
 
 def check(cfg) -> None:
     """Raise ValueError naming the field and the allowed values."""
-    for checker in (_choices, _counts, _verification, _components, _shaping, _sampling, _data):
+    for checker in (_choices, _counts, _verification, _predictor, _components, _hints, _shaping, _sampling, _data):
         checker(cfg)
 
 
@@ -61,6 +61,20 @@ def _components(cfg) -> None:
     """Each chosen component's own checks (its registry entry): its settings, and what it needs of the others."""
     for registry in registries():
         registry.check(getattr(cfg, registry.kind), cfg)
+
+
+def _predictor(cfg) -> None:
+    from rollwise.predict.registry import run_settings  # numpy only
+
+    if not 0 < cfg.mopps_decay <= 1:
+        raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
+    run_settings(cfg)  # unknown settings and out-of-range values name themselves
+
+
+def _hints(cfg) -> None:
+    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
+        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
+                         "threshold in (0, 1] and a target in (0, 1)")
 
 
 def _shaping(cfg) -> None:

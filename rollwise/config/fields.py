@@ -26,7 +26,11 @@ import yaml
 from rollwise.algos import ALGORITHMS
 from rollwise.allocate.registry import ALLOCATORS
 from rollwise.rollout.registry import ROLLOUT_MODES
+from rollwise.predict.registry import PREDICTORS
 from rollwise.select.registry import FILTERS, SELECTORS
+
+PREDICTOR_NAMES = tuple(PREDICTORS)
+PREDICTOR_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in PREDICTORS.items())
 
 
 # Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
@@ -134,20 +138,36 @@ class RunConfig:
     lora_alpha: int = _f(32, "LoRA alpha.")
     dtype: str = _f("float32", "Parameter dtype: float32 or bfloat16.", choices=("float32", "bfloat16"))
 
-    _section("select", "which prompts each step trains on (METHODS.md sections 1-2) and which groups it keeps")
-    selector: str = _f("uniform", "Which prompts each step trains on: " + SELECTORS.describe() + ".", choices=SELECTORS)
-    mopps_decay: float = _f(0.5, "MoPPS lambda: decay of the posterior toward the prior at each observation.")
-    mopps_candidates: int = _f(8, "MoPPS c: candidate set of c x B prompts (the whole pool when smaller).")
-    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
-    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    _section("predict", "the one prediction of every prompt's current success rate that selection, GVM and RPO's "
+             "hints read (docs/prediction.md)")
+    predictor: str = _f("beta", "How each prompt's success rate is predicted: " + PREDICTOR_HELP + ".",
+                        choices=PREDICTOR_NAMES)
+    mopps_decay: float = _f(0.5, "beta predictor (MoPPS's lambda): weight of the old posterior at each observation; "
+                            "the rest decays toward the prior (1 = accumulate).")
+    predictor_options: dict = _f({}, "Settings of the drift or irt predictor by name (docs/prediction.md), e.g. "
+                                 "{ability_step_var: 0.01}; an unknown name is an error.")
+    predictor_group_keys: list = _f([], "Prompt metadata fields that define groups of prompts that move together "
+                                    "(drift, irt); empty: the task's difficulty fields (basic_arithmetic: num_terms, "
+                                    "num_digits), one group per task for file pools.")
     prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
     prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")
+    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
+    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
+
+    _section("select", "which prompts each step trains on (docs/methods.md sections 1-2) and which groups it keeps")
+    selector: str = _f("uniform", "Which prompts each step trains on: " + SELECTORS.describe() + ".", choices=SELECTORS)
+    mopps_candidates: int = _f(8, "Predictive selectors' c: the rule chooses B of c x B candidates drawn at random "
+                               "(the whole pool when smaller).")
+    mopps_target: float = _f(0.5, "MoPPS Top-B: keep the candidates whose Thompson draw is closest to this.")
+    mopps_band: list = _f([0.3, 0.7], "MoPPS threshold variant: keep draws inside this band.")
+    mixed_source: str = _f("thompson", "mixed: the chance a group comes out mixed from a Thompson draw r, "
+                           "1 - r^n - (1-r)^n (thompson), or from the predictor's beta-binomial (predictive).",
+                           choices=("thompson", "predictive"))
+    mixed_power: float = _f(1.0, "mixed: sample prompts in proportion to (chance mixed)^power.")
     offline_band: list = _f([0.1, 0.9], "Offline filter: keep prompts whose initial pass rate is in this band.")
     offline_samples: int = _f(8, "Offline filter: samples per prompt to estimate initial pass rates.")
     filter: str = _f("none", "Which rolled-out groups a step trains on: " + FILTERS.describe() + ".", choices=FILTERS)
     ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
-    probe_every: int = _f(10, "Every N steps roll out an unbiased uniform probe to measure prediction quality (0 = off).")
-    probe_size: int = _f(64, "Prompts in the unbiased probe (its rollouts count as evaluation cost).")
 
     _section("allocate", "how many samples each selected prompt gets (METHODS.md section 3: GVM)")
     allocator: str = _f("fixed", "How many samples each prompt gets: " + ALLOCATORS.describe() + ".",

@@ -141,3 +141,20 @@ def build_predictor(name: str, settings=None, pool_size: int = 0, features=None,
     elif name not in PREDICTORS or not isinstance(settings, PREDICTORS[name].settings):
         raise ValueError(f"settings {type(settings).__name__} do not belong to predictor {name!r}")
     return PREDICTORS[name].build(settings, pool_size, features, prior)
+
+
+def run_settings(cfg):
+    """The settings of the run's predictor (`cfg.predictor`) from its configuration: the beta predictor's
+    decay is `mopps_decay` (MoPPS's lambda); every predictor takes `predictor_options` by name."""
+    values = {"decay": cfg.mopps_decay} if cfg.predictor == "beta" else {}
+    return settings_from(cfg.predictor, {**values, **cfg.predictor_options})
+
+
+def build_run_predictor(cfg, pool, log=None):
+    """The run's one predictor of prompt success, with its prompt features and the configured prior."""
+    from rollwise.predict.features import build_features
+    from rollwise.select.priors import build_prior
+
+    features = build_features(pool, list(cfg.predictor_group_keys) or None)
+    prior = build_prior(cfg.prior, pool, cfg.prior_weight)
+    return build_predictor(cfg.predictor, run_settings(cfg), len(pool), features, prior), features

@@ -99,7 +99,7 @@ def generate(ctx: RolloutContext, plan: PartialPlan, counts, timer: Timer) -> tu
     no-op for engines that honour request limits)."""
     with timer("gen"):
         samples = ctx.engine.generate(plan.with_counts(counts), ctx.params)
-    return plan.finish(samples)
+    return plan.finish(samples)  # whole-path samples of a partial plan merged back into their groups
 
 
 def verify_samples(codec, verifier, items: list, samples: list[list]) -> list[list]:

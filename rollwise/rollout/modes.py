@@ -111,25 +111,24 @@ class PartialPaths:
         self.rpo.load_state_dict(state)
 
 
-def whole_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> WholePaths | PartialPaths:
-    """Whole completions; with `rpo_hints`, RPO's component that only hints (no cached path is continued)."""
-    if not cfg.rpo_hints:
-        return WholePaths(max_new_tokens)
+def whole_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None, predictor=None) -> RolloutMode:
+    """Whole completions; with rpo_hints, RPO's component without its cache gives hopeless prompts a hint."""
+    if cfg.rpo_hints:
+        return partial_paths(cfg, pool_size, max_new_tokens, eos_token_id, predictor)
+    return WholePaths(max_new_tokens)
+
+
+def partial_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None, predictor=None) -> PartialPaths:
     from rollwise.rollout.rpo import PartialRollouts
 
-    return PartialPaths(PartialRollouts.from_config(cfg, pool_size, max_new_tokens, eos_token_id), upfront_fill=False,
-                        name="full")
-
-
-def partial_paths(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> PartialPaths:
-    from rollwise.rollout.rpo import PartialRollouts
-
-    rpo = PartialRollouts.from_config(cfg, pool_size, max_new_tokens, eos_token_id)
+    rpo = PartialRollouts.from_config(cfg, pool_size, max_new_tokens, eos_token_id, predictor=predictor)
     return PartialPaths(rpo, upfront_fill=cfg.rpo_fill == "upfront")
 
 
-def build_rollout_mode(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None) -> RolloutMode:
-    """The mode `cfg.rollout` names (rollwise.rollout.registry)."""
+def build_rollout_mode(cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None,
+                       predictor=None) -> RolloutMode:
+    """The mode `cfg.rollout` names (rollwise.rollout.registry); `predictor` (the run's predictor of prompt
+    success) tells RPO's hints which prompts are hopeless."""
     from rollwise.rollout.registry import ROLLOUT_MODES
 
-    return ROLLOUT_MODES.build(cfg.rollout, cfg, pool_size, max_new_tokens, eos_token_id)
+    return ROLLOUT_MODES.build(cfg.rollout, cfg, pool_size, max_new_tokens, eos_token_id, predictor)

@@ -5,16 +5,15 @@
     train, after the update: finish_step(rolled-out groups) --> refresh the cache, keep correct paths for
              hints, the step's rpo_* metrics
 
-`PartialRollouts` is one stateful part of `rollwise.run.Run` (checkpoint key "rollout", through
-`rollwise.rollout.modes.PartialPaths`): its state is the experience cache (paths and token births), the
-visits since each path was last wholly rewritten and, with hints, the correct-path store, all restored
-exactly; the cut and refresh draws come from the run's training stream, which is checkpointed too, so a
-resumed run cuts and refreshes like an uninterrupted one. The pure pieces (cuts, budgets, the refresh
-rules, hint lengths, metrics) are in `rollwise.rollout.partial`, `.refresh` and `.hints`; docs/rpo.md
-says why each choice was made.
+`PartialRollouts` is one stateful part of `rollwise.run.Run` (checkpoint key "rollout", through rollwise.rollout.modes.PartialPaths): its state is
+the experience cache (paths and token births), the visits since each path was last wholly rewritten
+and, with hints, the correct-path store, all restored exactly; the cut and refresh draws come from the
+run's training stream, which is checkpointed too, so a resumed run cuts and refreshes like an
+uninterrupted one. The pure pieces (cuts, budgets, the refresh rules, hint lengths, metrics) are in
+`rollwise.rollout.partial`, `.refresh` and `.hints`; docs/rpo.md says why each choice was made.
 
 With `continue_cache=False` (rollout=full with hints) no group continues a cached path: the component
-only hints.
+only hints, and keeps no experience cache.
 """
 
 from __future__ import annotations

@@ -25,13 +25,21 @@ STEP_KEY = "selector_step"
 class PredictiveSelector:
     """Selector protocol (`rollwise.select.base.Selector`) over a Predictor and a SelectionRule."""
 
-    def __init__(self, predictor, rule, candidates: int = 8, name: str | None = None) -> None:
+    def __init__(self, predictor, rule, candidates: int = 8, name: str | None = None,
+                 observes_predictor: bool = True) -> None:
+        """`observes_predictor=False` when the predictor is shared and fed by its owner (a training run feeds
+        its one predictor itself, for the allocator and RPO too): the selector then observes for its rule
+        and saves the rule's state only."""
         if candidates < 1:
             raise ValueError(f"candidates (the candidate factor c) must be at least 1, got {candidates}")
         self.predictor, self.rule = predictor, rule
+        self.observes_predictor = observes_predictor
         self.candidate_factor = int(candidates)
         self.name = name or f"{predictor.name}+{rule.name}"
         self.step = 0
+
+    def start(self, estimate) -> dict:
+        return {}  # no up-front estimate: the predictor starts from its prior
 
     def select(self, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         candidates = np.asarray(candidates, dtype=np.int64)
@@ -47,7 +55,8 @@ class PredictiveSelector:
         observe once per step, or once per generation batch under dynamic sampling).
         """
         self.step = self.step + 1 if step is None else int(step)
-        self.predictor.observe(self.step, ids, successes, trials, kind)
+        if self.observes_predictor:
+            self.predictor.observe(self.step, ids, successes, trials, kind)
         if kind == "train":
             self.rule.observe(np.asarray(ids, dtype=np.int64), np.asarray(successes), np.asarray(trials))
         elif kind not in EVIDENCE_KINDS + ("partial",):
@@ -60,7 +69,7 @@ class PredictiveSelector:
         return self.predictor.beta(np.asarray(ids, dtype=np.int64))
 
     def state_dict(self) -> dict:
-        state = dict(self.predictor.state_dict())
+        state = dict(self.predictor.state_dict()) if self.observes_predictor else {}
         state.update({RULE_PREFIX + key: value for key, value in self.rule.state_dict().items()})
         state[STEP_KEY] = self.step
         return state
@@ -68,7 +77,8 @@ class PredictiveSelector:
     def load_state_dict(self, state: dict) -> None:
         """Restore; a MoPPSSelector's state (no rule, no counter) loads into the Beta + Thompson pair."""
         own = {key: value for key, value in state.items() if not key.startswith(RULE_PREFIX) and key != STEP_KEY}
-        self.predictor.load_state_dict(own)
+        if self.observes_predictor:
+            self.predictor.load_state_dict(own)
         self.rule.load_state_dict({key[len(RULE_PREFIX):]: value for key, value in state.items()
                                    if key.startswith(RULE_PREFIX)})
         self.step = int(state.get(STEP_KEY, 0))

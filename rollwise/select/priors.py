@@ -198,15 +198,23 @@ def metadata_rates(pool) -> np.ndarray:
     return 0.9 - 0.8 * hardness
 
 
-def save_posteriors(selector, pool, path: Path) -> None:
-    """Save a predicting selector's state by user id with content hashes (atomically): a later run's `--prior`."""
-    arrays = {"ids": pool.ids, "hashes": pool.item_hashes(), "predicted": selector.predict(np.arange(len(pool)))}
-    state = selector.state_dict()
-    for key in ("a", "b", "successes", "trials"):
-        if key in state:
-            arrays[key] = state[key]
-    if hasattr(selector, "beta"):  # a PredictiveSelector: any predictor's current Beta per prompt
-        arrays["a"], arrays["b"] = selector.beta(np.arange(len(pool)))
+def save_posteriors(source, pool, path: Path, counts=None) -> None:
+    """Save each prompt's Beta by user id with content hashes (atomically): a later run's `--prior`.
+
+    `source` is a predictor or a selector with `beta(ids)` (a PredictiveSelector), or an older selector
+    whose state holds `a` / `b`; `counts` an offline filter whose pass-rate counts (`successes`,
+    `trials`) are saved too (a prior with the published weighting reads them first).
+    """
+    everything = np.arange(len(pool))
+    arrays = {"ids": pool.ids, "hashes": pool.item_hashes()}
+    if hasattr(source, "beta"):  # a predictor (or a selector over one): its current Beta per prompt
+        arrays["a"], arrays["b"] = source.beta(everything)
+    else:
+        state = source.state_dict()
+        arrays.update({key: state[key] for key in ("a", "b", "successes", "trials") if key in state})
+    arrays["predicted"] = arrays["a"] / (arrays["a"] + arrays["b"]) if "a" in arrays else source.predict(everything)
+    extra = counts.state_dict() if counts is not None else {}
+    arrays.update({key: extra[key] for key in ("successes", "trials") if key in extra})
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
