@@ -150,7 +150,7 @@ def test_the_dapo_preset_turns_on_all_four_pieces():
 ])
 def test_settings_are_validated_with_clear_messages(changes, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        RunConfig(**{"rollout": "partial", **changes})  # the partial mode's checks run when it is chosen
+        RunConfig(**changes)
 
 
 def test_a_cache_budget_below_one_path_is_refused_before_any_compute(tmp_path):
@@ -247,7 +247,7 @@ def test_hint_and_refresh_settings_are_validated():
     with pytest.raises(ValueError, match="never samples a whole path"):
         RunConfig(rollout="partial", rpo_whole_samples=0)
     RunConfig(rollout="partial", rpo_refresh="suffix", rpo_whole_samples=0)  # the published rule needs neither
-    with pytest.raises(ValueError, match="rpo_hint_target=1.0"):
-        RunConfig(rpo_hints=True, rpo_hint_target=1.0)  # checked with full rollouts too: hints work there
+    with pytest.raises(ValueError, match="rpo_fill=upfront fills the experience cache"):
+        RunConfig(rpo_fill="upfront")
     with pytest.raises(ValueError, match="speed_screen=8"):
         RunConfig(allocator="speed", speed_screen=8)

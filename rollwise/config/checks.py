@@ -82,6 +82,25 @@ def _shaping(cfg) -> None:
         raise ValueError("overlong_buffer and overlong_penalty must not be negative")
     if cfg.max_new_tokens and cfg.overlong_buffer > cfg.max_new_tokens:
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds max_new_tokens={cfg.max_new_tokens}")
+    _rpo_refresh(cfg)
+
+
+def _rpo_refresh(cfg) -> None:
+    whole = cfg.rollout == "partial" and cfg.rpo_refresh == "whole"
+    too_many = whole and cfg.rpo_whole_samples >= cfg.samples_per_prompt
+    if cfg.rpo_whole_samples < 0 or cfg.rpo_whole_every < 0 or too_many:
+        raise ValueError(f"rpo_whole_samples={cfg.rpo_whole_samples}, rpo_whole_every={cfg.rpo_whole_every}: need "
+                         f"0 <= whole samples < samples_per_prompt={cfg.samples_per_prompt} and every >= 0 (0: never)")
+    if whole and cfg.rpo_whole_samples == 0 and cfg.rpo_whole_every == 0:
+        raise ValueError("rpo_refresh=whole with rpo_whole_samples=0 and rpo_whole_every=0 never samples a whole "
+                         "path: set one of them (or rpo_refresh=suffix, the published rule)")
+    if cfg.rpo_stale_steps < 1:
+        raise ValueError(f"rpo_stale_steps={cfg.rpo_stale_steps}: must be at least 1")
+    if not (0 < cfg.rpo_hint_below <= 1 and 0 < cfg.rpo_hint_target < 1):
+        raise ValueError(f"rpo_hint_below={cfg.rpo_hint_below}, rpo_hint_target={cfg.rpo_hint_target}: need a "
+                         "threshold in (0, 1] and a target in (0, 1)")
+    if cfg.rpo_fill == "upfront" and cfg.rollout != "partial":
+        raise ValueError("rpo_fill=upfront fills the experience cache of partial rollouts: it needs rollout=partial")
 
 
 def _sampling(cfg) -> None:

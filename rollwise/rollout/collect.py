@@ -94,9 +94,8 @@ class RolloutContext:
 
 
 def generate(ctx: RolloutContext, plan: PartialPlan, counts, timer: Timer) -> tuple[list[list], list[int]]:
-    """counts[i] samples for each planned request, each cut to its budget (a plan's whole-path samples merged
-    back into their groups); returns the samples and the tokens cut off per group (generated all the same: a
-    no-op for engines that honour request limits)."""
+    """counts[i] samples for each planned request, each cut to its budget; returns the samples and the
+    tokens cut off per group (generated all the same: a no-op for engines that honour request limits)."""
     with timer("gen"):
         samples = ctx.engine.generate(plan.with_counts(counts), ctx.params)
     return plan.finish(samples)  # whole-path samples of a partial plan merged back into their groups

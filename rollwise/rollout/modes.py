@@ -1,7 +1,6 @@
 """Rollout modes: what a training group is sampled from. One registry entry each (`--rollout`).
 
-    full      whole completions from the prompt (the neutral mode); with rpo_hints, near-hopeless prompts
-              continue a prefix of a correct path (rollwise.rollout.hints)
+    full      whole completions from the prompt (the neutral mode)
     partial   RPO: continue a cached path of each prompt, cut by m tokens (rollwise.rollout.rpo, docs/rpo.md)
 
 A mode answers the same calls in every step, so the recipe never asks which mode it has:
@@ -83,8 +82,8 @@ class PartialPaths:
 
     name = "partial"
 
-    def __init__(self, rpo, upfront_fill: bool, name: str = "partial") -> None:
-        self.rpo, self.upfront_fill, self.name = rpo, upfront_fill, name
+    def __init__(self, rpo, upfront_fill: bool) -> None:
+        self.rpo, self.upfront_fill = rpo, upfront_fill
 
     def plan(self, indices, prompt_ids_of, rng, step) -> PartialPlan:
         return self.rpo.plan(indices, prompt_ids_of, rng, step)

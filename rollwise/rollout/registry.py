@@ -8,8 +8,6 @@ from rollwise.registry import Registry
 def _rpo_settings(cfg) -> None:
     from rollwise.rollout.partial import check_suffix_budget, parse_cut  # numpy only
 
-    _full(cfg)
-    _refresh(cfg)
     parse_cut(cfg.rpo_cut)
     check_suffix_budget(cfg.rpo_suffix_budget)
     if not 0 <= cfg.rpo_refresh_epsilon <= 1:
