@@ -38,6 +38,7 @@ from rollwise.randomness import forked_torch_rng
 from rollwise.rollout.collect import (StepGroups, allocate, fill_whole, generate, group_grad_norms, merge_presamples,
                                       outcomes, roll_out, verify)
 from rollwise.rollout.modes import whole_plan
+from rollwise.rollout.partial import outcomes_by_start
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.store.rundir import check_same_run, open_run_dir
@@ -205,17 +206,12 @@ def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, 
 
 
 def _predictor_observes(run: Run, step: int, prompts: np.ndarray, groups: list, main: list, plan, allocation) -> None:
-    """The predictor learns each prompt's whole-path rate: a whole-path group with its pre-samples, once; a
-    group that continued a prefix (RPO) measures the prefix, so only its pre-samples count as whole-path
-    evidence and its own samples are passed as `partial` (which predictors set aside)."""
-    whole = ~plan.cached
-    evidence = [g for g, w in zip(groups, whole) if w and len(g.acc)]
-    run.predictor.observe(step, np.array([g.index for g in evidence], dtype=np.int64), *outcomes(evidence), "train")
-    pre = [allocation.presampled[g.index] for g, w in zip(groups, whole) if not w and g.index in allocation.presampled]
-    run.predictor.observe(step, np.array([g.index for g in pre], dtype=np.int64), *outcomes(pre), "presample")
-    continued = [g for g, w in zip(main, whole) if not w and len(g.acc)]
-    run.predictor.observe(step, np.array([g.index for g in continued], dtype=np.int64), *outcomes(continued),
-                          "partial")
+    """The predictor learns each prompt's whole-path rate from the samples that started from the prompt alone
+    (whole groups, and the whole-path samples inside RPO groups, pre-samples included, once); samples that
+    continued a prefix (a cached path, a hint; pre-samples of such a group too) are passed as `partial`."""
+    whole, prefixed = outcomes_by_start(groups)
+    run.predictor.observe(step, *whole, "train")
+    run.predictor.observe(step, *prefixed, "partial")
 
 
 def step_metrics(run: Run, step: int, step_groups: StepGroups, update: dict, refresh: dict, probe: dict,

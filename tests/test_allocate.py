@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rollwise.allocate import build_allocator
+from rollwise.config import RunConfig
 from rollwise.allocate.base import largest_remainder
 from rollwise.allocate.fixed import FixedAllocator
 from rollwise.allocate.gradnorm import mean_over_correct, sequence_embedding_grad_norms
@@ -14,7 +15,6 @@ from rollwise.allocate.gvm import GVMAllocator, gvm_weights
 from rollwise.algos.update import build_batch
 from rollwise.rollout.engine import Sample
 from rollwise.select.mopps import MoPPSSelector
-from rollwise.select.uniform import UniformSelector
 from rollwise.policy.tiny import PAD, tiny_model_config
 
 NAN = np.nan
@@ -223,13 +223,11 @@ def test_build_allocator_reads_the_config_names():
     gvm = build_allocator(_cfg(gvm_max_samples=0, gvm_min_samples=2, gvm_presamples=4, gvm_estimate_every=3), 5)
     assert (gvm.max_n, gvm.min_n, gvm.presamples, gvm.estimate_every) == (None, 2, 4, 3)
     assert build_allocator(_cfg(gvm_max_samples=16), 5).max_n == 16
-    selector = MoPPSSelector(5)
-    posterior = build_allocator(_cfg(gvm_p_source="posterior"), 5, selector)
-    assert posterior.p_source == "posterior" and posterior.presamples == 0
-    with pytest.raises(ValueError, match="selector=uniform makes none"):
-        build_allocator(_cfg(gvm_p_source="posterior"), 5, UniformSelector(5))
-    with pytest.raises(ValueError, match="must bracket samples_per_prompt=8"):
-        build_allocator(_cfg(gvm_min_samples=9), 5)
+    predictor = BetaStandIn(MoPPSSelector(5))
+    posterior = build_allocator(_cfg(gvm_p_source="posterior"), 5, predictor)
+    assert posterior.p_source == "posterior" and posterior.presamples == 0 and posterior.predictor is predictor
+    with pytest.raises(ValueError, match="must bracket samples_per_prompt=8"):  # checked with the configuration
+        RunConfig(allocator="gvm", gvm_min_samples=9)
     with pytest.raises(ValueError, match="allocator='knapsack'"):
         build_allocator(_cfg(allocator="knapsack"), 5)
 
@@ -378,10 +376,11 @@ def test_the_auto_cap_and_the_floor_are_read_from_the_config():
     assert (max_samples(-1, 8), max_samples(0, 8), max_samples(5, 8)) == (16, None, 5)
     gvm = build_allocator(_cfg(gvm_max_samples=-1, gvm_p_floor=0.05, gvm_p_source="predictor"), 5)
     assert gvm.max_n == 16 and gvm.p_floor == 0.05 and gvm.presamples == 8
-    selector = MoPPSSelector(5)
-    assert build_allocator(_cfg(gvm_p_source="predictor", gvm_presamples=4), 5, selector).predictor.selector is selector
+    predictor = BetaStandIn(MoPPSSelector(5))
+    assert build_allocator(_cfg(gvm_p_source="predictor", gvm_presamples=4), 5, predictor).predictor is predictor
     with pytest.raises(ValueError, match="main rollout, 4 on average after pre-samples"):
-        build_allocator(_cfg(gvm_min_samples=5, gvm_presamples=4), 5)
+        RunConfig(allocator="gvm", gvm_min_samples=5, gvm_presamples=4)
+    RunConfig(allocator="gvm", gvm_p_source="predictor", gvm_presamples=0)  # p from the predictor alone
 
 
 def test_speed_screens_every_prompt_and_gives_the_rest_to_the_mixed_ones():

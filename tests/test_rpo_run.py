@@ -188,7 +188,7 @@ def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_p
     assert all(r["rpo_oldest_age_max"] >= 0 and 0 <= r["rpo_stale_share"] <= 1 for r in rows)
     pa, pb = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    sa, sb = (last_state(c)["components"]["rpo_cache"] for c in (straight, split))
+    sa, sb = (last_state(c)["components"]["rollout"] for c in (straight, split))
     assert all(np.array_equal(sa["cache"][k], sb["cache"][k]) for k in ("tokens", "births", "length"))
     assert all(np.array_equal(sa["hints"]["correct"][k], sb["hints"]["correct"][k]) for k in ("tokens", "length"))
 
@@ -251,3 +251,14 @@ def test_hint_and_refresh_settings_are_validated():
         RunConfig(rpo_fill="upfront")
     with pytest.raises(ValueError, match="speed_screen=8"):
         RunConfig(allocator="speed", speed_screen=8)
+
+
+def test_the_predictor_learns_from_the_whole_paths_inside_partial_groups(tmp_path):
+    """Every step is partial (up-front fill); each group holds one sample from the prompt alone, which is the
+    predictor's only whole-path evidence: with plain accumulation a + b grows by exactly one per visit."""
+    cfg = rpo_config(tmp_path, "evidence", steps=2, rpo_fill="upfront", mopps_decay=1.0)
+    train(cfg)
+    state = last_state(cfg)["components"]["predictor"]
+    assert np.allclose(np.asarray(state["a"]) + np.asarray(state["b"]), 2 + 2)  # Beta(1, 1) + one sample a step
+    rows = rows_of(cfg)[1:]
+    assert all(r["rpo_partial_groups"] == 8 and r["rpo_whole_samples"] == 8 for r in rows)

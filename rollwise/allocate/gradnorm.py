@@ -25,6 +25,7 @@ and parameters are frozen for the duration so that no weight-gradient work is do
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import torch
@@ -66,8 +67,7 @@ def suffix_only(batch: Batch, samples) -> Batch:
     mask = batch.loss_mask.clone()
     for row, s in enumerate(samples):
         mask[row, : len(s.prompt_ids) + len(s.prefix_ids) - 1] = 0.0  # position t predicts token t + 1
-    return Batch(batch.input_ids, batch.attention_mask, mask, batch.advantages, batch.returns, batch.old_values,
-                 batch.sampler_logp)
+    return dataclasses.replace(batch, loss_mask=mask)
 
 
 def mean_over_correct(norms: np.ndarray, groups: np.ndarray, correct: np.ndarray, num_groups: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from rollwise.rollout.cache import ExperienceCache
+from rollwise.rollout.rpo_metrics import rpo_metrics
 
 if TYPE_CHECKING:  # the engine imports torch; the config validates suffix budgets without it
     from rollwise.rollout.engine import GenRequest, Sample
@@ -124,6 +125,29 @@ def clip_to_budget(sample: Sample, budget: int) -> Sample:
 def answer_ids(sample: Sample) -> list[int]:
     """The whole answer of a sample: cached prefix + generated suffix (what is scored and cached)."""
     return list(sample.prefix_ids) + list(sample.completion_ids)
+
+
+def outcomes_by_start(groups) -> tuple[tuple, tuple]:
+    """(ids, successes, trials) over each group's samples that started from the prompt alone (an empty prefix:
+    evidence of the prompt's whole-path success rate), then over those that continued a prefix (a cached path
+    or a hint: they measure the prefix). A group appears in each part it has samples for.
+
+    >>> from types import SimpleNamespace as S
+    >>> g = S(index=4, acc=np.array([1.0, 0.0, 1.0]),
+    ...       samples=[S(prefix_ids=(7,)), S(prefix_ids=(7,)), S(prefix_ids=())])
+    >>> [tuple(x.tolist() for x in part) for part in outcomes_by_start([g])]
+    [([4], [1.0], [1.0]), ([4], [1.0], [2.0])]
+    """
+    parts = ([], [], []), ([], [], [])
+    for g in groups:
+        starts = np.array([len(s.prefix_ids) > 0 for s in g.samples], dtype=bool)
+        for part, mask in zip(parts, (~starts, starts)):
+            if mask.any():
+                part[0].append(g.index)
+                part[1].append(float(np.asarray(g.acc)[mask].sum()))
+                part[2].append(float(mask.sum()))
+    return tuple((np.asarray(ids, dtype=np.int64), np.asarray(s, dtype=np.float64), np.asarray(k, dtype=np.float64))
+                 for ids, s, k in parts)
 
 
 def answer_lengths(samples) -> np.ndarray:
@@ -332,40 +356,6 @@ def partial_requests(cache: ExperienceCache, indices, prompt_ids_of: Callable[[i
     return PartialPlan(requests, cuts, budgets, cached, ages)
 
 
-def rpo_metrics(plan: PartialPlan, samples: list[list[Sample]], cache: ExperienceCache, step: int | None = None,
-                stale_steps: int = 50) -> dict:
-    """Per-step RPO metrics: cuts, prefix, suffix and whole-path tokens of the groups that continue a cached
-    path, the hinted groups, the cache's size and (with `step`) how old its tokens are.
-
-    A sample with an empty prefix in a continuing group is a whole path (the whole-path refresh).
-    """
-    going_on = plan.cached & ~plan.hinted
-    partial = [s for group, c in zip(samples, going_on) if c for s in group]
-    suffixes = [s for s in partial if s.prefix_ids]
-    wholes = [s for s in partial if not s.prefix_ids]
-    hinted = [s for group, h in zip(samples, plan.hinted) if h for s in group]
-    row = {"rpo_partial_groups": int(going_on.sum()), "rpo_full_groups": int((~plan.cached).sum()),
-           "rpo_cut_mean": _mean(plan.cuts[going_on]), "rpo_cache_age_mean": _mean(plan.ages[going_on]),
-           "rpo_prefix_tokens": sum(len(s.prefix_ids) for s in partial + hinted),
-           "rpo_suffix_tokens": sum(len(s.completion_ids) for s in suffixes + hinted),
-           "rpo_suffix_mean": _mean([len(s.completion_ids) for s in suffixes]),
-           "rpo_whole_samples": len(wholes), "rpo_whole_tokens": sum(len(s.completion_ids) for s in wholes),
-           "rpo_cache_paths": len(cache), "rpo_cache_tokens": cache.live_tokens,
-           "rpo_cache_bytes": cache.memory_bytes(), "rpo_cache_evictions": cache.evictions}
-    if plan.hinted.any():
-        row.update(rpo_hint_groups=int(plan.hinted.sum()), rpo_hint_tokens=sum(len(s.prefix_ids) for s in hinted))
-    if step is not None:
-        ages = cache.staleness(step, stale_steps)
-        row.update(rpo_oldest_age_mean=ages["oldest_mean"], rpo_oldest_age_max=ages["oldest_max"],
-                   rpo_stale_share=ages["stale_share"])
-    return row
-
-
-def _mean(values) -> float | None:
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()) if values.size else None
-
-
 __all__ = ["PartialPlan", "answer_ids", "answer_lengths", "check_suffix_budget", "choose_refresh", "clip_to_budget",
-           "cut_lengths", "length_aware_rewards", "overlong_penalty", "parse_cut", "partial_requests", "refresh_cache",
-           "rpo_metrics", "suffix_budget"]
+           "cut_lengths", "length_aware_rewards", "outcomes_by_start", "overlong_penalty", "parse_cut",
+           "partial_requests", "refresh_cache", "rpo_metrics", "suffix_budget"]
