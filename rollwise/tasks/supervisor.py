@@ -201,7 +201,7 @@ class WorkerPool:
         try:
             for line in w.reader.feed(data):
                 self._accept(w, line)
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # the parsers raise nothing else, whatever a line holds
             log.warning("verifier worker broke the protocol (%s): answer charged 'crash', worker replaced", exc)
             self._fail(k, w, CRASH, queue)
 

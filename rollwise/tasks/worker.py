@@ -28,7 +28,7 @@ from functools import partial
 from rollwise.pool import PoolItem
 from rollwise.tasks import seccomp
 from rollwise.tasks.base import Score
-from rollwise.tasks.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,
+from rollwise.tasks.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, checked,
                                      encode_ready, encode_result, failed, parse_result, read_job)
 from rollwise.tasks.sandbox import SandboxPolicy, run_confined
 
@@ -117,7 +117,7 @@ def score_in_child(verifier, index: int, answer: str, item: PoolItem, timeout: f
         _UNREAPED.add(pid)  # reaped later: the next answer need not wait for this one's exit
         try:
             return parse_result(line, index)
-        except ProtocolError:
+        except Exception:  # noqa: BLE001 - ProtocolError only (the parser is total); the template must not die of a line
             return failed(CRASH)
     _, status = os.waitpid(pid, 0)
     if why == "timeout":
