@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from bench.common import device_override, mean_curve_cost, parse_args, results_path, run_dirs, write_results
-from rollwise.checkpoint import list_checkpoints
+from rollwise.checkpoint import list_checkpoints, read_checkpoint
 from rollwise.evidence.compare import run_compare
 from rollwise.config import RunConfig
 from rollwise.evaluate import standard_error
@@ -94,7 +94,7 @@ def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
     model, codec = load_model_dir_or_file(Path(model_dir))
     model.eval()
     start = accuracy_by_terms(model, codec, held_out.items)
-    state = torch.load(list_checkpoints(run_dir)[-1][1], weights_only=False)
+    state = read_checkpoint(list_checkpoints(run_dir)[-1][1])
     model.load_state_dict(state.get("components", state)["model"])
     return {"start": start, "end": accuracy_by_terms(model, codec, held_out.items)}
 

@@ -4,6 +4,7 @@
     rollwise verify ...        score answers through the verifier guard
     rollwise compare ...       run variants x seeds side by side and summarise
     rollwise report RUN_DIR... plots and tables for existing runs
+    rollwise convert-checkpoint RUN_DIR   old pickle checkpoints to the safe format
     rollwise tasks             list the reasoning-gym tasks
     rollwise presets           list the named presets (`train --preset NAME`)
 
@@ -22,7 +23,8 @@ from rollwise.config import RunConfig
 from rollwise.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.evidence.compare", "rollwise.evidence.report")
+SUBCOMMAND_MODULES = ("rollwise.verify_cmd", "rollwise.evidence.compare", "rollwise.evidence.report",
+                      "rollwise.convert_checkpoint")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -204,11 +204,13 @@ class RunConfig:
     verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
     verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
     verify_batch_budget: float = _f(60.0, "Seconds one batch of answers may spend in verifier workers; answers "
-                                    "still unscored then count as wrong (verify_budget_exceeded). 0: no budget.")
-    verify_breaker_timeouts: int = _f(8, "Circuit breaker: after this many timeouts in a batch, if they are at least "
-                                      "verify_breaker_rate of the answers finished, the rest of the batch counts as "
-                                      "wrong at once (verify_breaker_tripped). 0: no breaker.")
-    verify_breaker_rate: float = _f(0.25, "Timeout rate (of the answers finished) that trips the breaker.")
+                                    "still unscored then are masked out of training, not counted wrong "
+                                    "(verify_budget_exceeded, unscored). 0: no budget.")
+    verify_breaker_timeouts: int = _f(2, "Circuit breaker, per prompt: after this many timeouts among one prompt's "
+                                      "answers, if they are at least verify_breaker_rate of its answers finished, the "
+                                      "rest of that prompt's answers are skipped and masked out of training "
+                                      "(verify_breaker_tripped, unscored). Other prompts are untouched. 0: no breaker.")
+    verify_breaker_rate: float = _f(0.25, "Timeout rate (of one prompt's answers finished) that trips its breaker.")
 
     _section("algorithm", "how verified rewards become a policy update")
     algo: str = _f("grpo", "Advantage estimator and loss: grpo (group-normalised), raft (fine-tune on correct "
@@ -313,7 +315,9 @@ class RunConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the resolved configuration as YAML, nested by section (`load_yaml` reads it back flat)."""
-        Path(path).write_text(yaml.safe_dump(self.to_sections(), sort_keys=False))
+        from rollwise.safefiles import write_atomic  # never through a link in the run directory
+
+        write_atomic(path, yaml.safe_dump(self.to_sections(), sort_keys=False).encode())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 - `rollwise train` into a directory that already holds a run (metrics, checkpoints or a summary)
   stops unless `--resume` (continue it) or `--overwrite` (move the old run aside to
   `NAME.old-YYYYmmdd-HHMMSS`, never delete it) is given.
+- Nothing is written through a link: an entry rollwise writes that is a symbolic link or not a
+  regular file (a directory where a file belongs) is refused by name before anything runs.
 - `--resume` needs a readable checkpoint (an error names each file and why it failed) and checks
   that the run is the same run: every configuration field except the ones a resume may change
   (`RESUMABLE_CHANGES`), the pool contents (a content hash) and the model source. The error names
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 from rollwise import checkpoint as ckpt
+from rollwise import safefiles
 
 # Fields that do not change what the run computes, or only extend it: a resume may change them.
 RESUMABLE_CHANGES = frozenset({
@@ -24,6 +27,10 @@ RESUMABLE_CHANGES = frozenset({
     "cache_dir", "merge_lora",
 })
 RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints")
+# Everything rollwise writes in a run directory: checked before anything runs, so that a link or a
+# non-regular entry is refused by name instead of written through (rollwise.safefiles).
+WRITTEN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "run.json", "selector.npz", "wandb_id", "train.log")
+WRITTEN_DIRS = ("checkpoints", "tb", "model", "wandb")
 
 
 class RunDirError(RuntimeError):
@@ -53,6 +60,8 @@ def open_run_dir(out: Path, resume: bool, overwrite: bool, log=print) -> dict | 
     out = Path(out)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite contradict each other: choose one")
+    if not overwrite:  # an overwritten run is moved aside whole, links included
+        check_entries(out)
     if resume:
         state = ckpt.load_latest_checkpoint(out)  # CheckpointError when files exist but none loads
         if state is None:
@@ -67,6 +76,14 @@ def open_run_dir(out: Path, resume: bool, overwrite: bool, log=print) -> dict | 
         log(f"rollwise: moved the earlier run in {out} to {move_aside(out)}")
     out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def check_entries(out: Path) -> None:
+    """UnsafeEntryError naming the first entry rollwise would write that is a link or of the wrong kind."""
+    for name in WRITTEN_FILES:
+        safefiles.check_entry(out / name)
+    for name in WRITTEN_DIRS:
+        safefiles.check_entry(out / name, directory=True)
 
 
 def check_same_run(saved: dict, config: dict, identity: dict) -> None:

@@ -31,7 +31,9 @@ from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
 from rollwise.learn import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
+from rollwise.filters import is_effective
 from rollwise.rollout.collect import collect, fill_cache, roll_out
+from rollwise.rollout.scored import ScoredBatch, observed_rates
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.rundir import check_same_run, open_run_dir
@@ -140,20 +142,18 @@ def _train_step(run: Run, step: int) -> dict:
     row = {"step": step, "prompts": len(got.rolled_out), "rollouts": got.rollouts, "tokens": got.tokens,
            "gen_batches": got.gen_batches, "ds_capped": got.capped,
            "discarded_groups": len(got.rolled_out) - len(got.kept)}
-    trials = np.array([len(g.acc) for g in got.rolled_out])
-    row.update(_allocation_stats(trials, got))
-    successes = np.array([g.acc.sum() for g in got.rolled_out])
-    row.update(group_stats(successes, trials))
-    row.update(_prediction_quality("pred", got.predicted, successes / trials))
-    row.update({f"verify_{k}": v for k, v in ctx.verifier.pop_counts().items()})
-    rewards = np.concatenate([g.rewards for g in got.kept]) if got.kept else np.zeros(0)
-    acc = np.concatenate([g.acc for g in got.kept]) if got.kept else np.zeros(0)
-    kept_effective = [g for g in got.kept if g.acc.min() != g.acc.max()]
+    row.update(_allocation_stats(np.array([len(g.acc) for g in got.rolled_out]), got))
+    observed = [g for g in got.rolled_out if g.trials]  # unscored samples are unknown, not wrong (rollout.scored)
+    row.update(group_stats(np.array([g.successes for g in observed]), np.array([g.trials for g in observed])))
+    row.update(_prediction_quality("pred", got.predicted, observed_rates(got.rolled_out)))
+    row.update({f"verify_{k}": v for k, v in ctx.verifier.pop_counts().items()}, unscored=got.unscored)
+    batch = ScoredBatch.from_groups(got.kept)
+    kept_effective = [g for g in got.kept if is_effective(g.acc[g.scored])]
     row.update(groups=len(got.kept), effective_ratio=len(kept_effective) / max(len(got.kept), 1),
-               reward_mean=float(rewards.mean()) if rewards.size else None,
-               acc_mean=float(acc.mean()) if acc.size else None)
+               reward_mean=float(batch.rewards.mean()) if batch.rewards.size else None,
+               acc_mean=float(batch.acc.mean()) if batch.acc.size else None)
     with timer("update"):
-        row.update(_update(run, got.kept, rewards))
+        row.update(_update(run, batch))
     with timer("sync"):  # an engine with its own copy of the weights (vLLM) samples the updated policy from now on
         ctx.engine.sync_weights(run.policy.model)
     if ctx.partial is not None:  # RPO: refresh the cache from every group paid for; rpo_* metrics
@@ -175,22 +175,19 @@ def _allocation_stats(trials: np.ndarray, got) -> dict:
             "alloc_unallocated": got.unallocated, "alloc_presampled": got.presampled}
 
 
-def _update(run: Run, kept: list, rewards: np.ndarray) -> dict:
+def _update(run: Run, scored: ScoredBatch) -> dict:
+    """One policy update on the kept groups' scored samples (unscored ones never enter it)."""
     cfg, algo = run.cfg, ALGORITHMS[run.cfg.algo]
-    if not np.isfinite(rewards).all():
+    if not np.isfinite(scored.rewards).all():
         if cfg.nonfinite == "stop":
             raise NonFiniteError("non-finite rewards from the verifier; set nonfinite=skip to skip such steps")
         return {"skipped_updates": 1, "loss": None}
-    samples = [s for g in kept for s in g.samples]
-    acc = np.concatenate([g.acc for g in kept]) if kept else np.zeros(0)
-    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(kept)]) if kept else np.zeros(0, int)
     if algo.accepted_only:  # RAFT: rejected samples never enter the update
-        accepted = np.flatnonzero(acc > 0)
-        samples, rewards, acc, groups = [samples[i] for i in accepted], rewards[accepted], acc[accepted], groups[accepted]
-    if not samples:
+        scored = scored.take(np.flatnonzero(scored.acc > 0))
+    if not scored.samples:
         return {"skipped_updates": 0, "loss": None}
-    advantages = algo.advantages(rewards, acc, groups, eps=cfg.adv_eps)
-    batch = build_batch(samples, advantages, run.ctx.codec.pad_token_id)
+    advantages = algo.advantages(scored.rewards, scored.acc, scored.groups, eps=cfg.adv_eps)
+    batch = build_batch(scored.samples, advantages, run.ctx.codec.pad_token_id)
     return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.ref_model,
                          run.critic)
 
@@ -222,14 +219,16 @@ def _probe(run: Run) -> dict:
         groups = roll_out(ctx, indices, cfg.samples_per_prompt, Timer())
     counts = ctx.verifier.pop_counts()
     run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
-    observed = np.array([g.acc.mean() for g in groups])
-    return {**_prediction_quality("probe", np.asarray(predicted), observed),
+    return {**_prediction_quality("probe", np.asarray(predicted), observed_rates(groups)),
             **{f"probe_verify_{k}": v for k, v in counts.items()}}
 
 
 def _prediction_quality(prefix: str, predicted, observed) -> dict:
+    """Spearman and MAE over the prompts with both a prediction and an observed (scored) rate."""
     if predicted is None:
         return {}
+    both = np.isfinite(np.asarray(predicted, dtype=np.float64)) & np.isfinite(observed)
+    predicted, observed = np.asarray(predicted, dtype=np.float64)[both], np.asarray(observed)[both]
     return {f"{prefix}_spearman": spearman(predicted, observed), f"{prefix}_mae": mae(predicted, observed)}
 
 
@@ -239,10 +238,8 @@ def _prefilter(run: Run) -> dict:
         return {}
     indices = np.arange(len(run.ctx.pool))
     groups = roll_out(run.ctx, indices, run.cfg.offline_samples, Timer())
-    successes = np.array([g.acc.sum() for g in groups])
-    trials = np.array([len(g.acc) for g in groups])
-    run.selector.fit(successes, trials)
-    rollouts, tokens = int(trials.sum()), sum(g.tokens for g in groups)
+    run.selector.fit(np.array([g.successes for g in groups]), np.array([g.trials for g in groups]))  # scored only
+    rollouts, tokens = sum(len(g.acc) for g in groups), sum(g.tokens for g in groups)
     run.acct.add_training(0, rollouts, tokens)
     counts = run.ctx.verifier.pop_counts()
     return {"prefilter_rollouts": rollouts, "prefilter_tokens": tokens,

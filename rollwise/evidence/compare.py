@@ -29,6 +29,7 @@ from typing import Callable
 import yaml
 
 import rollwise
+from rollwise import safefiles
 from rollwise.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.evidence.report import SPEC_FILE, write_report
@@ -77,7 +78,7 @@ def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir
     root.mkdir(parents=True, exist_ok=True)
     spec = {"base": typed["base"], "variants": typed["variants"], "seeds": list(seeds), "target": target,
             "metric": metric}
-    (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+    safefiles.write_atomic(root / SPEC_FILE, yaml.safe_dump(spec, sort_keys=False).encode())
     pending = [run for run in plan if statuses[run.name] != "done"]
     log(f"compare: {len(plan)} runs in {root}: {len(plan) - len(pending)} done, "
         f"{sum(statuses[r.name] == 'resume' for r in pending)} to resume, "
@@ -226,7 +227,7 @@ def launch_subprocess(cfg: RunConfig, resume: bool) -> Path:
            "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     log_path = run_dir / "train.log"
-    with open(log_path, "a") as handle:
+    with safefiles.open_append(log_path) as handle:  # never through a link in the run directory
         handle.write(f"$ {' '.join(cmd)}\n")
         handle.flush()
         code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from rollwise import safefiles
 from rollwise.evidence.summary import format_tables, load_run, summarize
 
 SPEC_FILE = "compare.yaml"  # written by `rollwise compare`: variant order, seeds and target
@@ -37,13 +38,13 @@ def write_report(out_dir: str | Path, runs: dict[str, list[Path]], target: float
     out.mkdir(parents=True, exist_ok=True)
     loaded = {name: [load_run(p) for p in paths] for name, paths in runs.items() if paths}
     summary = summarize(loaded, target, metric)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    safefiles.write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     tables = format_tables(summary, per_seed=True)
     figures = [p for p in (plots.plot_accuracy(loaded, summary, out / "accuracy.png"),
                            plots.plot_effective(loaded, out / "effective.png"),
                            plots.plot_prediction(loaded, out / "prediction.png")) if p is not None]
-    (out / "report.md").write_text(_markdown(tables, figures), encoding="utf-8")
-    (out / "report.html").write_text(_html(tables, figures), encoding="utf-8")
+    safefiles.write_atomic(out / "report.md", _markdown(tables, figures).encode("utf-8"))
+    safefiles.write_atomic(out / "report.html", _html(tables, figures).encode("utf-8"))
     return summary
 
 

@@ -39,6 +39,26 @@ class Group:
     acc: np.ndarray
     rewards: np.ndarray
     clipped_tokens: int = 0  # generated past a request's limit by an engine that ignores it, then cut off
+    # False where the verifier never judged the sample (timeout, budget, breaker): masked out of the loss,
+    # the advantages' group statistics, the selector's and allocator's counts and the filter (not wrong).
+    scored: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.scored is None:
+            self.scored = np.ones(len(self.acc), dtype=bool)
+
+    @property
+    def successes(self) -> float:
+        return float(self.acc[self.scored].sum())
+
+    @property
+    def trials(self) -> int:
+        """Scored samples: what an observation of this prompt counts."""
+        return int(self.scored.sum())
+
+    @property
+    def unscored(self) -> int:
+        return len(self.acc) - self.trials
 
     @property
     def tokens(self) -> int:
@@ -72,6 +92,10 @@ class Collected:
     @property
     def prefix_tokens(self) -> int:
         return sum(g.prefix_tokens for g in self.rolled_out)
+
+    @property
+    def unscored(self) -> int:
+        return sum(g.unscored for g in self.rolled_out)
 
 
 @dataclass
@@ -125,7 +149,7 @@ def roll_out(ctx: RolloutContext, indices: np.ndarray, n: np.ndarray | int, time
     for index, group, part, extra in zip(indices, samples, scores, clipped):
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
         rewards = acc.copy() if ctx.reward == "acc" else np.array([sc.reward for sc in part], dtype=np.float64)
-        groups.append(Group(int(index), group, acc, rewards, extra))
+        groups.append(Group(int(index), group, acc, rewards, extra, np.array([sc.scored for sc in part], dtype=bool)))
     return groups
 
 
@@ -174,14 +198,16 @@ def roll_out_allocated(ctx: RolloutContext, indices: np.ndarray, allocator, n_av
 
 
 def _outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([g.acc.sum() for g in groups]), np.array([len(g.acc) for g in groups])
+    """(successes, trials) per group over its scored samples only."""
+    return np.array([g.successes for g in groups]), np.array([g.trials for g in groups])
 
 
 def _merge(first: Group | None, second: Group) -> Group:
     if first is None:
         return second
     return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
-                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens)
+                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens,
+                 np.concatenate([first.scored, second.scored]))
 
 
 def _group_grad_norms(ctx: RolloutContext, groups: list[Group], timer: Timer) -> np.ndarray:
@@ -225,11 +251,12 @@ def collect(ctx: RolloutContext, selector, group_filter, allocator, batch_prompt
         groups = [g for g, keep in zip(groups, sampled) if keep]
         with timer("select"):
             successes, trials = _outcomes(groups)
-            selector.observe(indices[sampled], successes, trials)
+            seen = trials > 0  # a group with no scored sample was not observed at all
+            selector.observe(indices[sampled][seen], successes[seen], trials[seen])
         if prediction is not None:
             predictions.append(np.asarray(prediction, dtype=np.float64)[sampled])
         rolled.extend(groups)
-        kept.extend(g for g in groups if group_filter.keep(g.acc))
+        kept.extend(g for g in groups if group_filter.keep(g.acc[g.scored]))
         if len(kept) >= batch_prompts:
             break
     capped = len(kept) < batch_prompts and group_filter.max_gen_batches > 1

@@ -27,14 +27,15 @@ identity was not checked.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from rollwise import safefiles
 from rollwise.jsonl import DataError, jsonl_rows, parse_json, short_repr
 from rollwise.pool import parse_id
 
@@ -205,7 +206,6 @@ def save_posteriors(selector, pool, path: Path) -> None:
     for key in ("a", "b", "successes", "trials"):
         if key in state:
             arrays[key] = state[key]
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    safefiles.write_atomic(path, buffer.getvalue())  # never through a link in the run directory
