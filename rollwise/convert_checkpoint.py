@@ -21,18 +21,16 @@ from rollwise import checkpoint as ckpt
 
 
 def _numpy_globals() -> list:
+    """The numpy types old checkpoints hold (arrays, dtypes, scalars), for torch's restricted loader;
+    `_reconstruct` under both module names numpy has used, so that files from numpy 1 load too."""
     import numpy as np
+    from numpy._core.multiarray import _reconstruct, scalar
 
-    names = [np.ndarray, np.dtype, np.core.multiarray._reconstruct] if hasattr(np, "core") else [np.ndarray, np.dtype]
-    try:
-        from numpy._core.multiarray import _reconstruct
-
-        names.append(_reconstruct)
-    except ImportError:
-        pass
-    names += [type(np.dtype(t)) for t in ("bool", "int64", "float64", "float32", "uint64", "int32", "uint8")]
-    names += [np.bool_, np.int64, np.float64, np.float32, np.uint64, np.int32, np.uint8]
-    return names
+    types = [np.ndarray, np.dtype, _reconstruct, scalar, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+             (scalar, "numpy.core.multiarray.scalar")]
+    kinds = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
+             "float64")
+    return types + [type(np.dtype(k)) for k in kinds] + [np.dtype(k).type for k in kinds]
 
 
 def load_old(path: Path, trust_pickle: bool) -> dict:

@@ -144,7 +144,10 @@ def _decode(node, tensors: dict):
             raise StateFormatError(f"bad float {node[tag][:20]!r}")
         return float(node[tag])
     if tag == "$np":
-        return np.dtype(node[tag]).type(_decode(node["v"], tensors))
+        dtype = np.dtype(node[tag])
+        if dtype.kind not in "biuf":
+            raise StateFormatError(f"numpy scalar of dtype {dtype} is not stored by rollwise")
+        return dtype.type(_decode(node["v"], tensors))
     if tag == "$dict":
         out = OrderedDict((_hashable(_decode(k, tensors)), _decode(v, tensors)) for k, v in node[tag])
         if "meta" in node:
