@@ -321,10 +321,13 @@ class RunConfig:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    from rollwise import yamlfile  # no aliases or anchors, bounded size and depth (a 1 KB alias bomb)
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    with open(path, "rb") as handle:
+        data = yamlfile.load(handle.read(yamlfile.MAX_BYTES + 1), str(path)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return flatten_sections(data, str(path))
@@ -369,10 +372,16 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         if typ in (dict, list) or getattr(typ, "__origin__", None) in (dict, list):
             base = typ if typ in (dict, list) else typ.__origin__
             if isinstance(value, str):
-                value = yaml.safe_load(value)
+                from rollwise import yamlfile
+
+                value = yamlfile.load(value, f"config {name}")
             if not isinstance(value, base):
                 raise ValueError(value)
             return value
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config {name}={value!r}: expected {getattr(typ, '__name__', typ)}") from exc
+        if type(exc).__name__ == "ConfigYAMLError":
+            raise
+        from rollwise.jsonl import short_repr
+
+        raise ValueError(f"config {name}={short_repr(value)}: expected {getattr(typ, '__name__', typ)}") from exc
     return value

@@ -48,6 +48,8 @@ def _selection(cfg) -> None:
         raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
     if not 0 <= cfg.mopps_target <= 1:
         raise ValueError(f"mopps_target={cfg.mopps_target}: must be in [0, 1]")
+    if not 0 <= cfg.prior_weight <= 1e6:  # finite: a = 1 + w s must stay a usable Beta count
+        raise ValueError(f"prior_weight={cfg.prior_weight}: must be a number between 0 and 1e6")
     for name in ("mopps_band", "offline_band"):
         lo, hi = getattr(cfg, name)
         if not 0 <= lo <= hi <= 1:

@@ -29,7 +29,7 @@ from typing import Callable
 import yaml
 
 import rollwise
-from rollwise import safefiles
+from rollwise import safefiles, yamlfile
 from rollwise.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.evidence.report import SPEC_FILE, write_report
@@ -249,7 +249,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE")
-        parsed = yaml.safe_load(value) if value.strip() else value
+        parsed = yamlfile.load(value, f"--variant {name.strip()}: {key.strip()}") if value.strip() else value
         overrides[key.strip().replace("-", "_")] = value if parsed is None else parsed
     return name.strip(), overrides
 

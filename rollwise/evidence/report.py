@@ -17,9 +17,8 @@ import html
 import json
 from pathlib import Path
 
-import yaml
 
-from rollwise import safefiles
+from rollwise import safefiles, yamlfile
 from rollwise.evidence.summary import format_tables, load_run, summarize
 
 SPEC_FILE = "compare.yaml"  # written by `rollwise compare`: variant order, seeds and target
@@ -125,7 +124,7 @@ def _seed_order(path: Path):
 
 def read_spec(root: Path) -> dict:
     spec = Path(root) / SPEC_FILE
-    return (yaml.safe_load(spec.read_text()) or {}) if spec.is_file() else {}
+    return (yamlfile.load(spec.read_bytes()[:yamlfile.MAX_BYTES + 1], str(spec)) or {}) if spec.is_file() else {}
 
 
 # ------------------------------------------------------------------------------------ command line
