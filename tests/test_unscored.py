@@ -112,3 +112,15 @@ def test_evaluation_leaves_unscored_answers_out():
     result = evaluate(PatternEngine(), FakeCodec(), Evaluating(), items, temperature=1.0, top_p=1.0,
                       max_new_tokens=2, samples=4, seed=0)
     assert result["eval_greedy_acc"] == 1.0 and result["eval_temp_acc"] == 1.0 and result["eval_unscored"] == 5
+
+
+def test_gvm_survives_a_prompt_whose_pre_samples_all_went_unscored():
+    """Without an estimate GVM refused to allocate: a few timeouts would have stopped the run."""
+    from rollwise.allocate import GVMAllocator
+
+    allocator = GVMAllocator(4, presamples=2)
+    ids = np.arange(4)
+    assert allocator.needs_estimate(ids, 1).all()
+    allocator.observe(ids, np.array([1, 0, 1, 0]), np.array([2, 0, 2, 2]), np.full(4, np.nan))
+    counts = allocator.allocate(ids, 8)
+    assert counts.sum() == 8 and counts[1] == 0
