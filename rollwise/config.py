@@ -23,6 +23,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from rollwise import yamlfile  # configuration YAML: no aliases or anchors, bounded size and depth
+
 
 # Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
 # fields after it in that section. `--help` groups flags by section, config.yaml is written nested by
@@ -321,8 +323,6 @@ class RunConfig:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    from rollwise import yamlfile  # no aliases or anchors, bounded size and depth (a 1 KB alias bomb)
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -372,14 +372,12 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         if typ in (dict, list) or getattr(typ, "__origin__", None) in (dict, list):
             base = typ if typ in (dict, list) else typ.__origin__
             if isinstance(value, str):
-                from rollwise import yamlfile
-
                 value = yamlfile.load(value, f"config {name}")
             if not isinstance(value, base):
                 raise ValueError(value)
             return value
     except (TypeError, ValueError) as exc:
-        if type(exc).__name__ == "ConfigYAMLError":
+        if isinstance(exc, yamlfile.ConfigYAMLError):
             raise
         from rollwise.jsonl import short_repr
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rollwise import checkpoint as ckpt
 from rollwise import safefiles
+from rollwise.jsonl import short_repr
 
 # Fields that do not change what the run computes, or only extend it: a resume may change them.
 RESUMABLE_CHANGES = frozenset({
@@ -95,11 +96,12 @@ def check_same_run(saved: dict, config: dict, identity: dict) -> None:
         if name not in saved_config or name not in config:
             continue  # a field added or removed by a rollwise upgrade: its default applies
         if saved_config[name] != config[name]:
-            raise RunDirError(f"cannot resume: config field {name} is {config[name]!r} now but "
-                              f"{saved_config[name]!r} in the checkpoint; resume with the saved value "
+            raise RunDirError(f"cannot resume: config field {name} is {short_repr(config[name])} now but "
+                              f"{short_repr(saved_config[name])} in the checkpoint; resume with the saved value "
                               "(see config.yaml) or start a new run directory")
     for name, value in identity.items():
         before = saved.get("identity", {}).get(name)
         if before is not None and before != value:
-            raise RunDirError(f"cannot resume: the {name} differs from the checkpoint's ({before} then, {value} now); "
+            raise RunDirError(f"cannot resume: the {name} differs from the checkpoint's ({short_repr(before)} then, "
+                              f"{short_repr(value)} now); "
                               "the data or model changed on disk: start a new run directory")
