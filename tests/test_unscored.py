@@ -32,7 +32,7 @@ def test_a_few_slow_prompts_cannot_relabel_the_batch():
     """512 answers of 64 prompts; the first two prompts' 16 answers spin. Training defaults for the breaker."""
     items = [PoolItem(p, "q", "reference") for p in range(64) for _ in range(8)]
     answers = [SPIN] * 16 + ["reference"] * 496
-    with GuardedVerifier(ExecVerifier(), workers=1, timeout=0.3) as guard:
+    with GuardedVerifier(ExecVerifier(), workers=1, timeout=1.0) as guard:  # long enough for any honest answer
         scores = guard.score_batch(answers, items)
         counts = guard.pop_counts()
     assert all(s.acc and s.scored for s in scores[16:]), [s for s in scores[16:] if not s.acc][:3]
