@@ -12,7 +12,8 @@ resumed run can check that an id still means the same prompt.
 
 Files are read as streams; JSONL through `rollwise.jsonl` (strict JSON, rows split at newlines only).
 Every format gets the same checks of each value: ids are integers in 0 .. 2**63 - 1, prompts and
-answers non-empty valid Unicode, answers finite and at most MAX_REFERENCE_CHARS long, metadata at most MAX_NESTING levels deep.
+answers non-empty valid Unicode, answers finite and at most MAX_REFERENCE_CHARS long, metadata at
+most MAX_NESTING levels deep.
 """
 
 from __future__ import annotations

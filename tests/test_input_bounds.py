@@ -99,7 +99,8 @@ def test_a_saved_prior_with_infinite_or_nan_counts_is_refused(tmp_path):
 
 def test_a_huge_reference_answer_is_refused_naming_the_row(tmp_path):
     path = tmp_path / "train.jsonl"
-    rows = [{"id": 0, "prompt": "q", "answer": "1"}, {"id": 1, "prompt": "q2", "answer": "9" * (MAX_REFERENCE_CHARS + 1)}]
+    rows = [{"id": 0, "prompt": "q", "answer": "1"},
+            {"id": 1, "prompt": "q2", "answer": "9" * (MAX_REFERENCE_CHARS + 1)}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(DataError, match=r"train.jsonl: row 2: column 'answer' has 10001 characters"):
         load_file_pool(path)

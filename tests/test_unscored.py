@@ -73,7 +73,8 @@ def test_unscored_samples_are_masked_from_observations_and_the_filter():
             assert g.trials == 0 and selector.a[i] == before_a[i] and selector.b[i] == before_b[i]
         elif i % 3 == 2:  # pattern 1 0 1 0, first sample unscored: 1 success in 3 trials
             assert (g.successes, g.trials) == (1.0, 3)
-            assert selector.a[i] - before_a[i] == pytest.approx(1.0) and selector.b[i] - before_b[i] == pytest.approx(2.0)
+            assert selector.a[i] - before_a[i] == pytest.approx(1.0)
+            assert selector.b[i] - before_b[i] == pytest.approx(2.0)
     dynamic = collect(context(30), MoPPSSelector(30), DynamicSampling(1), FixedAllocator(4), 30, 4, 1,
                       np.random.default_rng(0), Timer())
     ctx2 = context(30)

@@ -220,7 +220,8 @@ def measure(origin: tuple, limits: dict, filtered: bool, notes: list) -> dict:
         "linux": True, "no_network": new["network"] and set(interfaces) <= {"lo"},
         "private_proc": os.getpid() == 1 and os.readlink("/proc/self") == "1",
         "readonly_filesystem": not _writable_mounts(), "uid": uid, "separate_uid": uid not in (0, trainer_uid),
-        "no_capabilities": all(int(status.get(f"Cap{s}", "1"), 16) == 0 for s in ("Eff", "Prm", "Inh", "Amb")),
+        "no_capabilities": all(int(status.get(f"Cap{kind}", "1"), 16) == 0
+                               for kind in ("Eff", "Prm", "Inh", "Amb", "Bnd")),
         "private_dev": _private_dev(), "no_terminal": _no_terminal(),
         "no_new_privs": status.get("NoNewPrivs") == "1", "seccomp": filtered and status.get("Seccomp") == "2",
         "parent_death_signal": linux.parent_death_signal() == signal.SIGKILL,

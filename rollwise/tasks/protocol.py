@@ -8,7 +8,8 @@ one JSON object per line, at most MAX_LINE bytes, and the reader accepts exactly
 
 Anything else (bad UTF-8 or JSON, NaN, duplicate or extra keys, wrong types, a reward outside
 [0, 1] or too large to compare, an index other than the one expected, an over-long line) raises
-ProtocolError and nothing else, which the reader treats as a crash of the sender. Nothing from a worker is ever unpickled.
+ProtocolError and nothing else, which the reader treats as a crash of the sender. Nothing from
+a worker is ever unpickled.
 
 Trainer -> worker is trusted (the trainer wrote it): length-prefixed pickles of job chunks.
 

@@ -131,7 +131,7 @@ def score_in_child(verifier, index: int, answer: str, item: PoolItem, timeout: f
         _UNREAPED.add(pid)  # reaped later: the next answer need not wait for this one's exit
         try:
             return parse_result(line, index)
-        except Exception:  # noqa: BLE001 - ProtocolError only (the parser is total); the template must not die of a line
+        except Exception:  # noqa: BLE001 - only ProtocolError (the parser is total): never die of a line
             return failed(CRASH)
     _, status = os.waitpid(pid, 0)
     if why == "timeout":
