@@ -29,9 +29,9 @@ from rollwise import checkpoint as ckpt
 from rollwise.algos import ALGORITHMS
 from rollwise.config import RunConfig
 from rollwise.evaluate import evaluate
+from rollwise.filters import is_effective
 from rollwise.learn import NonFiniteError, build_batch, update_policy
 from rollwise.randomness import forked_torch_rng
-from rollwise.filters import is_effective
 from rollwise.rollout.collect import collect, fill_cache, roll_out
 from rollwise.rollout.scored import ScoredBatch, observed_rates
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
