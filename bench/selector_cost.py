@@ -12,15 +12,14 @@ Writes bench/results/selector_cost.json and prints a summary.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from rollwise import safestate
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.select.uniform import UniformSelector
 
@@ -38,13 +37,11 @@ def time_steps(selector, pool: int, batch: int, steps: int, rng) -> list[float]:
 
 def time_state_io(selector) -> tuple[float, float, int]:
     start = time.perf_counter()
-    buffer = io.BytesIO()
-    torch.save(selector.state_dict(), buffer)  # the checkpoint path the training loop uses
+    data = safestate.encode(selector.state_dict())  # the checkpoint format the training loop uses
     saved = time.perf_counter() - start
-    buffer.seek(0)
     start = time.perf_counter()
-    selector.load_state_dict(torch.load(buffer, weights_only=False))
-    return saved, time.perf_counter() - start, buffer.getbuffer().nbytes
+    selector.load_state_dict(safestate.decode(data))
+    return saved, time.perf_counter() - start, len(data)
 
 
 def main() -> None:
