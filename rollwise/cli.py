@@ -6,6 +6,7 @@
     rollwise report RUN_DIR... plots and tables for existing runs
     rollwise export-model M D  tiny, smollm2 or a .gguf file as a Hugging Face model directory
     rollwise replay RUN_DIR... score predictors and selection rules on recorded outcome logs
+    rollwise convert-checkpoint RUN_DIR   old pickle checkpoints to the safe format
     rollwise tasks             list the reasoning-gym tasks
     rollwise presets           list the named presets (`train --preset NAME`)
 
@@ -25,7 +26,8 @@ from rollwise.config.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
 SUBCOMMAND_MODULES = ("rollwise.verify.command", "rollwise.evidence.compare", "rollwise.evidence.report",
-                      "rollwise.policy.export_command", "rollwise.predict.replay_cli")
+                      "rollwise.policy.export_command", "rollwise.predict.replay_cli",
+                      "rollwise.store.convert")
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

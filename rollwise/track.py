@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rollwise.store import safefiles
+
 
 @dataclass
 class Accounting:
@@ -114,9 +116,11 @@ class WandbBackend:
 
         out_dir = Path(out_dir)
         id_file = out_dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
-        id_file.write_text(run_id + "\n")
-        (out_dir / "wandb").mkdir(exist_ok=True)
+        saved = safefiles.read_bytes(id_file, limit=64).decode(errors="replace").strip() \
+            if safefiles.check_entry(id_file) else ""
+        run_id = saved if saved.isalnum() and len(saved) <= 64 else secrets.token_hex(4)
+        safefiles.write_atomic(id_file, (run_id + "\n").encode())
+        safefiles.safe_dir(out_dir / "wandb")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "rollwise"), name=out_dir.name, id=run_id,
                               resume="allow", dir=str(out_dir), config=config or {}, reinit="create_new")
 
@@ -135,6 +139,7 @@ class MetricsLog:
         self.writer = None
         self.wandb = WandbBackend(self.path.parent, run_config) if "wandb" in backends else None
         if tensorboard_dir is not None and "tensorboard" in backends:
+            safefiles.check_entry(tensorboard_dir, directory=True)  # the writer creates files in it
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -148,16 +153,14 @@ class MetricsLog:
         if size < offset:
             raise ValueError(f"{self.path} has {size} bytes but the checkpoint recorded {offset}: the metrics "
                              "log was truncated or replaced after the checkpoint; restore it, or start a new run")
-        if self.path.exists():
-            with open(self.path, "r+b") as handle:
-                handle.truncate(offset)
+        safefiles.truncate(self.path, offset)  # never through a link: it would empty the link's target
 
     def offset(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        return safefiles.size(self.path)
 
     def write(self, row: dict) -> None:
         row = {k: _clean(v) for k, v in row.items()}
-        with open(self.path, "a") as handle:
+        with safefiles.open_append(self.path) as handle:
             handle.write(json.dumps(row) + "\n")
         if self.writer is not None:
             for key, value in numeric_items(row).items():

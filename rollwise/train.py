@@ -39,6 +39,8 @@ from rollwise.rollout.collect import (StepGroups, allocate, fill_whole, generate
                                       outcomes, roll_out, verify)
 from rollwise.rollout.modes import whole_plan
 from rollwise.rollout.partial import outcomes_by_start
+from rollwise.rollout.scored import ScoredBatch, observed_rates
+from rollwise.select.filters import is_effective
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
                           write_run_info)
 from rollwise.store.rundir import check_same_run, open_run_dir
@@ -198,9 +200,10 @@ def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, 
     step_groups.presampled += len(allocation.presampled)
     sampled = np.array([len(g.acc) > 0 for g in groups], dtype=bool)
     step_groups.unallocated += int((~sampled).sum())
+    seen = np.array([g.trials > 0 for g in groups], dtype=bool)  # a group with no scored sample is not observed
     with timer("select"):
         _predictor_observes(run, step, prompts, groups, main, plan, allocation)
-        run.selector.observe(prompts[sampled], *outcomes([g for g in groups if len(g.acc)]))
+        run.selector.observe(prompts[seen], *outcomes([g for g in groups if g.trials > 0]))
     step_groups.predictions.append(np.asarray(predicted, dtype=np.float64)[sampled])
     return [g for g, keep in zip(groups, sampled) if keep]
 
@@ -222,17 +225,16 @@ def step_metrics(run: Run, step: int, step_groups: StepGroups, update: dict, ref
     row = {"step": step, "prompts": len(rolled), "rollouts": step_groups.rollouts, "tokens": step_groups.tokens,
            "gen_batches": step_groups.gen_batches, "ds_capped": step_groups.capped,
            "discarded_groups": len(rolled) - len(kept)}
-    successes, trials = outcomes(rolled)
-    row.update(_allocation_stats(trials, step_groups))
-    row.update(group_stats(successes, trials))
-    row.update(_prediction_quality("pred", step_groups.predicted(), successes / np.maximum(trials, 1)))
-    row.update({f"verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()})
-    rewards = np.concatenate([g.rewards for g in kept]) if kept else np.zeros(0)
-    acc = np.concatenate([g.acc for g in kept]) if kept else np.zeros(0)
-    kept_effective = [g for g in kept if g.acc.min() != g.acc.max()]
+    row.update(_allocation_stats(np.array([len(g.acc) for g in rolled]), step_groups))
+    observed = [g for g in rolled if g.trials]  # unscored samples are unknown, not wrong (rollwise.rollout.scored)
+    row.update(group_stats(*outcomes(observed)))
+    row.update(_prediction_quality("pred", step_groups.predicted(), observed_rates(rolled)))
+    row.update({f"verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()}, unscored=step_groups.unscored)
+    scored = ScoredBatch.from_groups(kept)
+    kept_effective = [g for g in kept if is_effective(g.acc[g.scored])]
     row.update(groups=len(kept), effective_ratio=len(kept_effective) / max(len(kept), 1),
-               reward_mean=float(rewards.mean()) if rewards.size else None,
-               acc_mean=float(acc.mean()) if acc.size else None)
+               reward_mean=float(scored.rewards.mean()) if scored.rewards.size else None,
+               acc_mean=float(scored.acc.mean()) if scored.acc.size else None)
     row.update(update)
     row.update(refresh)
     row.update(probe)
@@ -252,23 +254,19 @@ def _allocation_stats(trials: np.ndarray, step_groups: StepGroups) -> dict:
 
 
 def _update(run: Run, kept: list) -> dict:
-    """Advantages of the kept groups' samples, then the policy update."""
+    """Advantages of the kept groups' scored samples, then the policy update (unscored ones never enter it)."""
     cfg, algo = run.cfg, algorithm(run.cfg.algo)
-    rewards = np.concatenate([g.rewards for g in kept]) if kept else np.zeros(0)
-    if not np.isfinite(rewards).all():
+    scored = ScoredBatch.from_groups(kept)
+    if not np.isfinite(scored.rewards).all():
         if cfg.nonfinite == "stop":
             raise NonFiniteError("non-finite rewards from the verifier; set nonfinite=skip to skip such steps")
         return {"skipped_updates": 1, "loss": None}
-    samples = [s for g in kept for s in g.samples]
-    acc = np.concatenate([g.acc for g in kept]) if kept else np.zeros(0)
-    groups = np.concatenate([np.full(len(g.samples), i) for i, g in enumerate(kept)]) if kept else np.zeros(0, int)
     if algo.accepted_only:  # RAFT: rejected samples never enter the update
-        accepted = np.flatnonzero(acc > 0)
-        samples, rewards, acc, groups = [samples[i] for i in accepted], rewards[accepted], acc[accepted], groups[accepted]
-    if not samples:
+        scored = scored.take(np.flatnonzero(scored.acc > 0))
+    if not scored.samples:
         return {"skipped_updates": 0, "loss": None}
-    advantages = algo.advantages(rewards, acc, groups, eps=cfg.adv_eps)
-    batch = build_batch(samples, advantages, run.ctx.codec.pad_token_id)
+    advantages = algo.advantages(scored.rewards, scored.acc, scored.groups, eps=cfg.adv_eps)
+    batch = build_batch(scored.samples, advantages, run.ctx.codec.pad_token_id)
     return update_policy(run.policy.model, run.optimizer, run.scheduler, batch, run.settings, run.critic,
                          run.reference)
 
@@ -280,9 +278,9 @@ def _evaluate(run: Run, step: int) -> dict:
                       temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=policy.max_new_tokens,
                       samples=cfg.eval_samples, seed=cfg.seed * 100_003 + step)
     run.acct.add_evaluation(result.pop("eval_rollouts"), result.pop("eval_tokens"))
-    successes = result.pop("eval_successes")
+    successes, trials = result.pop("eval_successes"), result.pop("eval_trials")
     if successes is not None:
-        run.outcomes.write(step, "eval", np.arange(len(successes)), successes, np.full(len(successes), cfg.eval_samples))
+        run.outcomes.write(step, "eval", np.flatnonzero(trials > 0), successes[trials > 0], trials[trials > 0])
     result.update({f"eval_verify_{k}": v for k, v in run.ctx.verifier.pop_counts().items()})
     return result
 
@@ -302,8 +300,9 @@ def _probe(run: Run, step: int) -> dict:
     ctx.log(step, "probe", groups)
     counts = ctx.verifier.pop_counts()
     run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
-    observed = np.array([g.acc.mean() for g in groups])
-    return {**_prediction_quality("probe", np.asarray(predicted), observed),
+    observed = observed_rates(groups)
+    known = np.isfinite(observed)  # a prompt none of whose samples was scored is unknown
+    return {**_prediction_quality("probe", np.asarray(predicted)[known], observed[known]),
             **{f"probe_verify_{k}": v for k, v in counts.items()}}
 
 

@@ -11,6 +11,7 @@ from rollwise.algos import ALGORITHMS, algorithm, ppo
 from rollwise.algos.critic import ValueCritic, ValueSettings
 from rollwise.algos.raft import accepted_advantages, likelihood_loss
 from rollwise.algos.reinforce_pp import batch_normalised_advantages
+from rollwise.store.checkpoint import read_checkpoint
 from rollwise.algos.update import Batch, UpdateSettings, update_policy
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
@@ -117,7 +118,7 @@ def test_a_short_run_of_every_algorithm(tmp_path, algo):
     assert summary["total_rollouts"] == 3 * 16
     if algo == "ppo":
         assert all(r["value_loss"] is not None for r in rows[1:] if r["loss"] is not None)
-        state = torch.load(sorted((tmp_path / algo / "checkpoints").iterdir())[-1], weights_only=False)
+        state = read_checkpoint(sorted((tmp_path / algo / "checkpoints").iterdir())[-1])
         assert "critic" in state["components"]
 
 
@@ -127,7 +128,7 @@ def test_ppo_resume_restores_the_critic(tmp_path):
     split = straight.replace(out_dir=str(tmp_path / "split"))
     train(split.replace(steps=2))
     train(split, resume=True)
-    a = torch.load(sorted((tmp_path / "straight" / "checkpoints").iterdir())[-1], weights_only=False)["components"]
-    b = torch.load(sorted((tmp_path / "split" / "checkpoints").iterdir())[-1], weights_only=False)["components"]
+    a = read_checkpoint(sorted((tmp_path / "straight" / "checkpoints").iterdir())[-1])["components"]
+    b = read_checkpoint(sorted((tmp_path / "split" / "checkpoints").iterdir())[-1])["components"]
     assert all(torch.equal(a["critic"][k], b["critic"][k]) for k in a["critic"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -1,12 +1,11 @@
 """The RPO experience cache: paths in and out, LRU eviction to a token budget, compaction, exact state round trip."""
 
-import io
 import time
 
 import numpy as np
 import pytest
-import torch
 
+from rollwise.store import safestate
 from rollwise.rollout.cache import ExperienceCache
 
 
@@ -120,11 +119,8 @@ def _same_state(a: dict, b: dict) -> bool:
 def test_state_dict_round_trip_is_exact_and_behaves_the_same_afterwards():
     original = _filled()
     assert original.evictions > 0  # the budget was active, so LRU order matters below
-    buffer = io.BytesIO()
-    torch.save(original.state_dict(), buffer)  # the checkpoint's own serialisation
-    buffer.seek(0)
     restored = ExperienceCache(pool_size=8)
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    restored.load_state_dict(safestate.decode(safestate.encode(original.state_dict())))  # the checkpoint's format
     assert _same_state(original.state_dict(), restored.state_dict())
     for i in np.flatnonzero(original.has(range(8))):
         assert original.get(int(i)).tolist() == restored.get(int(i)).tolist()

@@ -62,8 +62,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after_row
         comparable(read_metrics(tmp_path / "killed" / "metrics.jsonl"))
     a, b = model_parameters(straight.out_dir), model_parameters(killed.out_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sa = torch.load(ckpt.list_checkpoints(straight.out_dir)[-1][1], weights_only=False)["components"]["selector"]
-    sb = torch.load(ckpt.list_checkpoints(killed.out_dir)[-1][1], weights_only=False)["components"]["selector"]
+    sa = ckpt.read_checkpoint(ckpt.list_checkpoints(straight.out_dir)[-1][1])["components"]["selector"]
+    sb = ckpt.read_checkpoint(ckpt.list_checkpoints(killed.out_dir)[-1][1])["components"]["selector"]
     assert np.array_equal(sa["a"], sb["a"]) and np.array_equal(sa["b"], sb["b"])
 
 
@@ -84,11 +84,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     ckpt.save_checkpoint(tmp_path, 1, {"step": 1, "value": "good"})
 
-    def crash(obj, handle):
-        handle.write(b"half a checkpoint")
-        raise OSError("disk full")
+    def crash(fd):  # the data is written; flushing it to the disk fails
+        raise OSError(28, "disk full")
 
-    monkeypatch.setattr(torch, "save", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(ckpt.CheckpointError, match="disk full"):
         ckpt.save_checkpoint(tmp_path, 2, {"step": 2})
     assert not list(ckpt.checkpoint_dir(tmp_path).glob("*.tmp"))
@@ -100,7 +99,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     ckpt.save_checkpoint(tmp_path, 1, {"step": 1})
     ckpt.save_checkpoint(tmp_path, 2, {"step": 2})
-    (ckpt.checkpoint_dir(tmp_path) / "step-000002.pt").write_bytes(b"garbage")
+    ckpt.list_checkpoints(tmp_path)[-1][1].write_bytes(b"garbage")
     assert ckpt.load_latest_checkpoint(tmp_path)["step"] == 1
 
 

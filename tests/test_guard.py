@@ -156,7 +156,8 @@ def test_timeouts_crashes_and_counters():
     answers = ["ok", "sleep", "ok", "spin", "exit", "ok", "segv", "hog", "raise", "swallow", "nan", "ok", "a\x00"]
     guard = GuardedVerifier(MisbehavingVerifier(), workers=2, timeout=TIMEOUT, memory_mb=512)
     start = time.perf_counter()
-    scores = guard.score_batch(answers, [item] * len(answers))
+    # One prompt per answer: the breaker (per prompt) must not skip any of them.
+    scores = guard.score_batch(answers, [PoolItem(i, "q", "ok") for i in range(len(answers))])
     took = time.perf_counter() - start
     assert [s.error for s in scores] == ["", "timeout", "", "timeout", "crash", "", "crash", "memory", "error",
                                          "timeout", "", "", "rejected"]

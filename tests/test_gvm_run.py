@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from rollwise.store.checkpoint import read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
@@ -33,7 +34,7 @@ def test_gvm_posterior_variant_resumes_exactly(tmp_path):
         comparable(read_metrics(tmp_path / "split" / "metrics.jsonl"))
     a, b = model_parameters(straight.out_dir), model_parameters(split.out_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    state = torch.load(sorted((tmp_path / "split" / "checkpoints").iterdir())[-1], weights_only=False)
+    state = read_checkpoint(sorted((tmp_path / "split" / "checkpoints").iterdir())[-1])
     assert np.isfinite(state["components"]["allocator"]["grad_sum"]).all()
 
 

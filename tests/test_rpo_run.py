@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise.store.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints, read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
@@ -30,7 +30,7 @@ def rows_of(cfg):
 
 
 def last_state(cfg) -> dict:
-    return torch.load(list_checkpoints(cfg.out_dir)[-1][1], weights_only=False)
+    return read_checkpoint(list_checkpoints(cfg.out_dir)[-1][1])
 
 
 def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tmp_path):

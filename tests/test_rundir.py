@@ -1,6 +1,7 @@
 """Run directories never destroy each other; resumes continue the same run or refuse clearly."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -45,7 +46,7 @@ def test_resume_with_only_damaged_checkpoints_names_each_file(tmp_path):
         path.write_bytes(b"not a checkpoint")
     with pytest.raises(ckpt.CheckpointError) as err:
         train(cfg.replace(steps=3), resume=True)
-    assert "step-000001.pt" in str(err.value) and "step-000002.pt" in str(err.value)
+    assert "step-000001.safetensors" in str(err.value) and "step-000002.safetensors" in str(err.value)
 
 
 def test_resume_refuses_a_changed_configuration_and_names_the_field(tmp_path):
@@ -88,15 +89,10 @@ def test_a_metrics_log_shorter_than_the_checkpoint_is_an_error(tmp_path):
 
 
 def test_a_failed_checkpoint_write_removes_its_temporary_file_and_reports_the_space(tmp_path, monkeypatch):
-    real_save = torch.save
+    def full_disk(fd):  # the data is written; flushing it to the disk fails
+        raise OSError(28, "No space left on device")
 
-    def full_disk(obj, handle):
-        if hasattr(handle, "name"):  # the file on disk fails; the size estimate in memory works
-            handle.write(b"partial")
-            raise OSError(28, "No space left on device")
-        return real_save(obj, handle)
-
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(ckpt.CheckpointError, match=r"needs [0-9.]+ MiB and [0-9.]+ MiB are free"):
         ckpt.save_checkpoint(tmp_path, 1, {"step": 1, "weights": torch.zeros(1000)})
     assert list(ckpt.checkpoint_dir(tmp_path).iterdir()) == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rollwise.store.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints, read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
@@ -32,7 +32,7 @@ def tiny_config(tmp_path, name="run", **changes) -> RunConfig:
 
 
 def model_parameters(out_dir) -> dict:
-    state = torch.load(list_checkpoints(out_dir)[-1][1], weights_only=False)
+    state = read_checkpoint(list_checkpoints(out_dir)[-1][1])
     return state["components"]["model"]
 
 

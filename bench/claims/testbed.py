@@ -30,7 +30,7 @@ import torch
 
 from bench.common import parse_args, preset_variants, run_dirs, run_name, run_variants, write_results
 from bench.stats import cost_ratio, mean_curve_cost, mean_se
-from rollwise.store.checkpoint import list_checkpoints
+from rollwise.store.checkpoint import list_checkpoints, read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.policy.models import load_model_dir_or_file, prepare_policy
 from rollwise.config.presets import preset_values
@@ -91,7 +91,7 @@ def frontier(model_dir: str, run_dir: Path, cfg: RunConfig) -> dict:
     model, codec = load_model_dir_or_file(Path(model_dir))
     model.eval()
     start = accuracy_by_terms(model, codec, held_out.items)
-    state = torch.load(list_checkpoints(run_dir)[-1][1], weights_only=False)
+    state = read_checkpoint(list_checkpoints(run_dir)[-1][1])
     model.load_state_dict(state.get("components", state)["model"])
     return {"start": start, "end": accuracy_by_terms(model, codec, held_out.items)}
 

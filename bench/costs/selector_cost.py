@@ -14,16 +14,15 @@ select + observe rounds are timed). Writes bench/results/selector_cost.json and 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import statistics
 import time
 
 import numpy as np
-import torch
 
 from bench.common import parse_args, results_path
+from rollwise.store import safestate
 from rollwise.predict.features import PromptFeatures, build_features
 from rollwise.predict.registry import build_predictor
 from rollwise.select.mopps import MoPPSSelector
@@ -51,13 +50,11 @@ def time_steps(selector, pool: int, batch: int, steps: int, rng) -> tuple[list[f
 
 def time_state_io(selector) -> tuple[float, float, int]:
     start = time.perf_counter()
-    buffer = io.BytesIO()
-    torch.save(selector.state_dict(), buffer)  # the checkpoint path the training loop uses
+    data = safestate.encode(selector.state_dict())  # the checkpoint format the training loop uses
     saved = time.perf_counter() - start
-    buffer.seek(0)
     start = time.perf_counter()
-    selector.load_state_dict(torch.load(buffer, weights_only=False))
-    return saved, time.perf_counter() - start, buffer.getbuffer().nbytes
+    selector.load_state_dict(safestate.decode(data))
+    return saved, time.perf_counter() - start, len(data)
 
 
 def synthetic_features(pool: int, groups: int = 20, cells: int = 8) -> PromptFeatures:

@@ -117,10 +117,12 @@ class GVMAllocator:
         self.grad_sum = np.zeros(pool_size)  # sum of norms over the correct samples of that step
         self.grad_count = np.zeros(pool_size)
         self.g_step = np.full(pool_size, -1, dtype=np.int64)
+        self._unscored: set[int] = set()  # this batch's pre-sampled prompts with no scored pre-sample (not saved)
 
     def needs_estimate(self, ids: np.ndarray, step: int) -> np.ndarray:
         ids = check_ids(ids, self.pool_size)
         self.step = int(step)
+        self._unscored = set()
         if self.p_source == "posterior":
             return np.zeros(ids.size, dtype=bool)
         if self.p_source == "predictor":
@@ -133,6 +135,7 @@ class GVMAllocator:
         ids = check_ids(ids, self.pool_size)
         s, k, g = _check_observation(ids, successes, trials, grad_norms)
         seen = k > 0
+        self._unscored |= set(ids[~seen].tolist())
         fresh = seen & (self.p_step[ids] != self.step)  # first observation of this step: start over
         self.successes[ids[fresh]] = 0.0
         self.trials[ids[fresh]] = 0.0
@@ -154,6 +157,9 @@ class GVMAllocator:
 
     def allocate(self, ids: np.ndarray, budget: int) -> np.ndarray:
         p, g = self.estimates(ids)
+        # Pre-sampled, but every pre-sample went unscored (timeouts): unknown, given the fewest samples.
+        unscored = np.isnan(p) & np.isin(ids, list(self._unscored))
+        p = np.where(unscored, 0.0, p)
         if np.isnan(p).any():
             missing = np.asarray(ids)[np.isnan(p)][:5].tolist()
             raise ValueError(f"gvm: prompt ids {missing} have no acceptance-rate estimate; pre-sample the prompts "

@@ -23,6 +23,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from rollwise.config import yamlfile  # configuration YAML: no aliases or anchors, bounded size and depth
 from rollwise.algos import ALGORITHMS
 from rollwise.allocate.registry import ALLOCATORS
 from rollwise.rollout.registry import ROLLOUT_MODES
@@ -247,11 +248,13 @@ class RunConfig:
     verify_timeout: float = _f(5.0, "Seconds per verifier call before it counts as wrong.")
     verify_memory_mb: int = _f(1024, "Memory limit of a verifier worker.")
     verify_batch_budget: float = _f(60.0, "Seconds one batch of answers may spend in verifier workers; answers "
-                                    "still unscored then count as wrong (verify_budget_exceeded). 0: no budget.")
-    verify_breaker_timeouts: int = _f(8, "Circuit breaker: after this many timeouts in a batch, if they are at least "
-                                      "verify_breaker_rate of the answers finished, the rest of the batch counts as "
-                                      "wrong at once (verify_breaker_tripped). 0: no breaker.")
-    verify_breaker_rate: float = _f(0.25, "Timeout rate (of the answers finished) that trips the breaker.")
+                                    "still unscored then are masked out of training, not counted wrong "
+                                    "(verify_budget_exceeded, unscored). 0: no budget.")
+    verify_breaker_timeouts: int = _f(2, "Circuit breaker, per prompt: after this many timeouts among one prompt's "
+                                      "answers, if they are at least verify_breaker_rate of its answers finished, the "
+                                      "rest of that prompt's answers are skipped and masked out of training "
+                                      "(verify_breaker_tripped, unscored). Other prompts are untouched. 0: no breaker.")
+    verify_breaker_rate: float = _f(0.25, "Timeout rate (of one prompt's answers finished) that trips its breaker.")
 
     _section("algorithm", "how verified rewards become a policy update")
     algo: str = _f("grpo", "Advantage estimator and loss: " + ALGORITHMS.describe() + ".", choices=ALGORITHMS)
@@ -354,14 +357,17 @@ class RunConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the resolved configuration as YAML, nested by section (`load_yaml` reads it back flat)."""
-        Path(path).write_text(yaml.safe_dump(self.to_sections(), sort_keys=False))
+        from rollwise.store.safefiles import write_atomic  # never through a link in the run directory
+
+        write_atomic(path, yaml.safe_dump(self.to_sections(), sort_keys=False).encode())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    with open(path, "rb") as handle:
+        data = yamlfile.load(handle.read(yamlfile.MAX_BYTES + 1), str(path)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return flatten_sections(data, str(path))
@@ -411,10 +417,14 @@ def coerce(name: str, value: Any, typ: Any) -> Any:
         if typ in (dict, list) or getattr(typ, "__origin__", None) in (dict, list):
             base = typ if typ in (dict, list) else typ.__origin__
             if isinstance(value, str):
-                value = yaml.safe_load(value)
+                value = yamlfile.load(value, f"config {name}")
             if not isinstance(value, base):
                 raise ValueError(value)
             return value
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config {name}={value!r}: expected {getattr(typ, '__name__', typ)}") from exc
+        if isinstance(exc, yamlfile.ConfigYAMLError):
+            raise
+        from rollwise.data.jsonl import short_repr
+
+        raise ValueError(f"config {name}={short_repr(value)}: expected {getattr(typ, '__name__', typ)}") from exc
     return value

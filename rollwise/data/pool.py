@@ -12,7 +12,8 @@ resumed run can check that an id still means the same prompt.
 
 Files are read as streams; JSONL through `rollwise.data.jsonl` (strict JSON, rows split at newlines only).
 Every format gets the same checks of each value: ids are integers in 0 .. 2**63 - 1, prompts and
-answers non-empty valid Unicode, answers finite, metadata at most MAX_NESTING levels deep.
+answers non-empty valid Unicode, answers finite and at most MAX_REFERENCE_CHARS long, metadata at
+most MAX_NESTING levels deep.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ from rollwise.data.jsonl import DataError, jsonl_rows, short_repr
 
 INT64_MAX = 2**63 - 1
 MAX_NESTING = 64  # metadata levels; deeper values would overflow the recursive code that walks them
+# A reference answer longer than any answer the guard lets a model give (rollwise.verify.guard's
+# MAX_ANSWER_CHARS) can never be matched, and each score of a huge one is paid in the trainer,
+# outside the verifier's batch budget (a 60 MB answer cost 0.16 s per score): refused at load.
+MAX_REFERENCE_CHARS = 10_000
+# reasoning-gym 0.1.25 tasks (default options) whose items differ between processes with different
+# PYTHONHASHSEED (set iteration order) or with what the process generated before: generated in a
+# fresh child process under a fixed hash seed (rollwise.data.hashseed), which makes them reproducible.
+HASH_DEPENDENT = frozenset({"intermediate_integration", "isomorphic_strings", "knight_swap",
+                            "polynomial_multiplication", "ransom_note", "sokoban", "word_ladder", "zebra_puzzles"})
+# Items that differ from one generation to the next even then: no pool of them can be rebuilt.
+NOT_REPRODUCIBLE = frozenset({"codeio"})
 PARQUET_BATCH_ROWS = 8192
 
 
@@ -165,14 +177,38 @@ def reasoning_gym_pools(task: str, options: dict, train_size: int, eval_size: in
     Small task spaces repeat questions, so items are drawn until enough distinct ones exist;
     the first `train_size` distinct questions form the pool and the next `eval_size` the held-out set.
     """
+    entries = distinct_entries(task, options, train_size + eval_size, seed)
+
+    def pool(part: list[dict], name: str) -> PromptPool:
+        items = [PoolItem(id=i, prompt=e["question"], answer=str(e["answer"]), metadata=e.get("metadata", {}), entry=e)
+                 for i, e in enumerate(part)]
+        return PromptPool(items, task, f"{task}[{name}]")
+
+    return pool(entries[:train_size], "train"), pool(entries[train_size:], "eval")
+
+
+def distinct_entries(task: str, options: dict, wanted: int, seed: int) -> list[dict]:
+    """The first `wanted` distinct items of a reasoning-gym task, as JSON-safe entries.
+
+    Tasks whose items depend on Python's hash randomisation (HASH_DEPENDENT) are generated under a
+    fixed hash seed (`rollwise.data.hashseed`), so that every process builds the same pool.
+    """
+    from rollwise.data import hashseed
+
+    if task in NOT_REPRODUCIBLE:
+        raise DataError(f"reasoning-gym task {task!r} generates different items each time for the same data_seed, so "
+                        "its pool could not be rebuilt to resume or compare runs: export the items you want once to "
+                        "a JSONL file and train with task=file")
+    if task in HASH_DEPENDENT and not hashseed.fixed():
+        return hashseed.call_with_fixed_hash_seed("rollwise.data.pool", "distinct_entries", task, options, wanted, seed)
     import reasoning_gym
 
-    wanted = train_size + eval_size
     size = max(4 * wanted, 1000)
     try:
         dataset = reasoning_gym.create_dataset(task, size=size, seed=seed, **options)
     except Exception as exc:  # reasoning-gym raises several kinds for bad names and options
-        raise DataError(f"reasoning-gym task {task!r} with options {options}: {exc}") from exc
+        raise DataError(f"reasoning-gym task {task!r} with options {short_repr(options, 300)}: "
+                        f"{short_repr(str(exc), 300)}") from exc
     seen: set[str] = set()
     entries: list[dict] = []
     for i in range(size):
@@ -187,13 +223,7 @@ def reasoning_gym_pools(task: str, options: dict, train_size: int, eval_size: in
             f"reasoning-gym task {task!r} produced only {len(entries)} distinct questions, fewer than "
             f"train_size + eval_size = {wanted}: widen the task options or shrink the pools"
         )
-
-    def pool(part: list[dict], name: str) -> PromptPool:
-        items = [PoolItem(id=i, prompt=e["question"], answer=str(e["answer"]), metadata=e.get("metadata", {}), entry=e)
-                 for i, e in enumerate(part)]
-        return PromptPool(items, task, f"{task}[{name}]")
-
-    return pool(entries[:train_size], "train"), pool(entries[train_size:], "eval")
+    return entries
 
 
 # ---------------------------------------------------------------------------- user files
@@ -261,6 +291,9 @@ def _item_from_row(row: dict, where: str) -> PoolItem:
     if bad_answer or (isinstance(answer, float) and not math.isfinite(answer)):
         raise DataError(f"{where}: column 'answer' must be a string or finite number, got {short_repr(answer)}")
     answer = str(answer)
+    if len(answer) > MAX_REFERENCE_CHARS:
+        raise DataError(f"{where}: column 'answer' has {len(answer)} characters, over the {MAX_REFERENCE_CHARS} a "
+                        "reference answer may have (no model answer longer than that is ever scored)")
     for col, text in (("prompt", prompt), ("answer", answer)):
         if not text.strip():
             raise DataError(f"{where}: column {col!r} is empty")

@@ -31,6 +31,8 @@ from typing import Callable
 import yaml
 
 import rollwise
+from rollwise.config import yamlfile
+from rollwise.store import safefiles
 from rollwise.store.checkpoint import list_checkpoints
 from rollwise.config import RunConfig, coerce, load_yaml
 from rollwise.evidence.report import SPEC_FILE, write_report
@@ -88,7 +90,7 @@ def run_compare(base: dict, variants: dict[str, dict], seeds: list[int], out_dir
     root.mkdir(parents=True, exist_ok=True)
     spec = {"base": typed["base"], "variants": typed["variants"], "seeds": list(seeds), "target": target,
             "metric": metric}
-    (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+    safefiles.write_atomic(root / SPEC_FILE, yaml.safe_dump(spec, sort_keys=False).encode())
     pending = [run for run in plan if statuses[run.name] != "done" and not reached(run.run_dir, stop_at_step)]
     log(f"compare: {len(plan)} runs in {root}: {len(plan) - len(pending)} done"
         + ("" if stop_at_step is None else f" (or at step {stop_at_step})") + ", "
@@ -261,7 +263,7 @@ def launch_subprocess(cfg: RunConfig, resume: bool, stop_at_step: int | None = N
            "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     log_path = run_dir / "train.log"
-    with open(log_path, "a") as handle:
+    with safefiles.open_append(log_path) as handle:  # never through a link in the run directory
         handle.write(f"$ {' '.join(cmd)}\n")
         handle.flush()
         if stop_at_step is None:
@@ -297,7 +299,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE")
-        parsed = yaml.safe_load(value) if value.strip() else value
+        parsed = yamlfile.load(value, f"--variant {name.strip()}: {key.strip()}") if value.strip() else value
         overrides[key.strip().replace("-", "_")] = value if parsed is None else parsed
     return name.strip(), overrides
 

@@ -9,6 +9,7 @@ ratios are noisy, so they are drawn as a moving average whose window the axis ti
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
+from rollwise.store import safefiles  # noqa: E402
 from rollwise.evidence.summary import TOLERANCE, mean_curve  # noqa: E402
 
 ACC_AXES = (  # (summary cost name, metrics key, axis label)
@@ -176,6 +178,8 @@ def plot_prediction(loaded: dict[str, list[dict]], path: Path) -> Path | None:
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    safefiles.write_atomic(path, buffer.getvalue())  # never through a link
     plt.close(fig)
     return path

@@ -21,9 +21,10 @@ import json
 import os
 from pathlib import Path
 
-import yaml
 
+from rollwise.config import yamlfile
 from rollwise.evidence import explain
+from rollwise.store import safefiles
 from rollwise.evidence.summary import format_tables, load_run, summarize
 
 SPEC_FILE = "compare.yaml"  # written by `rollwise compare`: variant order, seeds and target
@@ -52,13 +53,13 @@ def write_report(out_dir: str | Path, runs: dict[str, list[Path]], target: float
     summary["separation"] = explain.separation(summary, loaded)
     summary["warnings"] = explain.warnings(summary, summary["separation"])
     summary["settings"] = settings
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    safefiles.write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     tables = format_tables(summary, per_seed=True)
     figures = [p for p in (plots.plot_accuracy(loaded, summary, out / "accuracy.png"),
                            plots.plot_effective(loaded, out / "effective.png"),
                            plots.plot_prediction(loaded, out / "prediction.png")) if p is not None]
-    (out / "report.md").write_text(_markdown(summary, tables, figures), encoding="utf-8")
-    (out / "report.html").write_text(_html(summary, tables, figures), encoding="utf-8")
+    safefiles.write_atomic(out / "report.md", _markdown(summary, tables, figures).encode("utf-8"))
+    safefiles.write_atomic(out / "report.html", _html(summary, tables, figures).encode("utf-8"))
     return summary
 
 
@@ -151,7 +152,7 @@ def _seed_order(path: Path):
 
 def read_spec(root: Path) -> dict:
     spec = Path(root) / SPEC_FILE
-    return (yaml.safe_load(spec.read_text()) or {}) if spec.is_file() else {}
+    return (yamlfile.load(spec.read_bytes()[:yamlfile.MAX_BYTES + 1], str(spec)) or {}) if spec.is_file() else {}
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -177,9 +177,11 @@ def save_state(state: dict, path) -> None:
 
     Written to a temporary name and renamed, so a reader sees the old file or the whole new one.
     """
+    import io
     import json
-    import os
     from pathlib import Path
+
+    from rollwise.store import safefiles
 
     arrays, plain = {}, {}
 
@@ -194,11 +196,9 @@ def save_state(state: dict, path) -> None:
         return value
 
     plain = split(state, "state")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, __json__=np.array(json.dumps(plain)), **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, __json__=np.array(json.dumps(plain)), **arrays)
+    safefiles.write_atomic(Path(path), buffer.getvalue())  # never through a link
 
 
 def load_state(path) -> dict:

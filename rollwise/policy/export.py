@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from rollwise.policy import tiny
+from rollwise.store import safefiles
 
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
@@ -47,6 +48,8 @@ def save_policy(policy, directory: Path, merge_lora: bool = False) -> Path:
     """
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
+    for entry in (directory, tmp, directory.with_name(directory.name + ".old")):
+        safefiles.check_entry(entry, directory=True)  # a link there would move or delete what it points to
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export: never a finished one
     tmp.mkdir(parents=True)
     try:

@@ -37,6 +37,27 @@ class Group:
     acc: np.ndarray
     rewards: np.ndarray
     clipped_tokens: int = 0  # generated past a request's limit by an engine that ignores it, then cut off
+    # False where the verifier never judged the sample (timeout, budget, breaker): masked out of the loss,
+    # the advantages' group statistics, the predictor's, selector's and allocator's counts and the filter
+    # (unknown, not wrong: rollwise.rollout.scored).
+    scored: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.scored is None:
+            self.scored = np.ones(len(self.acc), dtype=bool)
+
+    @property
+    def successes(self) -> float:
+        return float(self.acc[self.scored].sum())
+
+    @property
+    def trials(self) -> int:
+        """Scored samples: what an observation of this prompt counts."""
+        return int(self.scored.sum())
+
+    @property
+    def unscored(self) -> int:
+        return len(self.acc) - self.trials
 
     @property
     def tokens(self) -> int:
@@ -49,8 +70,8 @@ class Group:
 
 
 def outcomes(groups: list[Group]) -> tuple[np.ndarray, np.ndarray]:
-    """Verified successes and trials per group."""
-    return np.array([g.acc.sum() for g in groups]), np.array([len(g.acc) for g in groups])
+    """Verified successes and trials per group, over its scored samples only."""
+    return np.array([g.successes for g in groups]), np.array([g.trials for g in groups])
 
 
 class _NoOutcomeLog:
@@ -83,9 +104,9 @@ class RolloutContext:
         return self.codec.prompt_ids(self.pool[int(index)])
 
     def log(self, step: int, kind: str, groups: list[Group], mask=None) -> None:
-        """Record verified groups in the outcome log (`mask` picks some); a group without samples has none."""
+        """Record verified groups in the outcome log (`mask` picks some); a group without scored samples has none."""
         mask = np.ones(len(groups), dtype=bool) if mask is None else mask
-        picked = [g for g, m in zip(groups, mask) if m and len(g.acc) > 0]
+        picked = [g for g, m in zip(groups, mask) if m and g.trials > 0]
         successes, trials = outcomes(picked)
         self.outcomes.write(step, kind, [g.index for g in picked], successes, trials)
 
@@ -125,7 +146,7 @@ def verify(ctx: RolloutContext, indices: np.ndarray, samples: list[list], clippe
     for index, group, part, extra in zip(indices, samples, scores, clipped):
         acc = np.array([sc.acc for sc in part], dtype=np.float64)
         rewards = acc.copy() if ctx.reward == "acc" else np.array([sc.reward for sc in part], dtype=np.float64)
-        groups.append(Group(int(index), group, acc, rewards, extra))
+        groups.append(Group(int(index), group, acc, rewards, extra, np.array([sc.scored for sc in part], dtype=bool)))
     return groups
 
 
@@ -188,7 +209,8 @@ def _merge(first: Group | None, second: Group) -> Group:
     if first is None:
         return second
     return Group(second.index, first.samples + second.samples, np.concatenate([first.acc, second.acc]),
-                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens)
+                 np.concatenate([first.rewards, second.rewards]), first.clipped_tokens + second.clipped_tokens,
+                 np.concatenate([first.scored, second.scored]))
 
 
 def fill_whole(ctx: RolloutContext, indices: np.ndarray, plan: PartialPlan, step: int, store: Callable,
@@ -230,7 +252,7 @@ class StepGroups:
 
     def add(self, groups: list[Group], group_filter) -> None:
         self.rolled_out.extend(groups)
-        self.kept.extend(g for g in groups if group_filter.keep(g.acc))
+        self.kept.extend(g for g in groups if group_filter.keep(g.acc[g.scored]))
 
     def finish(self, group_filter, batch_prompts: int) -> None:
         """The step trains on at most B kept groups; say whether it had fewer than it wanted."""
@@ -254,3 +276,7 @@ class StepGroups:
     @property
     def prefix_tokens(self) -> int:
         return sum(g.prefix_tokens for g in self.rolled_out)
+
+    @property
+    def unscored(self) -> int:
+        return sum(g.unscored for g in self.rolled_out)

@@ -24,9 +24,19 @@ def standard_error(values: np.ndarray) -> float:
 
 
 def score_samples(samples, items, codec, verifier) -> np.ndarray:
-    """acc of each sample (rows: items, columns: samples) through the guarded verifier."""
+    """acc of each sample (rows: items, columns: samples) through the guarded verifier; NaN where the
+    verifier never judged it (timeout, budget, breaker: unknown, not wrong)."""
     scores = verify_samples(codec, verifier, items, samples)
-    return np.array([[sc.acc for sc in group] for group in scores], dtype=np.float64).reshape(len(items), -1)
+    return np.array([[sc.acc if sc.scored else np.nan for sc in group] for group in scores],
+                    dtype=np.float64).reshape(len(items), -1)
+
+
+def _scored_mean(values: np.ndarray, axis=None) -> np.ndarray:
+    """Mean over the scored (finite) entries; NaN where there is none (without numpy's warning)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    return np.divide(total, count, out=np.full(np.shape(count), np.nan), where=count > 0)
 
 
 def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float, max_new_tokens: int,
@@ -35,19 +45,24 @@ def evaluate(engine, codec, verifier, items, *, temperature: float, top_p: float
     requests = [GenRequest(tuple(codec.prompt_ids(it)), 1) for it in items]
     with forked_torch_rng(seed):  # CPU and CUDA generators restored afterwards
         greedy = engine.generate(requests, SamplingParams(max_new_tokens=max_new_tokens, greedy=True))
-        result = {"eval_items": len(items), "eval_successes": None}
+        result = {"eval_items": len(items), "eval_successes": None, "eval_trials": None}
         g = score_samples(greedy, items, codec, verifier)[:, 0]
-        result.update(eval_greedy_acc=float(g.mean()), eval_greedy_se=standard_error(g))
+        result.update(eval_greedy_acc=float(_scored_mean(g)), eval_greedy_se=standard_error(g[np.isfinite(g)]),
+                      eval_unscored=int(np.isnan(g).sum()))
         tokens = sum(s.generated_tokens for grp in greedy for s in grp)
         rollouts = len(items)
         if samples > 0:
             sampled_requests = [GenRequest(r.prompt_ids, samples) for r in requests]
             params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
             sampled = engine.generate(sampled_requests, params)
-            scored = score_samples(sampled, items, codec, verifier)
-            result["eval_successes"] = scored.sum(axis=1).astype(np.int64)  # per item, for the outcome log
-            per_item = scored.mean(axis=1)
-            result.update(eval_temp_acc=float(per_item.mean()), eval_temp_se=standard_error(per_item))
+            acc = score_samples(sampled, items, codec, verifier)
+            known = np.isfinite(acc)
+            result.update(eval_successes=np.where(known, acc, 0.0).sum(axis=1).astype(np.int64),  # per item, for
+                          eval_trials=known.sum(axis=1).astype(np.int64))                        # the outcome log
+            per_item = _scored_mean(acc, axis=1)
+            per_item = per_item[np.isfinite(per_item)]  # an item none of whose samples was scored is unknown
+            result.update(eval_temp_acc=float(_scored_mean(per_item)), eval_temp_se=standard_error(per_item),
+                          eval_unscored=result["eval_unscored"] + int(np.isnan(acc).sum()))
             tokens += sum(s.generated_tokens for grp in sampled for s in grp)
             rollouts += len(items) * samples
     result.update(eval_rollouts=rollouts, eval_tokens=tokens)

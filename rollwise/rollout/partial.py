@@ -128,12 +128,12 @@ def answer_ids(sample: Sample) -> list[int]:
 
 
 def outcomes_by_start(groups) -> tuple[tuple, tuple]:
-    """(ids, successes, trials) over each group's samples that started from the prompt alone (an empty prefix:
+    """(ids, successes, trials) over each group's scored samples that started from the prompt alone (an empty prefix:
     evidence of the prompt's whole-path success rate), then over those that continued a prefix (a cached path
     or a hint: they measure the prefix). A group appears in each part it has samples for.
 
     >>> from types import SimpleNamespace as S
-    >>> g = S(index=4, acc=np.array([1.0, 0.0, 1.0]),
+    >>> g = S(index=4, acc=np.array([1.0, 0.0, 1.0]), scored=np.array([True, True, True]),
     ...       samples=[S(prefix_ids=(7,)), S(prefix_ids=(7,)), S(prefix_ids=())])
     >>> [tuple(x.tolist() for x in part) for part in outcomes_by_start([g])]
     [([4], [1.0], [1.0]), ([4], [1.0], [2.0])]
@@ -141,7 +141,8 @@ def outcomes_by_start(groups) -> tuple[tuple, tuple]:
     parts = ([], [], []), ([], [], [])
     for g in groups:
         starts = np.array([len(s.prefix_ids) > 0 for s in g.samples], dtype=bool)
-        for part, mask in zip(parts, (~starts, starts)):
+        scored = np.asarray(g.scored, dtype=bool)  # an unscored sample is unknown, not a failure
+        for part, mask in zip(parts, (~starts & scored, starts & scored)):
             if mask.any():
                 part[0].append(g.index)
                 part[1].append(float(np.asarray(g.acc)[mask].sum()))

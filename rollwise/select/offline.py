@@ -39,10 +39,11 @@ class OfflineFilterSelector:
     def fit(self, successes: np.ndarray, trials: np.ndarray) -> None:
         """Pass rates for the whole pool, in pool order."""
         trials = np.asarray(trials, dtype=np.float64)
-        if trials.shape != self.rates.shape or (trials <= 0).any():
-            raise ValueError("offline filter: fit needs at least one trial for every prompt of the pool")
+        if trials.shape != self.rates.shape or (trials < 0).any():
+            raise ValueError("offline filter: fit needs a trial count for every prompt of the pool")
         self.successes, self.trials = np.asarray(successes, dtype=np.float64), trials
-        self.rates = self.successes / trials
+        # A prompt none of whose samples was scored (timeouts) has no rate: outside the band, tried last.
+        self.rates = np.divide(self.successes, trials, out=np.full(trials.shape, np.nan), where=trials > 0)
         low, high = self.band
         self.kept = (self.rates >= low) & (self.rates <= high)
 

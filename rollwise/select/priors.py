@@ -27,18 +27,25 @@ identity was not checked.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
+import math
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from rollwise.store import safefiles
 from rollwise.data.jsonl import DataError, jsonl_rows, parse_json, short_repr
 from rollwise.data.pool import parse_id
 
 log = logging.getLogger(__name__)
+
+# Evidence larger than this is no evidence a run could have gathered (a billion trials of one prompt),
+# and Beta pseudo-counts this large stop any posterior from moving: refused, with finite values only,
+# so that a prior of successes = trials = 1e308 cannot make infinite counts and NaN predictions.
+MAX_TRIALS = 1e9
 
 
 def build_prior(spec: str, pool, weight: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -144,8 +151,13 @@ def _parse_evidence(where: str, row) -> tuple[int, float, float, int | None]:
                 raise ValueError
             return pid, rate, 1.0 - rate, digest
         successes, trials = float(row["successes"]), float(row["trials"])
+        if not (math.isfinite(successes) and math.isfinite(trials) and 0 <= trials <= MAX_TRIALS):
+            raise DataError(f"{where}: 'trials' must be a finite number between 0 and {MAX_TRIALS:.0e}, got "
+                            f"{short_repr(row['trials'])} (and 'successes' finite)")
         return pid, successes, trials - successes, digest
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{where}: needs 'rate' in [0, 1] or numeric 'successes' and 'trials'") from None
 
 
@@ -161,7 +173,7 @@ def _parse_hash(value, where: str) -> int | None:
 def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarray]:
     """From an earlier run's selector.npz: its posteriors as they are, or its counts weighted."""
     try:
-        saved = dict(np.load(path))
+        saved = dict(np.load(path, allow_pickle=False))
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: unreadable ({exc}); is the earlier run's directory complete?") from None
     if "ids" not in saved:
@@ -173,10 +185,23 @@ def _saved_prior(path: Path, pool, weight: float) -> tuple[np.ndarray, np.ndarra
         values_b = 1.0 + weight * (saved["trials"] - saved["successes"])
     else:
         raise DataError(f"{path}: holds neither Beta posteriors nor pass-rate counts (which selector wrote it?)")
+    _check_counts(path, values_a, values_b, len(saved["ids"]))
     ids, hashes = saved["ids"].astype(np.int64), saved.get("hashes")
     if hashes is not None and hashes.shape != ids.shape:
         raise DataError(f"{path}: {len(hashes)} content hashes for {len(ids)} ids; the file is damaged")
     return _in_pool_order(ids, values_a, values_b, pool, path, None if hashes is None else hashes.astype(np.uint64))
+
+
+def _check_counts(path: Path, a: np.ndarray, b: np.ndarray, n: int) -> None:
+    """Beta parameters as a prior may hold them: finite, at least 1e-6, at most MAX_TRIALS, one per id."""
+    for name, values in (("a", a), ("b", b)):
+        values = np.asarray(values)
+        if values.shape != (n,) or values.dtype.kind not in "iuf":
+            raise DataError(f"{path}: '{name}' must hold one number per id ({n}); the file is damaged")
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 1e-6) | (values > MAX_TRIALS + 1))
+        if len(bad):
+            raise DataError(f"{path}: '{name}' of id at position {bad[0]} is {values[bad[0]]!r}; a prior needs finite "
+                            f"Beta counts between 1e-6 and {MAX_TRIALS:.0e} (was the earlier run's selector broken?)")
 
 
 def metadata_rates(pool) -> np.ndarray:
@@ -215,7 +240,6 @@ def save_posteriors(source, pool, path: Path, counts=None) -> None:
     arrays["predicted"] = arrays["a"] / (arrays["a"] + arrays["b"]) if "a" in arrays else source.predict(everything)
     extra = counts.state_dict() if counts is not None else {}
     arrays.update({key: extra[key] for key in ("successes", "trials") if key in extra})
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    safefiles.write_atomic(path, buffer.getvalue())  # never through a link in the run directory

@@ -23,7 +23,17 @@ class Score:
     reward: float
     error: str = ""
 
+    @property
+    def scored(self) -> bool:
+        """False when the verifier never judged the answer (see UNSCORED): it is not wrong, only unknown."""
+        return self.error not in UNSCORED
 
+
+# Errors that say nothing about the answer's correctness: it ran out of time, the batch ran out of
+# time, or the breaker skipped it. Training masks such answers out (docs/sandbox.md); an answer that
+# crashed its scorer, hit the memory limit or a refused call ("crash", "memory", "blocked", "error")
+# or was refused before scoring ("rejected") is the answer's own doing and counts as wrong.
+UNSCORED = frozenset({"timeout", "budget", "breaker"})
 WRONG = Score(False, 0.0)
 
 

@@ -41,11 +41,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2, help="Worker processes for worker-only verifiers. [default: 2]")
     p.add_argument("--memory-mb", type=int, default=1024, help="Memory limit of a worker. [default: 1024]")
     p.add_argument("--batch-budget", type=float, default=0.0,
-                   help="Seconds the whole file may spend in workers before the rest counts as wrong; 0: no budget "
+                   help="Seconds the whole file may spend in workers before the rest is left unscored (error "
+                        "'budget'); 0: no budget "
                         "(scoring a file is not a training step). [default: 0]")
     p.add_argument("--breaker-timeouts", type=int, default=0,
-                   help="Count the rest as wrong after this many timeouts (at least a quarter of the answers "
-                        "finished); 0: no breaker. [default: 0]")
+                   help="Skip the rest of one prompt's answers (error 'breaker', unscored) after this many of its "
+                        "answers timed out (at least a quarter of its answers finished); 0: no breaker. [default: 0]")
     p.add_argument("--extract", action="store_true",
                    help="Answers are whole completions: score the last <answer> tag (else the last number).")
     p.set_defaults(func=run)

@@ -13,9 +13,12 @@ Model output is untrusted (DESIGN.md, Conventions). Three layers:
    through a strict byte protocol (`rollwise.verify.sandbox.protocol`), never pickles; the trainer's side
    (`rollwise.verify.sandbox.supervisor`) checks every result and replaces a worker that breaks it.
 
-A batch has a time budget (`batch_budget` seconds) and a circuit breaker (after
-`breaker_timeouts` timeouts that are at least `breaker_rate` of the answers finished, the rest of
-the batch fails fast), so slow answers cannot stall a training step.
+A batch has a time budget (`batch_budget` seconds) and a circuit breaker per prompt (once one
+prompt's answers have `breaker_timeouts` timeouts that are at least `breaker_rate` of its finished
+answers, the rest of that prompt's answers are skipped), so slow answers cannot stall a training
+step, and one prompt's slow answers cost that prompt only. Answers not scored for time ("timeout",
+"budget", "breaker": `Score.scored` is False) are unknown, not wrong: training masks them out
+(`rollwise.rollout.scored`).
 
 Score.error says what happened: "rejected" (pre-check), "timeout", "crash" (worker died or broke
 the protocol), "memory", "blocked" (a refused system call or side effect), "error" (the scorer
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 10_000
 BATCH_BUDGET = 60.0  # seconds a batch may spend in workers; a training step normally needs well under one
-BREAKER_TIMEOUTS, BREAKER_RATE = 8, 0.25
+BREAKER_TIMEOUTS, BREAKER_RATE = 2, 0.25  # per prompt: two timeouts in a group of up to eight
 
 COUNTER_OF = {TIMEOUT: "timeouts", CRASH: "errors", ERROR: "errors", MEMORY: "errors", BLOCKED: "errors",
               REJECTED: "rejected", BUDGET: "budget_exceeded", BREAKER: "breaker_tripped"}
@@ -76,7 +79,8 @@ class GuardedVerifier:
     Results are in input order and do not depend on chunking or the number of workers.
     `pop_counts()` returns and resets the counters (see COUNTERS). batch_budget (seconds, None: no
     budget) bounds the time one `score_batch` spends in workers; breaker_timeouts (None: no
-    breaker) and breaker_rate set when the rest of a batch fails fast. `sandbox` chooses which
+    breaker) and breaker_rate set when the rest of one prompt's answers (items with the same id)
+    are skipped. `sandbox` chooses which
     OS protections to attempt (default: all the kernel allows).
     """
 

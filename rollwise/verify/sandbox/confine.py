@@ -12,9 +12,10 @@ import os
 import re
 import resource
 import signal
+import stat
 import sys
 
-from rollwise.verify.sandbox import linux, seccomp
+from rollwise.verify.sandbox import linux, mounts, seccomp
 from rollwise.verify.sandbox.policy import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
 
 
@@ -43,7 +44,8 @@ def confine(active: set, notes: list, memory_mb: int, policy: SandboxPolicy, ids
 
 
 def _readonly_files(policy: SandboxPolicy, notes: list) -> None:
-    """Private propagation, then every mount read-only: no file of the user can be written."""
+    """Private propagation, then every mount read-only, nosuid and nodev: no file of the user can be
+    written, and no device node but the private /dev's three can be opened."""
     try:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     except OSError as exc:
@@ -51,15 +53,19 @@ def _readonly_files(policy: SandboxPolicy, notes: list) -> None:
         return
     if policy.readonly == "off":
         return
+    devices = mounts.device_paths()
     if policy.readonly == "auto":
         try:
-            linux.mount_setattr_readonly("/")
+            linux.mount_setattr("/", linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV)
+            for path in devices & {point for point, _ in _mounts()}:
+                linux.mount_setattr(path, 0, linux.MOUNT_ATTR_NODEV, recursive=False)
             return
         except OSError:
             pass  # before Linux 5.12: remount one by one
     failed = []
-    for point, options in _mounts():
-        flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
+    for point, options in _reachable_mounts():  # covered ones (the host's /dev/pts) have no path to remount
+        flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID
+        flags |= 0 if point in devices else linux.MS_NODEV
         for option in options:
             flags |= linux.MOUNT_OPTION_FLAGS.get(option, 0)
         try:
@@ -126,24 +132,20 @@ def _scrub_environment() -> None:
 
 
 def _drop_identity(active: set, ids: tuple, notes: list, origin: tuple) -> None:
-    """No capabilities (but reading, where ids[2] says the uid cannot read Python's files);
-    as root without a user namespace, become uid/gid 65534 with no groups."""
-    keep = 1 << linux.CAP_DAC_READ_SEARCH if ids[2] else 0
-    if ids[2]:
-        notes.append(f"uid {ids[0]} cannot read {ids[2]}: keeps CAP_DAC_READ_SEARCH (reads any file of the "
-                     "trainer's user; writes stay impossible)")
+    """No capabilities at all; as root without a user namespace, become uid/gid 65534 with no groups."""
     if "user" not in active and os.geteuid() == 0:
         try:
             os.setgroups([])
         except PermissionError:  # a user namespace that denies setgroups has none to drop
             pass
-        linux.drop_bounding_set(keep)  # while still allowed to
-        linux.prctl(linux.PR_SET_KEEPCAPS, 1 if keep else 0)
+        linux.drop_bounding_set()  # while still allowed to
+        linux.prctl(linux.PR_SET_KEEPCAPS, 0)
         os.setresgid(ids[1], ids[1], ids[1])
         os.setresuid(ids[0], ids[0], ids[0])
     elif "user" not in active or ids[0] == origin[1]:
-        notes.append("same uid as the trainer (not root, or no uid 65534 in its user namespace)")
-    linux.drop_capabilities(keep)
+        notes.append("same uid as the trainer (not root, or no uid 65534 in its user namespace): its terminals "
+                     "are out of reach by path (private /dev, nodev, no descriptor), not by ownership")
+    linux.drop_capabilities()
     if outside_uid() == 0 and origin[0].get("initial_user_namespace"):
         raise SystemExit("rollwise verifier sandbox: still root after dropping privileges; refusing to score")
 
@@ -218,8 +220,9 @@ def measure(origin: tuple, limits: dict, filtered: bool, notes: list) -> dict:
         "linux": True, "no_network": new["network"] and set(interfaces) <= {"lo"},
         "private_proc": os.getpid() == 1 and os.readlink("/proc/self") == "1",
         "readonly_filesystem": not _writable_mounts(), "uid": uid, "separate_uid": uid not in (0, trainer_uid),
-        "no_capabilities": int(status.get("CapEff", "1"), 16) == 0,
-        "read_all_files": int(status.get("CapEff", "0"), 16) == 1 << linux.CAP_DAC_READ_SEARCH,
+        "no_capabilities": all(int(status.get(f"Cap{kind}", "1"), 16) == 0
+                               for kind in ("Eff", "Prm", "Inh", "Amb", "Bnd")),
+        "private_dev": _private_dev(), "no_terminal": _no_terminal(),
         "no_new_privs": status.get("NoNewPrivs") == "1", "seccomp": filtered and status.get("Seccomp") == "2",
         "parent_death_signal": linux.parent_death_signal() == signal.SIGKILL,
         "environment_cleared": set(os.environ) <= set(KEEP_ENVIRONMENT), **limits,
@@ -239,6 +242,31 @@ def _interfaces() -> list[str]:
             return [line.split(":")[0].strip() for line in f.readlines()[2:]]
     except OSError:
         return ["unknown"]
+
+
+def _private_dev() -> bool:
+    """/dev holds only the three nodes, and every other mount is nodev (device nodes cannot be opened)."""
+    try:
+        names = sorted(os.listdir("/dev"))
+    except OSError:
+        return False
+    devices = mounts.device_paths()
+    return names == sorted(mounts.DEVICES) and all(
+        "nodev" in options for point, options in _reachable_mounts() if point not in devices)
+
+
+def _no_terminal() -> bool:
+    """No controlling terminal (tty_nr 0) and no open descriptor of a terminal (major 4, 5 or 136-143)."""
+    with open("/proc/self/stat") as f:
+        tty_nr = int(f.read().rsplit(")", 1)[1].split()[4])
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            info = os.stat(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if stat.S_ISCHR(info.st_mode) and os.major(info.st_rdev) in (4, 5, *range(136, 144)):
+            return False
+    return tty_nr == 0
 
 
 def _writable_mounts() -> list[str]:

@@ -23,9 +23,8 @@ MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXE
                       "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS = 1, 2, 4, 8
-CAP_DAC_READ_SEARCH = 2
 PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_NO_NEW_PRIVS = 24, 47, 4, 38
-_SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
+_SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
 _CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = None
@@ -59,12 +58,18 @@ class _MountAttr(ctypes.Structure):
                 ("userns_fd", ctypes.c_uint64)]
 
 
-def mount_setattr_readonly(path: str = "/") -> None:
-    """Every mount under `path` read-only in one call (Linux 5.12+; x86_64 and aarch64 share the number)."""
-    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool = True) -> None:
+    """Set and clear MOUNT_ATTR_* flags on the mount at `path` (and every mount under it when recursive).
+
+    Linux 5.12+; x86_64 and aarch64 share the number.
+    """
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _check(libc().syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), path.encode(),
-                          ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
-           "mount_setattr")
+                          ctypes.c_uint(_AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
+                          ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
 
 
 def prctl(option: int, arg: int = 0) -> int:

@@ -11,16 +11,19 @@ The template, before it sees any answer:
 - lives in new user, mount, PID, network, IPC, UTS and cgroup namespaces (where the kernel allows),
   so the trainer's processes are invisible, there is no network (only a loopback that is down),
   and its own /proc shows only the sandbox;
-- sees every file read-only (all mounts remounted read-only, propagation private) and has no
-  writable place at all; its working directory is /;
+- sees every file read-only and nodev (all mounts, propagation private) and has no writable place
+  at all; its working directory is /; its /dev holds only null, zero and urandom, and directories
+  its uid cannot search on the way to Python's files are bridged by a tmpfs (`rollwise.verify.sandbox.mounts`);
 - runs as uid 65534 (nobody) when the trainer is root (else as the trainer's own uid, mapped into
-  its own user namespace) with no capabilities and no supplementary groups;
+  its own user namespace) with no capabilities at all and no supplementary groups;
 - has hard limits: address space (memory), file size 0, process count, no core dumps;
 - has no_new_privs, a parent-death signal (SIGKILL, so the chain dies with the trainer), is not
-  dumpable (no ptrace by same-uid processes, no core files), has no controlling terminal and an
-  emptied environment (tokens in the trainer's environment are gone);
+  dumpable (no ptrace by same-uid processes, no core files), has no controlling terminal and no
+  descriptor of one (stderr is a pipe the worker copies) and an emptied environment (tokens in the
+  trainer's environment are gone);
 - has a seccomp filter (`rollwise.verify.sandbox.seccomp`) that kills the process on exec, sockets, ptrace,
-  namespaces, mounts, memfd_create, prlimit on other processes, and refuses file modification.
+  namespaces, mounts, memfd_create, prlimit on other processes, refuses file modification and
+  scheduling changes, and allows only a few ioctls.
 
 Each answer then runs in its own fork of the template, which adds a stricter filter (no process
 creation, signals to itself only, no raising of limits) and a CPU-time limit; see
@@ -38,12 +41,11 @@ import functools
 import os
 import resource
 import signal
-import stat
 import sys
 import traceback
 from dataclasses import dataclass
 
-from rollwise.verify.sandbox import linux
+from rollwise.verify.sandbox import linux, mounts
 from rollwise.verify.base import WRONG
 
 NOBODY = 65534
@@ -105,40 +107,62 @@ def protections() -> dict:
 def run_confined(body, keep_fds: tuple[int, ...], memory_mb: int, policy: SandboxPolicy) -> int:
     """Run body(protections) -> exit code in a confined grandchild; return its exit code.
 
-    Called in the worker process; `keep_fds` are the only descriptors the template keeps (besides
-    stdin, stdout and stderr), and the worker closes its own copies.
+    Called in the worker process; `keep_fds` are the only descriptors the template keeps (its stdin
+    and stdout are /dev/null, its stderr a pipe that this process copies to its own), and the worker
+    closes its own copies.
     """
     if not sys.platform.startswith("linux"):
         return body({"linux": False, "degraded": f"{sys.platform}: no OS sandbox, audit hook only"})
     origin, trainer_uid, ids = _namespace_ids(), os.getuid(), _sandbox_ids(policy)
     origin["initial_user_namespace"] = "yes" if _initial_user_namespace() else ""
+    view = mounts.reach_plan(ids[0], ids[1], mounts.import_roots()) if ids[0] != trainer_uid else ({}, [])
     up_r, up_w = os.pipe()
     down_r, down_w = os.pipe()
+    err_r, err_w = os.pipe()
     worker = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _run_and_exit(_creator, body, keep_fds, (up_w, down_r), worker, ids, memory_mb, policy,
-                      (origin, trainer_uid))
-    for fd in (up_w, down_r, *keep_fds):
+        _run_and_exit(_creator, body, keep_fds, (up_w, down_r, err_w), worker, ids, memory_mb, policy,
+                      (origin, trainer_uid), view)
+    for fd in (up_w, down_r, err_w, *keep_fds):
         os.close(fd)
     request = os.read(up_r, 1)  # empty: the creator died (its traceback is on stderr)
     if request:
         os.write(down_w, (b"1" if _write_id_maps(pid, ids) else b"0") if request == b"U" else b"-")
     os.close(up_r)
     os.close(down_w)
+    _relay(err_r)
     return _wait(pid)
 
 
-def _sandbox_ids(policy: SandboxPolicy) -> tuple[int, int, str]:
-    """(uid, gid, unreadable): the ids the sandbox runs as, outside and inside its user namespace alike.
+def _relay(fd: int) -> None:
+    """Copy the chain's stderr (tracebacks of our own code: answers write to /dev/null) to this process's
+    stderr until every holder closed it, so that no sandboxed process holds the user's terminal."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        try:
+            os.write(2, data)
+        except OSError:
+            pass
+    os.close(fd)
 
-    `unreadable` names a place Python imports from that the unprivileged uid could not read (a
-    Python installed under /root): the sandbox then keeps CAP_DAC_READ_SEARCH, reading only, or
-    lazy imports inside scorers would fail and turn right answers into errors.
+
+def _sandbox_ids(policy: SandboxPolicy) -> tuple[int, int]:
+    """(uid, gid) the sandbox runs as, outside and inside its user namespace alike.
+
+    Root gives the sandbox an unprivileged uid of its own (65534), which owns none of the user's
+    terminals or files. Anyone else can map only their own uid into a user namespace (the kernel's
+    rule, without a setuid helper), so the sandbox keeps it: terminals are then out of reach by path
+    (a private /dev, nodev everywhere, no descriptor, no controlling terminal), not by ownership.
     """
     if os.geteuid() == 0 and _mapped("uid_map", policy.uid) and _mapped("gid_map", policy.uid):
-        return policy.uid, policy.uid, unreadable_path() or ""
-    return os.geteuid(), os.getegid(), ""  # not root, or root of a user namespace without that uid
+        return policy.uid, policy.uid
+    return os.geteuid(), os.getegid()  # not root, or root of a user namespace without that uid
 
 
 def _mapped(table: str, value: int) -> bool:
@@ -152,38 +176,15 @@ def _initial_user_namespace() -> bool:
         return f.read().split() == ["0", "0", "4294967295"]
 
 
-def unreadable_path() -> str | None:
-    """The first place Python imports from that other users cannot read, or None."""
-    for entry in [p for p in sys.path if p] + [sys.prefix, sys.base_prefix]:
-        path = os.path.realpath(entry)
-        if os.path.exists(path) and not _others_can_read(path):
-            return path
-    return None
+def _write_id_maps(pid: int, ids: tuple[int, int]) -> bool:
+    """Map the sandbox's uid and gid, and nothing else, into the creator's new user namespace (from outside).
 
-
-def _others_can_read(path: str) -> bool:
-    parent = os.path.dirname(path)
-    while True:
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
-            return False
-        if parent == os.path.dirname(parent):
-            break
-        parent = os.path.dirname(parent)
-    mode = os.stat(path).st_mode
-    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-    return mode & need == need
-
-
-def _write_id_maps(pid: int, ids: tuple[int, int, str]) -> bool:
-    """Map the sandbox's uid and gid into the creator's new user namespace (from outside it).
-
-    Root's ids are mapped too when the sandbox must read root's files: a capability in a user
-    namespace applies only to files whose owner is mapped there.
+    Root is not mapped: no capability inside can apply to root's files, and no process inside can
+    ever become root outside.
     """
-    root = "0 0 1\n" if ids[2] else ""
     try:
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{root}{ids[0]} {ids[0]} 1"),
-                           ("gid_map", f"{root}{ids[1]} {ids[1]} 1")):
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{ids[0]} {ids[0]} 1"),
+                           ("gid_map", f"{ids[1]} {ids[1]} 1")):
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(text)
         return True
@@ -192,10 +193,18 @@ def _write_id_maps(pid: int, ids: tuple[int, int, str]) -> bool:
         return False
 
 
-def _creator(body, keep_fds, pipes, worker, ids, memory_mb, policy, origin) -> int:
-    """The middle process: unshares the namespaces, so that its child is PID 1 of the new one."""
-    up_w, down_r = pipes
+def _creator(body, keep_fds, pipes, worker, ids, memory_mb, policy, origin, view) -> int:
+    """The middle process: unshares the namespaces, so that its child is PID 1 of the new one.
+
+    It also builds the template's view of the files (`rollwise.verify.sandbox.mounts`): the sources are opened
+    while it still has the trainer's identity, the mounts made once it has the sandbox's.
+    """
+    up_w, down_r, err_w = pipes
     _die_with(worker)
+    os.setsid()  # no controlling terminal from here on: /dev/tty opens nothing
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd, source in ((0, null), (1, null), (2, err_w)):  # no descriptor of the user's terminal
+        os.dup2(source, fd)
     _close_fds_except({0, 1, 2, up_w, down_r, *keep_fds})
     root = os.geteuid() == 0
     if root:
@@ -204,17 +213,22 @@ def _creator(body, keep_fds, pipes, worker, ids, memory_mb, policy, origin) -> i
         except PermissionError:  # root of a user namespace where setgroups is denied: none to drop
             pass
     active, notes = _unshare(policy, root)
+    notes += [f"uid {ids[0]} cannot read {path}: imports from it fail in scorers" for path in view[1]]
     os.write(up_w, b"U" if "user" in active else b"-")
     reply = os.read(down_r, 1)
     os.close(up_w)
     os.close(down_r)
+    private_view = "mount" in active and ("user" in active or root)
+    sources = mounts.open_sources(view[0], notes) if private_view else {}
     if "user" in active:
         if reply != b"1":
             raise SystemExit("rollwise verifier sandbox: the user namespace has no id mapping; refusing to go on")
-        linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # the template still has mounting to do
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # the creator and the template still have mounting to do
         os.setresgid(ids[1], ids[1], ids[1])
         os.setresuid(ids[0], ids[0], ids[0])
         linux.set_capabilities(linux.permitted_capabilities())
+    if private_view:
+        mounts.build_view(view[0], sources, notes)
     _die_with(worker)  # a change of credentials clears the parent-death signal
     alive_r, alive_w = os.pipe()
     creator = os.getpid()
@@ -236,11 +250,7 @@ def _template(body, alive_r, creator, active, notes, memory_mb, policy, ids, ori
             return 1
     except BlockingIOError:
         pass
-    os.close(alive_r)
-    null = os.open(os.devnull, os.O_RDWR)  # stdin and stdout: /dev/null; answers' stderr too (they dup 0)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
+    os.close(alive_r)  # stdin and stdout are /dev/null (the creator's), answers' stderr too (they dup 0)
     from rollwise.verify.sandbox.confine import confine
 
     return body(confine(active, notes, memory_mb, policy, ids, origin))

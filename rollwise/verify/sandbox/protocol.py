@@ -7,8 +7,9 @@ one JSON object per line, at most MAX_LINE bytes, and the reader accepts exactly
     {"index": 17, "acc": true, "reward": 1.0, "error": ""}             one per answer
 
 Anything else (bad UTF-8 or JSON, NaN, duplicate or extra keys, wrong types, a reward outside
-[0, 1], an index other than the one expected, an over-long line) raises ProtocolError, which
-the guard treats as a crashed worker. Nothing from a worker is ever unpickled.
+[0, 1] or too large to compare, an index other than the one expected, an over-long line) raises
+ProtocolError and nothing else, which the reader treats as a crash of the sender. Nothing from
+a worker is ever unpickled.
 
 Trainer -> worker is trusted (the trainer wrote it): length-prefixed pickles of job chunks.
 
@@ -121,13 +122,30 @@ def parse_object(line: bytes) -> dict:
 
 
 def parse_result(line: bytes, expected: int) -> Score:
-    """The Score in a result line for answer `expected`; ProtocolError for anything else."""
+    """The Score in a result line for answer `expected`; ProtocolError for anything else.
+
+    Total: whatever the line holds (a 400-digit reward makes `math.isfinite` raise OverflowError),
+    the only exception is ProtocolError, so a reader never dies of a line's content.
+    """
+    return _total(_parse_result, line, expected)
+
+
+def _total(parse, *args):
+    try:
+        return parse(*args)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other failure on hostile bytes is the sender's
+        raise ProtocolError(f"worker message could not be checked ({type(exc).__name__})") from None
+
+
+def _parse_result(line: bytes, expected: int) -> Score:
     obj = parse_object(line)
     if set(obj) != _RESULT_KEYS:
         raise ProtocolError(f"result keys {sorted(obj)} are not {sorted(_RESULT_KEYS)}")
     index, acc, reward, error = obj["index"], obj["acc"], obj["reward"], obj["error"]
     if type(index) is not int or index != expected:
-        raise ProtocolError(f"result for answer {index!r} where {expected} was expected")
+        raise ProtocolError(f"result for answer {str(index)[:20]!r} where {expected} was expected")
     if type(acc) is not bool or type(reward) not in (int, float) or type(error) is not str:
         raise ProtocolError("result fields have the wrong types")
     if not (math.isfinite(reward) and 0.0 <= reward <= 1.0) or error not in WORKER_ERRORS:
@@ -138,7 +156,12 @@ def parse_result(line: bytes, expected: int) -> Score:
 
 
 def parse_ready(line: bytes) -> dict:
-    """The protections a worker reported at start-up: short names to bool, int or short text."""
+    """The protections a worker reported at start-up: short names to bool, int or short text (total, as
+    `parse_result`)."""
+    return _total(_parse_ready, line)
+
+
+def _parse_ready(line: bytes) -> dict:
     obj = parse_object(line)
     report = obj.get("ready")
     if set(obj) != {"ready"} or not isinstance(report, dict) or len(report) > MAX_REPORT_ITEMS:

@@ -2,7 +2,9 @@
 
 Two filters stack. `template_rules()` goes on the pre-imported template process: it may fork
 (one child per answer) but never execute programs, open sockets, trace or signal other processes'
-resources, create namespaces or mounts, create anonymous memory files, or modify any file.
+resources, create namespaces or mounts, create anonymous memory files, modify any file, change
+scheduling state (priority, policy, affinity, I/O priority) or use an ioctl outside a short
+allow-list (no terminal control at all).
 `answer_rules(pid)` is added by each answer's child: no process creation at all, signals only
 to itself, no raising of resource limits, no System V IPC.
 
@@ -35,10 +37,16 @@ def errno_action(code: int) -> int:
 
 
 DENY_WRITE, DENY_SET, NOSYS = errno_action(errno.EACCES), errno_action(errno.EPERM), errno_action(errno.ENOSYS)
+NOT_A_TERMINAL = errno_action(errno.ENOTTY)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 NEW_NAMESPACES = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_THREAD = 0x00010000
-TERMINAL_INJECTION = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX
+TERMINAL_INJECTION = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX: kill, as before the allow-list existed
+# ioctl is an allow-list: on a terminal reached somehow, every other request (TCSETS turning echo
+# off, TIOCSETD setting a null line discipline, TIOCSCTTY) fails with ENOTTY, which is also what
+# isatty() and libraries expect from a descriptor that is no terminal. The kernel reads the request
+# as a 32-bit int, so comparing the low 32 bits is exact.
+ALLOWED_IOCTLS = (0x541B, 0x5451, 0x5450)  # FIONREAD, FIOCLEX, FIONCLEX (os.set_inheritable uses the last two)
 
 # name: (x86_64, aarch64); None where the architecture lacks the call.
 SYSCALLS = {
@@ -52,6 +60,8 @@ SYSCALLS = {
     "process_mrelease": (448, 448), "migrate_pages": (256, 238), "move_pages": (279, 239),
     "prlimit64": (302, 261), "setrlimit": (160, 164), "memfd_create": (319, 279), "memfd_secret": (447, 447),
     "socket": (41, 198), "socketpair": (53, 199), "ioctl": (16, 29),
+    "setpriority": (141, 140), "sched_setparam": (142, 118), "sched_setscheduler": (144, 119),
+    "sched_setaffinity": (203, 122), "sched_setattr": (314, 274), "ioprio_set": (251, 30),
     "mount": (165, 40), "umount2": (166, 39), "pivot_root": (155, 41), "chroot": (161, 51),
     "unshare": (272, 97), "setns": (308, 268), "mount_setattr": (442, 442), "open_tree": (428, 428),
     "move_mount": (429, 429), "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432),
@@ -93,13 +103,18 @@ _MODIFY_FILES = ("creat", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "re
                  "fchown", "lchown", "fchownat", "truncate", "ftruncate", "mknod", "mknodat", "utime", "utimes",
                  "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
                  "fremovexattr")
+# Scheduling state is inherited: an answer that lowered the template's priority, pinned it to one CPU
+# or gave it the idle I/O class (same uid, no signal needed) would slow every later answer.
+_SCHEDULING = ("setpriority", "sched_setparam", "sched_setscheduler", "sched_setaffinity", "sched_setattr",
+               "ioprio_set")
 
 
 @dataclass(frozen=True)
 class Arg:
     """`action` when argument `index` (its low 32 bits; `wide`: all 64) passes `test`, else fall through.
 
-    test: "any" (some bit of value set), "none" (no bit of value set), "eq", "ne", "nonzero".
+    test: "any" (some bit of value set), "none" (no bit of value set), "eq", "ne", "nonzero", "always"
+    (the action whatever the argument: the default at the end of an allow-list).
     """
 
     index: int
@@ -113,10 +128,13 @@ def template_rules() -> dict[str, int | tuple[Arg, ...]]:
     """The template process: may fork, may not do anything else a scorer never needs."""
     rules: dict[str, int | tuple[Arg, ...]] = dict.fromkeys(_NEVER, KILL)
     rules.update(dict.fromkeys(_MODIFY_FILES, DENY_WRITE))
+    rules.update(dict.fromkeys(_SCHEDULING, DENY_SET))
     rules.update(clone3=NOSYS, openat2=NOSYS)  # their flags sit behind a pointer: callers fall back
     rules.update(open=(Arg(1, "any", WRITE_FLAGS, DENY_WRITE),), openat=(Arg(2, "any", WRITE_FLAGS, DENY_WRITE),),
                  clone=(Arg(0, "any", NEW_NAMESPACES, KILL),), prlimit64=(Arg(0, "ne", 0, KILL),),
-                 ioctl=tuple(Arg(1, "eq", request, KILL) for request in TERMINAL_INJECTION))
+                 ioctl=(*(Arg(1, "eq", request, KILL) for request in TERMINAL_INJECTION),
+                        *(Arg(1, "eq", request, ALLOW) for request in ALLOWED_IOCTLS),
+                        Arg(1, "always", 0, NOT_A_TERMINAL)))
     return rules
 
 
@@ -144,6 +162,8 @@ def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
 def _arg_check(arg: Arg) -> list[bytes]:
     """Instructions that return arg.action when the test holds, else fall through (A is clobbered)."""
     low, ret = _ins(_LD, 16 + 8 * arg.index), _ins(_RET, arg.action)
+    if arg.test == "always":
+        return [ret]
     if arg.test == "nonzero":
         return [low, _ins(_JEQ, 0, 1, 0), ret, _ins(_LD, 20 + 8 * arg.index), _ins(_JEQ, 0, 1, 0), ret]
     jump = {"any": (_JSET, 0, 1), "none": (_JSET, 1, 0), "eq": (_JEQ, 0, 1), "ne": (_JEQ, 1, 0)}[arg.test]

@@ -18,7 +18,7 @@ import multiprocessing as mp
 import os
 import select
 import time
-from collections import deque
+from collections import Counter, deque
 
 from rollwise.verify.base import Score
 from rollwise.verify.sandbox.protocol import (BREAKER, BUDGET, CRASH, TIMEOUT, LineReader, ProtocolError, encode_job,
@@ -42,20 +42,27 @@ def context():
 
 
 class Breaker:
-    """Trips once a batch has `count` timeouts that make at least `rate` of its finished answers."""
+    """Per prompt: once one prompt's answers have `count` timeouts that make at least `rate` of its
+    finished answers, the rest of that prompt's answers are skipped (charged "breaker": unscored, so
+    masked out of training, never wrong). Other prompts are untouched: a few slow groups cannot trip
+    a decision over the whole batch. Keys are the items' prompt ids.
+    """
 
     def __init__(self, count: int | None, rate: float):
         self.count, self.rate = count, rate
-        self.timeouts = self.finished = 0
+        self.timeouts: Counter = Counter()
+        self.finished: Counter = Counter()
+        self.open: set = set()  # prompts whose remaining answers are skipped
 
-    def record(self, score: Score) -> None:
-        self.finished += 1
-        self.timeouts += score.error == TIMEOUT
+    def record(self, key, score: Score) -> None:
+        self.finished[key] += 1
+        self.timeouts[key] += score.error == TIMEOUT
+        if (self.count is not None and self.timeouts[key] >= self.count
+                and self.timeouts[key] >= self.rate * self.finished[key]):
+            self.open.add(key)
 
-    @property
-    def tripped(self) -> bool:
-        return (self.count is not None and self.timeouts >= self.count
-                and self.timeouts >= self.rate * self.finished)
+    def tripped(self, key) -> bool:
+        return key in self.open
 
 
 class _Worker:
@@ -118,19 +125,22 @@ class WorkerPool:
         self.startup_failures = 0
         self.protections: dict | None = None
         self._results: dict[int, Score] = {}
+        self._keys: dict[int, object] = {}  # answer index -> its prompt (the breaker's unit)
         self._breaker: Breaker | None = None
 
     def run(self, tasks: list, deadline: float = math.inf, breaker: Breaker | None = None) -> dict[int, Score]:
         """Score the tasks; answers still unscored at `deadline` or once `breaker` trips are charged."""
         self._results, self._breaker = {}, breaker
+        self._keys = {index: getattr(item, "id", index) for index, _, item in tasks}
         size = max(1, min(CHUNK, math.ceil(len(tasks) / (2 * self.size))))
         queue = deque(tasks[i:i + size] for i in range(0, len(tasks), size))
         try:
             while queue or any(w is not None and w.job for w in self.slots):
-                over = time.monotonic() >= deadline
-                if over or (breaker is not None and breaker.tripped):
-                    self._give_up(queue, BUDGET if over else BREAKER)
+                if time.monotonic() >= deadline:
+                    self._give_up(queue, BUDGET)
                     break
+                if breaker is not None and breaker.open:
+                    self._skip_open(queue)
                 self._assign(queue)
                 self._step(queue, deadline)
         except BaseException:  # interrupted mid-chunk: workers hold stale work, start afresh next time
@@ -201,7 +211,7 @@ class WorkerPool:
         try:
             for line in w.reader.feed(data):
                 self._accept(w, line)
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # the parsers raise nothing else, whatever a line holds
             log.warning("verifier worker broke the protocol (%s): answer charged 'crash', worker replaced", exc)
             self._fail(k, w, CRASH, queue)
 
@@ -226,7 +236,30 @@ class WorkerPool:
     def _record(self, index: int, score: Score) -> None:
         self._results[index] = score
         if self._breaker is not None:
-            self._breaker.record(score)
+            self._breaker.record(self._keys[index], score)
+
+    def _skip_open(self, queue: deque) -> None:
+        """Charge "breaker" to every unsent answer of a prompt the breaker opened; a worker busy with one
+        is killed (the answers it held for other prompts go back to the queue)."""
+        chunks = [self._without_open(chunk) for chunk in queue]
+        queue.clear()
+        queue.extend(chunk for chunk in chunks if chunk)
+        for k, w in enumerate(self.slots):
+            if w is not None and w.job and self._breaker.tripped(self._keys[w.job[0][0]]):
+                rest = self._without_open(w.job)
+                w.job.clear()
+                if rest:
+                    queue.appendleft(rest)
+                self._replace(k)
+
+    def _without_open(self, tasks) -> list:
+        kept = []
+        for task in tasks:
+            if self._breaker.tripped(self._keys[task[0]]):
+                self._results[task[0]] = failed(BREAKER)
+            else:
+                kept.append(task)
+        return kept
 
     def _fail(self, k: int, w: _Worker, error: str, queue: deque) -> None:
         """The worker hung, died or broke the protocol: charge its answer, re-send the rest."""

@@ -28,7 +28,7 @@ from functools import partial
 from rollwise.data.pool import PoolItem
 from rollwise.verify.sandbox import seccomp
 from rollwise.verify.base import Score
-from rollwise.verify.sandbox.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, ProtocolError, checked,
+from rollwise.verify.sandbox.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, checked,
                                      encode_ready, encode_result, failed, parse_result, read_job)
 from rollwise.verify.sandbox.policy import SandboxPolicy, run_confined
 
@@ -91,33 +91,47 @@ def _serve(job_fd: int, result_fd: int, verifier, timeout: float, protections: d
         if job is None:
             return 0
         for index, answer, item in job:
-            score = score_in_child(verifier, index, answer, item, timeout, cpu, filtered, (job_fd, result_fd))
+            try:
+                score = score_in_child(verifier, index, answer, item, timeout, cpu, filtered, (job_fd, result_fd),
+                                       watch=job_fd)
+            except TrainerGone:  # the answer is killed; the end of the PID namespace takes the rest
+                return 0
             if sweep:
                 _kill_others()
             _write_all(result_fd, encode_result(index, score))
         _reap(block=False)
 
 
+class TrainerGone(Exception):
+    """The trainer's end of the job pipe closed (it exited or was killed) while an answer ran."""
+
+
 def score_in_child(verifier, index: int, answer: str, item: PoolItem, timeout: float, cpu: int, filtered: bool,
-                   close_fds: tuple[int, ...] = ()) -> Score:
-    """Score one answer in a fresh fork of this process; whatever the child does, return a Score."""
+                   close_fds: tuple[int, ...] = (), watch: int | None = None) -> Score:
+    """Score one answer in a fresh fork of this process; whatever the child does, return a Score.
+
+    `watch`: a pipe whose hang-up (the trainer died) kills the child at once and raises TrainerGone,
+    so that the chain does not outlive the trainer by up to one answer's timeout.
+    """
     _reap(block=len(_UNREAPED) >= 8)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         _answer_process(verifier, index, answer, item, write_fd, (read_fd, *close_fds), cpu, filtered)
     os.close(write_fd)
-    line, why = _read_line(read_fd, time.monotonic() + timeout)
+    line, why = _read_line(read_fd, time.monotonic() + timeout, watch)
     os.close(read_fd)
     try:
         os.kill(pid, signal.SIGKILL)  # done or not: its state may be anything now
     except ProcessLookupError:
         pass
+    if why == "hangup":
+        raise TrainerGone()
     if line is not None:
         _UNREAPED.add(pid)  # reaped later: the next answer need not wait for this one's exit
         try:
             return parse_result(line, index)
-        except ProtocolError:
+        except Exception:  # noqa: BLE001 - only ProtocolError (the parser is total): never die of a line
             return failed(CRASH)
     _, status = os.waitpid(pid, 0)
     if why == "timeout":
@@ -151,15 +165,22 @@ def _reap(block: bool) -> None:
             _UNREAPED.discard(pid)
 
 
-def _read_line(fd: int, deadline: float) -> tuple[bytes | None, str]:
-    """The first line the child writes, or (None, "timeout" / "eof" / "long")."""
+def _read_line(fd: int, deadline: float, watch: int | None = None) -> tuple[bytes | None, str]:
+    """The first line the child writes, or (None, "timeout" / "eof" / "long" / "hangup")."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
+    if watch is not None:
+        poller.register(watch, 0)  # hang-up and errors only: the trainer sends nothing during a chunk
     buffer = b""
     while True:
         left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
+        events = poller.poll(left * 1000) if left > 0 else []
+        if not events:
             return None, "timeout"
+        if any(f == watch for f, _ in events):
+            return None, "hangup"
+        if not any(f == fd for f, _ in events):
+            continue
         data = os.read(fd, MAX_LINE + 1)
         if not data:
             return None, "eof"
