@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rollwise.data.pool import PoolItem, PromptPool
-from rollwise.predict.features import (PromptFeatures, build_features, default_group_keys, hashed_ngrams,
-                                       length_cells, load_run_features)
+from rollwise.predict.features import PromptFeatures, build_features, default_group_keys, hashed_ngrams, length_cells
+from rollwise.predict.run_features import load_run_features
 
 
 def gym_like_pool():

@@ -24,7 +24,8 @@ from rollwise.verify.sandbox import seccomp, supervisor
 from rollwise.verify.base import WRONG, Score
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.verify.sandbox.protocol import encode_ready, encode_result, read_job
-from rollwise.verify.sandbox.policy import KEEP_ENVIRONMENT, SandboxPolicy, protections
+from rollwise.verify.guard import protections
+from rollwise.verify.sandbox.settings import KEEP_ENVIRONMENT, SandboxPolicy
 from rollwise.verify.verifiers import build_verifier
 
 TIMEOUT = 2.0

@@ -7,7 +7,8 @@ from rollwise.config import RunConfig
 from rollwise.data.pool import PoolItem
 from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
 from rollwise.verify.verifiers import build_verifier
-from rollwise.policy.tiny import EOS, VOCAB, build_tiny_model, make_codec
+from rollwise.policy.tiny import EOS, VOCAB, build_tiny_model
+from rollwise.policy.tiny_codecs import make_codec
 from rollwise.policy.warmup import WarmupMissedTarget, copy_items, supervised_batch, warm_up
 
 torch.set_num_threads(1)  # one thread is fastest for these tiny models (CALIBRATION.md)

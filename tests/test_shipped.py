@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from rollwise.policy import models, shipped, warmup
+from rollwise.policy import models, ship, shipped, warmup
 from rollwise.config import RunConfig
 
 # The weights every built-in run starts from. Changing them changes every figure measured from the
-# default and scratchpad presets: rebuild on purpose (python -m rollwise.policy.shipped rebuild), then update here.
+# default and scratchpad presets: rebuild on purpose (python -m rollwise.policy.ship rebuild), then update here.
 EXPECTED_SHA256 = {
     "sums": "0328098649455325d0237aafd37bdc8293299c8a12f299d1847f7cb641d461c1",
     "scratchpad": "667342c579c992f791474027b2673997dd17cf311e99f11730d7a139eea6617f",
@@ -98,11 +98,11 @@ def test_rebuild_from_a_cache_writes_the_files_and_manifest(tmp_path, no_warmup)
     cfg = RunConfig()
     cache = tmp_path / "cache"
     shutil.copytree(shipped.SHIPPED_DIR / "sums", cache / f"tiny-{models.tiny_cache_key(cfg)}")
-    data = shipped.rebuild(["sums"], root=tmp_path / "out", from_cache=cache, log=lambda m: None)
+    data = ship.rebuild(["sums"], root=tmp_path / "out", from_cache=cache, log=lambda m: None)
     entry = data["policies"]["sums"]
     assert entry["sha256"] == EXPECTED_SHA256["sums"] and entry["cache_key"] == models.tiny_cache_key(cfg)
     assert json.loads((tmp_path / "out" / shipped.MANIFEST).read_text()) == data
-    assert shipped.main(["check"]) == 0
+    assert ship.main(["check"]) == 0
 
 
 def test_a_checkpoint_names_the_tiny_model_by_its_settings_not_its_path():

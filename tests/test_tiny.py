@@ -3,7 +3,8 @@
 import pytest
 
 from rollwise.data.pool import PoolItem
-from rollwise.policy.tiny import VOCAB, TinyCodec, TinyLayout, make_codec
+from rollwise.policy.tiny import VOCAB, TinyCodec, TinyLayout
+from rollwise.policy.tiny_codecs import make_codec
 
 
 def item(expression, answer="0"):

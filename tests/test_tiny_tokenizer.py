@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rollwise.policy import shipped, tiny
+from rollwise.policy import shipped, tiny, tiny_codecs
 from rollwise.config import RunConfig
 from rollwise.data.pool import PoolItem, reasoning_gym_pools
 from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
@@ -30,7 +30,7 @@ def pools(preset):
 @pytest.mark.parametrize("preset", ["sums", "scratchpad"])
 def test_every_pool_prompt_gets_the_codecs_ids(preset):
     cfg, items = pools(preset)
-    codec = tiny.make_codec(cfg.tiny_codec, cfg.task_options)
+    codec = tiny_codecs.make_codec(cfg.tiny_codec, cfg.task_options)
     tok = build_tokenizer(codec)
     ids = tok([it.prompt for it in items])["input_ids"]  # the pool's own text: "Calculate 47 + 45."
     assert ids == [codec.prompt_ids(it) for it in items]

@@ -16,13 +16,12 @@ from rollwise.allocate import FixedAllocator
 from rollwise.rollout.evaluate import evaluate
 from rollwise.select.filters import DynamicSampling, NoFilter
 from rollwise.data.pool import PoolItem
-from rollwise.rollout.collect import Group, collect
-from rollwise.rollout.scored import ScoredBatch
+from rollwise.rollout.collect import Group
 from rollwise.select.mopps import MoPPSSelector
 from rollwise.verify.base import Score
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.track import Timer
-from tests.test_collect import FakeCodec, PatternEngine, context
+from tests.test_collect import FakeCodec, PatternEngine, collect, context
 from tests.test_sandbox import ExecVerifier
 
 SPIN = "while True:\n    pass"
@@ -91,11 +90,11 @@ def test_the_update_sees_scored_samples_only(monkeypatch):
     monkeypatch.setattr(train, "update_policy", lambda *a, **k: {"loss": 0.0})
     run = SimpleNamespace(cfg=SimpleNamespace(algo="grpo", adv_eps=0.0, nonfinite="skip"),
                           ctx=SimpleNamespace(codec=FakeCodec()), policy=SimpleNamespace(model=None), optimizer=None,
-                          scheduler=None, settings=None, ref_model=None, critic=None)
+                          scheduler=None, settings=None, reference=None, critic=None)
     right = np.array([1.0, 0.0, 0.0, 0.0])
     group = Group(0, ["right", "wrong", "unscored-1", "unscored-2"], right, right.copy(),
                   scored=np.array([True, True, False, False]))
-    train._update(run, ScoredBatch.from_groups([group]))
+    train._update(run, [group])
     assert captured["samples"] == ["right", "wrong"]
     # mean 0.5 and std 0.707 over the two scored samples; as wrong answers they would make it 0.25 and 0.5
     assert captured["adv"].tolist() == pytest.approx([0.7071, -0.7071], abs=1e-4)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from rollwise.policy import tiny
+from rollwise.policy import tiny_codecs
 from rollwise.store import safefiles
 
 ADAPTER_DIR = "adapter"
@@ -107,7 +107,7 @@ def _save_codec(policy, directory: Path) -> None:
         tokenizer.save_pretrained(directory)
     elif hasattr(codec, "layout") and hasattr(codec, "name"):  # the tiny model's codecs
         # The name only: an absolute path would point outside the directory (and to another machine's disk).
-        tiny.save_codec_info(directory, codec, {"exported_from": Path(policy.source).name})
+        tiny_codecs.save_codec_info(directory, codec, {"exported_from": Path(policy.source).name})
         _save_tiny_tokenizer(codec, directory)
     else:
         raise TypeError(f"cannot export codec {type(codec).__name__}: expected a codec with a Hugging Face "

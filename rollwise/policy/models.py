@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from rollwise.policy import tiny, warmup
+from rollwise.policy import tiny, tiny_codecs, warmup
 from rollwise.policy.codecs import ChatCodec
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -81,9 +81,9 @@ def load_model_dir_or_file(path: Path, dtype: str = "float32"):
     torch_dtype = getattr(torch, dtype)
     if export.is_adapter_export(path):  # base/ + adapter/: the trained policy is base with the adapter merged
         return export.load_adapter_export(path, dtype, load_model_dir_or_file)
-    if path.is_dir() and tiny.is_tiny_dir(path):
+    if path.is_dir() and tiny_codecs.is_tiny_dir(path):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        return model, tiny.load_codec(path)
+        return model, tiny_codecs.load_codec(path)
     if path.suffix == ".gguf":
         if importlib.util.find_spec("gguf") is None:
             raise ImportError("loading a .gguf file needs `pip install gguf accelerate`")
@@ -195,7 +195,7 @@ def _build_tiny(cfg, directory: Path, log) -> None:
     warm, val = reasoning_gym_pools(cfg.task, options, cfg.warmup_items, 300, cfg.data_seed + 1)
     warm_items = [it for it in warm if it.prompt not in excluded]
     val_items = [it for it in val if it.prompt not in excluded]
-    codec = tiny.make_codec(cfg.tiny_codec, cfg.task_options)
+    codec = tiny_codecs.make_codec(cfg.tiny_codec, cfg.task_options)
     model = tiny.build_tiny_model(cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads, cfg.data_seed, codec.max_positions)
     log(f"building the tiny model ({tiny.count_parameters(model):,} parameters): at most {cfg.warmup_steps} supervised "
         f"warm-up steps on {len(warm_items):,} {cfg.task} items, at most about "
@@ -208,6 +208,6 @@ def _build_tiny(cfg, directory: Path, log) -> None:
     directory.mkdir(parents=True)
     model.save_pretrained(directory)
     settings = {k: getattr(cfg, k) for k in TINY_KEYS}
-    tiny.save_codec_info(directory, codec, {"warmup": report.__dict__, "settings": settings})
+    tiny_codecs.save_codec_info(directory, codec, {"warmup": report.__dict__, "settings": settings})
     log(f"tiny model ready: validation greedy accuracy {report.best_greedy_acc:.3f} at warm-up step "
         f"{report.best_step} ({report.seconds:.0f} s); cached in {directory.parent}")

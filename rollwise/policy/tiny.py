@@ -23,11 +23,9 @@ Deliberate choices (measured on two cores; see CALIBRATION.md and the README):
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
@@ -37,7 +35,6 @@ VOCAB = ["<pad>", "<eos>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+"
 PAD, EOS = 0, 1
 CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB) if len(c) == 1}
 CODEC_FILE = "rollwise.json"
-CODECS = ("answer", "scratchpad")
 
 
 def widest_number(options: dict) -> int:
@@ -138,17 +135,6 @@ class TinyCodec:
         return self.layout.prompt_width + 1 + self.max_new_tokens
 
 
-def make_codec(name: str, options: dict):
-    """The tiny model's codec `name` (answer, scratchpad) laid out for the task options."""
-    if name == "answer":
-        return TinyCodec(TinyLayout.for_task(options))
-    if name == "scratchpad":
-        from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
-
-        return ScratchpadCodec(ScratchpadLayout.for_task(options))
-    raise ValueError(f"tiny_codec={name!r}: expected one of {', '.join(CODECS)}")
-
-
 def tiny_model_config(layers: int, hidden: int, heads: int, max_positions: int = 64):
     from transformers import LlamaConfig
 
@@ -168,25 +154,6 @@ def build_tiny_model(layers: int, hidden: int, heads: int, seed: int = 0, max_po
     model.generation_config.pad_token_id = PAD
     model.generation_config.eos_token_id = EOS
     return model
-
-
-def save_codec_info(directory: Path, codec, info: dict) -> None:
-    (directory / CODEC_FILE).write_text(json.dumps(
-        {"codec": "tiny", "layout_kind": codec.name, "layout": asdict(codec.layout), **info}, indent=1))
-
-
-def load_codec(directory: Path):
-    info = json.loads((Path(directory) / CODEC_FILE).read_text())
-    if info.get("layout_kind", "answer") == "scratchpad":
-        from rollwise.policy.scratchpad import ScratchpadCodec, ScratchpadLayout
-
-        return ScratchpadCodec(ScratchpadLayout(**info["layout"]))
-    return TinyCodec(TinyLayout(**info["layout"]))
-
-
-def is_tiny_dir(directory: Path) -> bool:
-    path = Path(directory) / CODEC_FILE
-    return path.is_file() and json.loads(path.read_text()).get("codec") == "tiny"
 
 
 def count_parameters(model) -> int:

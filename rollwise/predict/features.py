@@ -8,7 +8,7 @@ columns (`group_keys`), else the whole task is one group.
 
 Features are arrays in pool order, built in one pass over the items plus vectorised numpy (measured
 by bench.costs.selector_cost for a million prompts), and saved as `features.npz` beside an outcome log so that a log replays
-without its pool (the TRL / verl plug-ins write both). `load_run_features(run_dir)` reads that file,
+without its pool (the TRL / verl plug-ins write both). `rollwise.predict.run_features` reads that file,
 or rebuilds the pool from the run's `config.yaml` and checks it against the run's recorded pool hash.
 """
 
@@ -201,52 +201,3 @@ def hashed_ngrams(prompts: list[str], n: int = 3, buckets: int = 1 << 18,
     for j in range(n):
         value = (value * 1_000_003 + data[offsets + j]) % 2_147_483_647
     return indptr.astype(np.int64), (value % buckets).astype(np.int32)
-
-
-def features_from_config(config_path: str | Path, group_keys: tuple[str, ...] | None = None,
-                         ngram_buckets: int = 0):
-    """Rebuild a run's training pool from its config.yaml and return (features, pool)."""
-    import dataclasses
-
-    from rollwise.config import RunConfig, load_yaml
-    from rollwise.data.pool import build_pools
-
-    values = load_yaml(config_path)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    dropped = sorted(set(values) - known)
-    if dropped:  # a config written by another rollwise version: only the data keys matter here
-        log.warning("%s: ignoring keys this rollwise does not know: %s", config_path, ", ".join(dropped))
-    cfg = RunConfig.from_dict({k: v for k, v in values.items() if k in known})
-    pool, _ = build_pools(cfg)
-    return build_features(pool, group_keys, ngram_buckets=ngram_buckets), pool
-
-
-def load_run_features(run_dir: str | Path, group_keys: tuple[str, ...] | None = None,
-                      ngram_buckets: int = 0) -> PromptFeatures:
-    """A run directory's features: its features.npz, else rebuilt from config.yaml (checked by pool hash).
-
-    group_keys or ngram_buckets other than the saved file's force a rebuild from config.yaml.
-    """
-    run_dir = Path(run_dir)
-    saved = run_dir / FEATURES_FILE
-    if saved.is_file():
-        features = PromptFeatures.load(saved)
-        if (group_keys is None or tuple(group_keys) == features.keys) and ngram_buckets in (0, features.ngram_buckets):
-            return features
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"{run_dir}: neither {FEATURES_FILE} nor config.yaml to rebuild the pool's features")
-    features, _ = features_from_config(config, group_keys, ngram_buckets)
-    expected = _recorded_pool_hash(run_dir)
-    if expected and expected != features.pool_hash:
-        raise ValueError(f"{run_dir}: the pool rebuilt from config.yaml differs from the one the run trained on "
-                         f"(pool hash {features.pool_hash[:12]} vs {expected[:12]} in run.json); was it made by "
-                         "another reasoning-gym version? Save features.npz with the run instead")
-    return features
-
-
-def _recorded_pool_hash(run_dir: Path) -> str:
-    try:
-        return json.loads((run_dir / "run.json").read_text())["identity"]["training pool"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""

@@ -33,7 +33,8 @@ import numpy as np
 
 from rollwise.predict import metrics
 from rollwise.predict.base import EVIDENCE_KINDS, zero_variance_chance
-from rollwise.predict.features import PromptFeatures, load_run_features
+from rollwise.predict.features import PromptFeatures
+from rollwise.predict.run_features import load_run_features
 from rollwise.predict.outcomes import OutcomeLogError, Outcomes, read_header, read_outcomes
 
 PHASES = ("first", "middle", "last")

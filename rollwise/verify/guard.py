@@ -35,16 +35,18 @@ using worker verifiers need the usual multiprocessing `if __name__ == "__main__"
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import pickle
 import time
+from dataclasses import dataclass
 
 from rollwise.data.pool import PoolItem
 from rollwise.verify.base import WRONG, Score
-from rollwise.verify.sandbox.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT, checked,
-                                     failed)
-from rollwise.verify.sandbox.policy import SandboxPolicy
+from rollwise.verify.sandbox.protocol import (BLOCKED, BREAKER, BUDGET, CRASH, ERROR, MEMORY, REJECTED, TIMEOUT,
+                                              checked, failed)
+from rollwise.verify.sandbox.settings import SandboxPolicy
 from rollwise.verify.sandbox.supervisor import Breaker, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -183,3 +185,29 @@ class GuardedVerifier:
             self.close()
         except Exception:  # interpreter shutdown: multiprocessing may already be torn down
             pass
+
+
+@dataclass(frozen=True)
+class ProbeVerifier:
+    """A verifier that scores nothing: used to start a sandbox only to read its protections."""
+
+    name: str = "probe"
+    in_process_safe = False
+
+    def score(self, answer, item):
+        return WRONG
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> tuple:
+    with GuardedVerifier(ProbeVerifier(), workers=1) as guard:
+        return tuple(guard.protections.items())
+
+
+def protections() -> dict:
+    """What the verifier sandbox achieves on this machine: name -> bool / int / str.
+
+    Starts one throwaway worker (about a second) and returns the report it measured from inside;
+    cached for the process. `degraded` lists what the kernel refused ("" when nothing).
+    """
+    return dict(_probe())

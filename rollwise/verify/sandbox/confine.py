@@ -16,7 +16,7 @@ import stat
 import sys
 
 from rollwise.verify.sandbox import linux, mounts, seccomp
-from rollwise.verify.sandbox.policy import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
+from rollwise.verify.sandbox.settings import KEEP_ENVIRONMENT, PROCESS_LIMIT, SandboxPolicy, set_hard_limit
 
 
 def confine(active: set, notes: list, memory_mb: int, policy: SandboxPolicy, ids: tuple, origin: tuple) -> dict:

@@ -28,77 +28,22 @@ The template, before it sees any answer:
 Each answer then runs in its own fork of the template, which adds a stricter filter (no process
 creation, signals to itself only, no raising of limits) and a CPU-time limit; see
 `rollwise.verify.sandbox.worker`. Where the kernel lacks a feature the sandbox goes on without it and says
-so: `protections()` returns what is active here, measured inside a real sandbox.
+so: `rollwise.verify.guard.protections()` returns what is active here, measured inside a real sandbox.
 
-    >>> from rollwise.verify.sandbox.policy import SandboxPolicy
+    >>> from rollwise.verify.sandbox.settings import SandboxPolicy
     >>> SandboxPolicy().namespaces
     ('user', 'mount', 'pid', 'network', 'ipc', 'uts', 'cgroup')
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import resource
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
 
 from rollwise.verify.sandbox import linux, mounts
-from rollwise.verify.base import WRONG
-
-NOBODY = 65534
-PROCESS_LIMIT = 64  # per sandbox user namespace: template, its creator and one answer at a time
-KEEP_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
-
-
-@dataclass(frozen=True)
-class SandboxPolicy:
-    """Which protections to attempt (all, by default). Tests switch parts off to exercise fallbacks.
-
-    readonly: "auto" (one recursive mount_setattr, else each mount remounted), "remount" (always
-    each mount), "off". uid: the unprivileged uid used when the trainer runs as root.
-    """
-
-    namespaces: tuple[str, ...] = ("user", "mount", "pid", "network", "ipc", "uts", "cgroup")
-    readonly: str = "auto"
-    seccomp: bool = True
-    uid: int = NOBODY
-
-    def __post_init__(self):
-        unknown = set(self.namespaces) - set(linux.NAMESPACE_FLAGS)
-        if unknown or self.readonly not in ("auto", "remount", "off"):
-            raise ValueError(f"sandbox policy: unknown namespaces {sorted(unknown)} or readonly {self.readonly!r}; "
-                             f"namespaces are {sorted(linux.NAMESPACE_FLAGS)}, readonly auto/remount/off")
-
-
-@dataclass(frozen=True)
-class ProbeVerifier:
-    """A verifier that scores nothing: used to start a sandbox only to read its protections."""
-
-    name: str = "probe"
-    in_process_safe = False
-
-    def score(self, answer, item):
-        return WRONG
-
-
-@functools.lru_cache(maxsize=None)
-def _probe() -> tuple:
-    from rollwise.verify.guard import GuardedVerifier  # the guard imports this module
-
-    with GuardedVerifier(ProbeVerifier(), workers=1) as guard:
-        return tuple(guard.protections.items())
-
-
-def protections() -> dict:
-    """What the verifier sandbox achieves on this machine: name -> bool / int / str.
-
-    Starts one throwaway worker (about a second) and returns the report it measured from inside;
-    cached for the process. `degraded` lists what the kernel refused ("" when nothing).
-    """
-    return dict(_probe())
+from rollwise.verify.sandbox.settings import SandboxPolicy
 
 
 # ---------------------------------------------------------------------------- the process chain
@@ -337,10 +282,3 @@ def _run_and_exit(fn, *args):
             os._exit(code if isinstance(code, int) else 1)
 
 
-def set_hard_limit(which: int, value: int) -> int:
-    """Set soft and hard limit to value (never above the current hard limit); return the value set."""
-    hard = resource.getrlimit(which)[1]
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
-    return value

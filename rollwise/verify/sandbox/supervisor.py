@@ -23,7 +23,7 @@ from collections import Counter, deque
 from rollwise.verify.base import Score
 from rollwise.verify.sandbox.protocol import (BREAKER, BUDGET, CRASH, TIMEOUT, LineReader, ProtocolError, encode_job,
                                      failed, parse_ready, parse_result)
-from rollwise.verify.sandbox.policy import SandboxPolicy
+from rollwise.verify.sandbox.settings import SandboxPolicy
 from rollwise.verify.sandbox.worker import worker_main
 
 log = logging.getLogger("rollwise.verify.guard")

@@ -30,7 +30,8 @@ from rollwise.verify.sandbox import seccomp
 from rollwise.verify.base import Score
 from rollwise.verify.sandbox.protocol import (BLOCKED, CRASH, ERROR, MAX_LINE, MEMORY, TIMEOUT, checked,
                                      encode_ready, encode_result, failed, parse_result, read_job)
-from rollwise.verify.sandbox.policy import SandboxPolicy, run_confined
+from rollwise.verify.sandbox.policy import run_confined
+from rollwise.verify.sandbox.settings import SandboxPolicy
 
 
 class _CallState:
