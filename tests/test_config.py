@@ -20,6 +20,11 @@ def test_saved_config_round_trips(tmp_path):
     cfg = RunConfig(lr=1e-4, betas=[0.9, 0.95])
     cfg.save(tmp_path / "c.yaml")
     assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
+    # a config.yaml an earlier rollwise wrote, with the predictor's settings still under `select`, reads back
+    earlier = {"select": {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}}
+    assert flatten_sections(earlier) == {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}
+    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'select'"):
+        flatten_sections({"select": {"lr": 0.1}})
 
 
 def test_command_line_flags_build_the_same_object():
@@ -61,7 +66,7 @@ def test_tiny_model_refuses_tasks_it_cannot_read(tmp_path):
 def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
     from rollwise.config import SECTIONS, flatten_sections, load_yaml
 
-    assert list(SECTIONS)[:6] == ["run", "data", "policy", "select", "allocate", "sampling"]
+    assert list(SECTIONS)[:7] == ["run", "data", "policy", "predict", "select", "allocate", "sampling"]
     assert not set(SECTIONS) & {f.name for f in dataclasses.fields(RunConfig)}, "a section named like a field"
     sections = RunConfig.sections()
     assert "lr" in sections["algorithm"] and "selector" in sections["select"] and "task" in sections["data"]
@@ -71,6 +76,11 @@ def test_config_sections_follow_the_data_flow_and_yaml_may_nest_them(tmp_path):
     saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert saved["algorithm"]["lr"] == 1e-4 and saved["schedule"]["steps"] == 7 and "lr" not in saved
     assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
+    # a config.yaml an earlier rollwise wrote, with the predictor's settings still under `select`, reads back
+    earlier = {"select": {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}}
+    assert flatten_sections(earlier) == {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}
+    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'select'"):
+        flatten_sections({"select": {"lr": 0.1}})
     (tmp_path / "mixed.yaml").write_text("algorithm:\n  lr: 0.002\nsteps: 3\n")
     assert load_yaml(tmp_path / "mixed.yaml") == {"lr": 0.002, "steps": 3}
     with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'sampling'"):
