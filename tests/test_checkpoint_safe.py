@@ -1,4 +1,4 @@
-"""Checkpoints that cannot carry code (issue 23): `--resume` used to unpickle before any check.
+"""Checkpoints that cannot carry code: `--resume` used to unpickle before any check.
 
 A pickle payload in a run directory's checkpoints must never run: old-format checkpoints are refused
 with a message saying how to convert them, and the converter itself loads them with torch's

@@ -1,4 +1,4 @@
-"""Configs, priors and pools bounded at the boundary (issue 23).
+"""Configs, priors and pools bounded at the boundary.
 
 - a 1 KB YAML config with aliases ("billion laughs") exhausted memory when an error message
   formatted its task_options: aliases and anchors are refused, in well under a second;

@@ -1,4 +1,4 @@
-"""Symlinks in a run directory never make rollwise write outside it (issue 23).
+"""Symlinks in a run directory never make rollwise write outside it.
 
 Each test plants links in a run directory it made, pointing at files in its own tmp dir ("outside"),
 and checks the refusal names the entry and that nothing outside was created, changed or emptied.

@@ -1,4 +1,4 @@
-"""The sandbox chain dies with the trainer, not one answer timeout later (issue 23).
+"""The sandbox chain dies with the trainer, not one answer timeout later.
 
 A trainer process (started here) scores an answer that sleeps far longer than the test waits; the
 test kills the trainer with SIGKILL and checks that every process of its verifier chain (worker,

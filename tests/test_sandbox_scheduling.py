@@ -1,6 +1,6 @@
 """Per-answer isolation of scheduling state: no answer can slow the answers after it.
 
-The attack (issue 23): an answer lowers its template's priority, changes its scheduling policy,
+The attack: an answer lowers its template's priority, changes its scheduling policy,
 pins it to one CPU or gives it the idle I/O class (same uid, no signal needed); every later answer,
 a fork of that template, inherits it. The calls that change these are refused.
 """

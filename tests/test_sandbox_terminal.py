@@ -1,6 +1,6 @@
 """No terminal, no host devices: an answer cannot reach or change the user's terminal.
 
-The attack (issue 23): through a scorer that evaluates its answer, open `/dev/pts/N` read-only
+The attack: through a scorer that evaluates its answer, open `/dev/pts/N` read-only
 (the filter refused only write flags) and use terminal ioctls other than TIOCSTI: a null line
 discipline kills the user's shell, echo and canonical mode turned off persist, and a plain read
 steals what the user types. Each test opens its own pty with `os.openpty()` and touches nothing else.

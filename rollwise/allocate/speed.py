@@ -1,4 +1,4 @@
-"""SPEED-style screening as an allocator (SPEED-RL, arXiv 2506.09016; METHODS.md sections 6-7).
+"""SPEED-style screening as an allocator (SPEED-RL, arXiv 2506.09016; docs/methods.md sections 6-7).
 
 Every selected prompt is first screened with `screen` samples (the recipe's pre-sample pass, part of
 the prompt's group and of the step's budget, exactly as GVM's pre-samples are). The rest of the

@@ -3,9 +3,9 @@
 The command line (`rollwise train --lr 1e-4`), YAML files (`--config run.yaml`) and the Python API
 (`RunConfig(lr=1e-4)`) all build this same object; each run saves it resolved as `config.yaml`.
 
-Defaults are the built-in CPU default (CALIBRATION.md: a 642k-parameter Llama on 1-2 digit
+Defaults are the built-in CPU default (docs/results.md: a 642k-parameter Llama on 1-2 digit
 addition, which learns measurably in a few minutes on two cores) and, where one exists, the
-published setting of METHODS.md (clip 0.2 / 0.28, MoPPS decay and Top-B target 0.5).
+published setting of docs/methods.md (clip 0.2 / 0.28, MoPPS decay and Top-B target 0.5).
 
 Example:
     >>> cfg = RunConfig.from_sources(yaml_path=None, overrides={"steps": 10, "selector": "mopps"})
@@ -34,7 +34,7 @@ PREDICTOR_NAMES = tuple(PREDICTORS)
 PREDICTOR_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in PREDICTORS.items())
 
 
-# Sections follow the data flow of a step (DESIGN.md): `_section(name, doc)` in the class body puts the
+# Sections follow the data flow of a step : `_section(name, doc)` in the class body puts the
 # fields after it in that section. `--help` groups flags by section, config.yaml is written nested by
 # section, and YAML files may be nested or flat; attribute access stays flat (`cfg.lr`).
 SECTIONS: dict[str, str] = {}
@@ -80,7 +80,7 @@ class RunConfig:
     _section("run", "where the run lives and how it runs")
     out_dir: str = _f("runs/default", "Run directory: config.yaml, metrics.jsonl, checkpoints, summary.json.")
     seed: int = _f(0, "Seed of the run: prompt selection, sampling and the update order.")
-    threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (CALIBRATION.md).")
+    threads: int = _f(1, "torch CPU threads. One is fastest for tiny models on 2 cores (docs/results.md).")
     device: str = _f("cpu", "torch device for the policy: cpu or cuda.")
     progress: bool = _f(True, "Show a progress bar on stderr.")
     report_to: str = _f("tensorboard", "Where metrics go besides metrics.jsonl, a comma-separated list: tensorboard "
@@ -170,7 +170,7 @@ class RunConfig:
     filter: str = _f("none", "Which rolled-out groups a step trains on: " + FILTERS.describe() + ".", choices=FILTERS)
     ds_max_gen_batches: int = _f(4, "Dynamic sampling: most generation batches per step.")
 
-    _section("allocate", "how many samples each selected prompt gets (METHODS.md section 3: GVM)")
+    _section("allocate", "how many samples each selected prompt gets (docs/methods.md section 3: GVM)")
     allocator: str = _f("fixed", "How many samples each prompt gets: " + ALLOCATORS.describe() + ".",
                         choices=ALLOCATORS)
     gvm_p_source: str = _f("presample", "GVM acceptance rates p_i: presample (published: gvm_presamples completions "
@@ -210,7 +210,7 @@ class RunConfig:
                                 "rollouts), on, off.", choices=("auto", "on", "off"))
     rpo_length_alpha: float = _f(0.01, "RPO: alpha of the length-aware reward (per token).")
     rpo_length_reference: str = _f("all", "RPO: l_ref of the length-aware reward: the group's mean length over all "
-                                   "samples (METHODS.md) or over the correct ones (public code).",
+                                   "samples (docs/methods.md) or over the correct ones (public code).",
                                    choices=("all", "correct"))
     rpo_refresh: str = _f("whole", "RPO: what replaces a cached path after a step: whole (a whole path sampled "
                           "from the prompt alone whenever the group holds one: rpo_whole_samples per group, every "

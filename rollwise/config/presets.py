@@ -42,7 +42,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# A real pretrained model (rollwise issue 13): SmolLM2-135M-Instruct with LoRA and vLLM rollouts (`auto`:
+# A real pretrained model: SmolLM2-135M-Instruct with LoRA and vLLM rollouts (`auto`:
 # transformers generate where vLLM is not installed) on 2-term sums of 1-2 digit numbers, the chat prompt
 # with <answer> tags. Measured with the vLLM engine (docs/vllm.md): held-out accuracy 0.144 +- 0.036 at
 # temperature 0.7 (0.056 at 1.0, greedy 0.10), inside the 5-60% band where groups carry signal; 8
@@ -57,7 +57,7 @@ PRESETS["smollm2-sums"] = Preset(
      "eval_every": 10, "eval_size": 40, "eval_samples": 2, "threads": 2, "checkpoint_every": 10},
 )
 
-# DAPO (METHODS.md section 5) on the scratchpad testbed, all four pieces switched on explicitly:
+# DAPO (docs/methods.md section 5) on the scratchpad testbed, all four pieces switched on explicitly:
 # clip-higher (clip_high 0.28 > clip_low 0.2), the token-level loss (rollwise's only loss: every token
 # of the batch weighs the same, `learn.update_policy`), dynamic sampling (filter=dynamic) and the soft
 # overlong punishment. The punishment's buffer sits beyond the longest correct scratchpad answer (24
@@ -72,7 +72,7 @@ PRESETS["dapo"] = Preset(
 )
 
 
-# The methods and their composition (rollwise issue 14), as presets that set only the method's keys, so
+# The methods and their composition, as presets that set only the method's keys, so
 # that they combine with a testbed or with the user's own data: `--preset scratchpad+mopps-gvm-rpo`.
 MOPPS = {"selector": "mopps"}
 GVM = {"allocator": "gvm", "gvm_p_source": "presample", "gvm_presamples": 4}

@@ -32,7 +32,7 @@ class _Sized:
 
 
 def build_named_selector(name: str, pool_size: int):
-    """A rollwise selector by its command-line name, with rollwise's defaults (METHODS.md published settings)."""
+    """A rollwise selector by its command-line name, with rollwise's defaults (docs/methods.md published settings)."""
     from rollwise.config import RunConfig
     from rollwise.select import SELECTORS
 

@@ -34,7 +34,7 @@ class ChatCodec:
 
     The answer is the content of the last <answer> tag; models that ignore the format are scored on
     the last number of their reply when `fallback_last_number` is set (small chat models often
-    answer correctly without tags, CALIBRATION.md).
+    answer correctly without tags, docs/results.md).
     """
 
     def __init__(self, tokenizer, fallback_last_number: bool = True, instruction: str = ANSWER_INSTRUCTION):

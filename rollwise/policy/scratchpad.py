@@ -8,7 +8,7 @@ last field (`answer`), so a wrong intermediate with a right final answer scores 
 intermediates followed by a wrong final answer score 0. An error in an intermediate step carries into
 the answer because every sum is computed from the previous one.
 
-Why this layout (CALIBRATION.md, "a throwaway prototype of a scratchpad testbed"): every term and every
+Why this layout (docs/results.md, "a throwaway prototype of a scratchpad testbed"): every term and every
 sum has the same width W (zero-padded, least-significant digit first), and the prompt has one slot of
 W + 1 symbols per possible term, unused slots filled with <pad>. Term i and sum s_i are then always
 exactly `prompt length` positions apart and s_(i-1) is W + 1 positions before s_i, so every step is

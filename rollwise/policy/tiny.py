@@ -10,7 +10,7 @@ Two codecs share one 17-symbol character vocabulary:
 - `ScratchpadCodec` (`tiny_codec: scratchpad`, rollwise.policy.scratchpad): the running partial sums, then
   the answer, so that the model writes intermediate steps the verifier never reads.
 
-Deliberate choices (measured on two cores; see CALIBRATION.md and the README):
+Deliberate choices (measured on two cores; see docs/results.md and the README):
 - every number of the prompt is zero-padded to a fixed width and written least-significant digit
   first, and so is the answer (zero-padded to a fixed width). Digit column j of every term then sits
   at a fixed distance from answer digit j, which a 3-layer model learns in about a thousand steps;

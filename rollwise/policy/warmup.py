@@ -1,6 +1,6 @@
 """The tiny model's supervised warm-up: teach the easy part of the task, stop at a target, or stop the run.
 
-Why warm-ups jump late (CALIBRATION.md): on the loss plateau the model knows little beyond the
+Why warm-ups jump late (docs/results.md): on the loss plateau the model knows little beyond the
 leading digit; the units digit of a k-term sum depends on all k units digits jointly, so gradient
 descent has no first-order signal and leaves the plateau by chance, later (or never) with more
 terms. Mixing in one-term "copy" items (`copy_fraction`: the answer is the prompt's only number)

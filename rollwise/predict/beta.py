@@ -1,4 +1,4 @@
-"""The per-prompt Beta predictor: MoPPS's posterior, exactly (METHODS.md section 2).
+"""The per-prompt Beta predictor: MoPPS's posterior, exactly (docs/methods.md section 2).
 
 After prompt i gets s successes in k whole-path rollouts, with decay lambda in (0, 1]:
 

@@ -1,10 +1,10 @@
 """The RPO experience cache: one full completion (token ids) per prompt, for partial rollouts.
 
-A path is the completion ids of one sample, prefix included (METHODS.md section 4), with the EOS token
+A path is the completion ids of one sample, prefix included (docs/methods.md section 4), with the EOS token
 at its end when the sample finished. Partial rollouts cut the last m tokens of a prompt's path and
 sample the group's suffixes from prompt + the rest; the refresh after the step stores a new path.
 
-Storage is flat numpy, like the selectors' state (DESIGN.md): one int32 token buffer that paths are
+Storage is flat numpy, like the selectors' state : one int32 token buffer that paths are
 appended to, and per-prompt arrays (offset, length, the step a path was stored at, the last time it
 was used) indexed by pool position. Replacing or evicting a path leaves its old tokens as garbage in
 the buffer; a full buffer is compacted when over a quarter of it is garbage (else grown by half), so

@@ -1,4 +1,4 @@
-"""RPO partial rollouts (METHODS.md section 4): cut a cached path, sample suffixes, shape, refresh.
+"""RPO partial rollouts (docs/methods.md section 4): cut a cached path, sample suffixes, shape, refresh.
 
     cache path p (EOS last when finished) --cut m ~ U{1..L}--> prefix p[:len-m]
         --engine--> G suffixes from prompt + prefix (budget: setting) --verify prefix + suffix as one answer
@@ -162,7 +162,7 @@ def answer_lengths(samples) -> np.ndarray:
 def length_aware_rewards(rewards, acc, lengths, groups, alpha: float = 0.01, reference: str = "all") -> np.ndarray:
     """RPO's group length-aware reward: correct answers get clip(r / (1 + exp(-alpha (l_ref - len))), 0.5, 1).
 
-    l_ref is the mean length of the group: over all its samples (reference="all", METHODS.md) or over its
+    l_ref is the mean length of the group: over all its samples (reference="all", docs/methods.md) or over its
     correct samples ("correct", the public code). Wrong answers keep their reward. Pure; returns a copy.
 
     >>> length_aware_rewards([1., 1., 0.], [1, 1, 0], [100, 300, 500], [0, 0, 0]).round(4).tolist()  # l_ref 300

@@ -1,7 +1,7 @@
 """Post-rollout group filters. A filter decides which rolled-out groups a step trains on and how many
 generation batches it may spend collecting them.
 
-Dynamic sampling (DAPO, METHODS.md section 1) keeps only groups whose `acc` values are not all equal
+Dynamic sampling (DAPO, docs/methods.md section 1) keeps only groups whose `acc` values are not all equal
 (only those carry GRPO gradient) and draws further generation batches until B such groups exist or
 `max_gen_batches` is reached; at the cap it trains on what it has. Every discarded rollout still
 counts in the accounting: that is the price MoPPS avoids.

@@ -1,4 +1,4 @@
-"""MoPPS: model-predictive prompt selection (METHODS.md section 2).
+"""MoPPS: model-predictive prompt selection (docs/methods.md section 2).
 
 Every prompt is a Bernoulli bandit arm with a Beta(a_i, b_i) posterior over its current success rate.
 After a step in which prompt i had s successes in k rollouts, with decay lambda in (0, 1]:

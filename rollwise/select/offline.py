@@ -1,4 +1,4 @@
-"""Offline filter (METHODS.md section 1): estimate every prompt's pass rate once with the initial
+"""Offline filter (docs/methods.md section 1): estimate every prompt's pass rate once with the initial
 policy, keep the prompts whose rate lies in a band, then sample uniformly from them.
 
 The estimate is paid up front (`start`, called by the training recipe before step 1, which rolls out

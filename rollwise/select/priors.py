@@ -1,4 +1,4 @@
-"""Prior knowledge for MoPPS posteriors (METHODS.md section 2, "Prior knowledge").
+"""Prior knowledge for MoPPS posteriors (docs/methods.md section 2, "Prior knowledge").
 
 `--prior` takes:
 - `none`: Beta(1, 1) for every prompt;

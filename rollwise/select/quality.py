@@ -2,7 +2,7 @@
 
 Spearman rank correlation and mean absolute error compare a selector's predicted success rate (read
 before the rollout is observed, so it never peeks at the outcome) with the observed success rate of
-the same step. METHODS.md section 2: published > 0.5 and rising early in training.
+the same step. docs/methods.md section 2: published > 0.5 and rising early in training.
 """
 
 from __future__ import annotations

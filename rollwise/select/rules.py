@@ -3,7 +3,7 @@
 A rule never estimates anything itself (GRESO's skip history aside): it reads `predictor.beta(ids)`
 (`rollwise.predict`), so every rule works with every predictor.
 
-- `ThompsonTopB` (MoPPS, METHODS.md section 2): one Thompson draw r_i ~ Beta(a_i, b_i) per candidate,
+- `ThompsonTopB` (MoPPS, docs/methods.md section 2): one Thompson draw r_i ~ Beta(a_i, b_i) per candidate,
   keep the k with the smallest |r_i - target|.
 - `ThompsonBand` (MoPPS's threshold variant): the draws inside [low, high] at random, filled by
   distance to the band when fewer than k fall inside.

@@ -1,4 +1,4 @@
-"""Uniform selection: B prompts at random, without replacement within an epoch (METHODS.md section 1)."""
+"""Uniform selection: B prompts at random, without replacement within an epoch (docs/methods.md section 1)."""
 
 from __future__ import annotations
 

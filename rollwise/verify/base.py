@@ -1,7 +1,7 @@
 """The verifier interface: score one completion's extracted answer against one pool item.
 
 Selection, filtering and posteriors use `acc` (verified correct), never a shaped reward
-(METHODS.md section 0); `reward` is what the loss may use when `reward=score` is configured.
+(docs/methods.md section 0); `reward` is what the loss may use when `reward=score` is configured.
 """
 
 from __future__ import annotations

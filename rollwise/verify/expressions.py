@@ -1,7 +1,7 @@
 """Arithmetic expressions from model output, parsed and evaluated without eval or sympy.
 
 Countdown and the 24 game are scored by evaluating the model's expression. reasoning-gym hands it to
-sympy's parse_expr, which runs Python code (DESIGN.md); this is the replacement: a recursive-descent
+sympy's parse_expr, which runs Python code ; this is the replacement: a recursive-descent
 parser over integers, + - * / and parentheses with bounded length, nesting depth and literal size,
 evaluated exactly with Fractions. Anything outside that grammar raises ExpressionError (a ValueError).
 `answer_expression` takes the expression out of an answer (a sentence-ending period is dropped).

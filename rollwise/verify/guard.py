@@ -1,6 +1,6 @@
 """The verifier guard: every answer is scored here, and hostile answers cannot hurt the run.
 
-Model output is untrusted (DESIGN.md, Conventions). Three layers:
+Model output is untrusted (docs/sandbox.md). Three layers:
 
 1. A cheap pre-check refuses text no verifier should see: longer than `max_chars`, NUL bytes,
    lone surrogates (invalid UTF-8 decoded with surrogateescape).

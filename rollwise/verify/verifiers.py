@@ -1,6 +1,6 @@
 """Verifiers: reasoning-gym adapters, math answers (math-verify) and normalised exact match.
 
-Model output is untrusted (DESIGN.md, Conventions). Each verifier says whether it may run in the
+Model output is untrusted (docs/sandbox.md). Each verifier says whether it may run in the
 training process (`in_process_safe`: pure Python of our own, bounded work, no eval); all others run
 only inside the guard's worker processes (`rollwise.verify.guard`). Several reasoning-gym scorers
 execute their input: countdown, puzzle24, polynomial_multiplication and the integration tasks call
