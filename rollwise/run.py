@@ -25,7 +25,7 @@ from rollwise.config import RunConfig
 from rollwise.data.pool import PromptPool, build_pools
 from rollwise.policy.models import Policy, load_policy, model_identity
 from rollwise.predict.base import Predictor
-from rollwise.predict.features import FEATURES_FILE
+from rollwise.predict.features import FEATURES_FILE, PromptFeatures
 from rollwise.predict.outcomes import OutcomeLog
 from rollwise.predict.registry import build_run_predictor
 from rollwise.randomness import RandomStreams
@@ -68,6 +68,7 @@ class Run:
     eval_pool: PromptPool
     rollout: RolloutMode  # whole completions, or RPO's partial rollouts
     predictor: Predictor  # every prompt's current success rate: read by the selector, GVM and RPO's hints
+    features: PromptFeatures  # the prompts' groups and lengths the predictor reads (features.npz in the run)
     selector: Selector
     allocator: Allocator
     group_filter: GroupFilter
@@ -116,7 +117,6 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
                          shaping=RewardShaping.from_config(cfg, policy.max_new_tokens),
                          outcomes=OutcomeLog(out / "outcomes.jsonl", len(train_pool), len(eval_pool)))
     predictor, features = build_run_predictor(cfg, train_pool)
-    features.save(out / FEATURES_FILE)  # beside the outcome log, so that `rollwise replay` needs no pool
     critic = algorithm(cfg.algo).build_critic(cfg, policy.model)
     trainable = [p for p in policy.model.parameters() if p.requires_grad] + critic.parameters()
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
@@ -126,7 +126,7 @@ def build_run(cfg: RunConfig, out: Path, log) -> Run:
     return Run(cfg=cfg, out=out, policy=policy, ctx=ctx, eval_pool=eval_pool,
                rollout=build_rollout_mode(cfg, len(train_pool), policy.max_new_tokens, policy.codec.eos_token_id,
                                           predictor),
-               predictor=predictor, selector=build_selector(cfg, train_pool, predictor),
+               predictor=predictor, features=features, selector=build_selector(cfg, train_pool, predictor),
                allocator=build_allocator(cfg, len(train_pool), predictor),
                group_filter=build_filter(cfg), optimizer=optimizer, scheduler=scheduler, settings=settings,
                critic=critic, reference=build_reference(cfg, policy.model), acct=Accounting(),
@@ -171,6 +171,11 @@ def restore(run: Run, state: dict) -> int:
                                    "another rollwise version?): start a new run directory")
     run.outcomes.truncate_to(state["outcomes_offset"])
     return int(state["step"])
+
+
+def write_features(run: Run) -> None:
+    """features.npz beside the outcome log, so that `rollwise replay` reads the run without its pool."""
+    run.features.save(run.out / FEATURES_FILE)
 
 
 def write_run_info(run: Run, identity: dict, resumed: bool) -> None:

@@ -42,7 +42,7 @@ from rollwise.rollout.partial import outcomes_by_start
 from rollwise.rollout.scored import ScoredBatch, observed_rates
 from rollwise.select.filters import is_effective
 from rollwise.run import (Run, build_run, export_policy, restore, save_checkpoint, save_selector, summary,
-                          write_run_info)
+                          write_features, write_run_info)
 from rollwise.store.rundir import check_same_run, open_run_dir
 from rollwise.select.quality import group_stats, mae, spearman
 from rollwise.track import Timer
@@ -84,6 +84,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, log=Non
     if state is not None:
         check_same_run(state, cfg.to_dict(), identity)
     cfg.save(out / "config.yaml")
+    write_features(run)
     wall_start = time.perf_counter()
     if state is not None:
         start_step = restore(run, state)

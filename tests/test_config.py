@@ -20,11 +20,6 @@ def test_saved_config_round_trips(tmp_path):
     cfg = RunConfig(lr=1e-4, betas=[0.9, 0.95])
     cfg.save(tmp_path / "c.yaml")
     assert RunConfig.from_sources(tmp_path / "c.yaml") == cfg
-    # a config.yaml an earlier rollwise wrote, with the predictor's settings still under `select`, reads back
-    earlier = {"select": {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}}
-    assert flatten_sections(earlier) == {"selector": "mopps", "mopps_decay": 0.7, "probe_every": 5}
-    with pytest.raises(ValueError, match="lr belongs to section 'algorithm', not 'select'"):
-        flatten_sections({"select": {"lr": 0.1}})
 
 
 def test_command_line_flags_build_the_same_object():

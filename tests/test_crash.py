@@ -62,8 +62,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after_row
         comparable(read_metrics(tmp_path / "killed" / "metrics.jsonl"))
     a, b = model_parameters(straight.out_dir), model_parameters(killed.out_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sa = ckpt.read_checkpoint(ckpt.list_checkpoints(straight.out_dir)[-1][1])["components"]["selector"]
-    sb = ckpt.read_checkpoint(ckpt.list_checkpoints(killed.out_dir)[-1][1])["components"]["selector"]
+    sa = ckpt.read_checkpoint(ckpt.list_checkpoints(straight.out_dir)[-1][1])["components"]["predictor"]
+    sb = ckpt.read_checkpoint(ckpt.list_checkpoints(killed.out_dir)[-1][1])["components"]["predictor"]
     assert np.array_equal(sa["a"], sb["a"]) and np.array_equal(sa["b"], sb["b"])
 
 

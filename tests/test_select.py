@@ -176,13 +176,19 @@ def test_metadata_prior_orders_by_difficulty_and_uses_pass_rate():
     assert a.tolist() == pytest.approx([1.6, 3.1])
 
 
-def test_build_selector_by_name_and_prior_only_for_mopps():
-    pool = make_pool(6)
-    for name, cls in [("uniform", UniformSelector), ("mopps", MoPPSSelector), ("offline", OfflineFilterSelector)]:
-        assert isinstance(build_selector(RunConfig(selector=name, task="file", train_file="x"), pool), cls)
-    assert build_selector(RunConfig(selector="mopps-threshold", task="file", train_file="x"), pool).band == (0.3, 0.7)
-    with pytest.raises(ValueError, match="only applies to MoPPS"):
-        build_selector(RunConfig(selector="uniform", prior="metadata", task="file", train_file="x"), pool)
+def test_build_selector_by_name_on_the_runs_predictor():
+    from rollwise.predict.beta import BetaPredictor
+    from rollwise.select.predictive import PredictiveSelector
+    from rollwise.select.rules import MixedChance, ThompsonBand, ThompsonTopB
+
+    pool, predictor = make_pool(6), BetaPredictor(6)
+    built = {name: build_selector(RunConfig(selector=name, task="file", train_file="x"), pool, predictor)
+             for name in ("uniform", "offline", "mopps", "mopps-threshold", "mixed", "greso")}
+    assert isinstance(built["uniform"], UniformSelector) and isinstance(built["offline"], OfflineFilterSelector)
+    for name, rule in [("mopps", ThompsonTopB), ("mopps-threshold", ThompsonBand), ("mixed", MixedChance)]:
+        assert isinstance(built[name], PredictiveSelector) and isinstance(built[name].rule, rule)
+        assert built[name].predictor is predictor and not built[name].observes_predictor  # the run feeds it
+    assert built["mopps-threshold"].rule.band == (0.3, 0.7)
 
 
 def test_quality_measures():

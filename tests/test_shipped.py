@@ -118,7 +118,7 @@ def test_a_checkpoint_names_the_tiny_model_by_its_settings_not_its_path():
 
 
 def test_the_default_benchmark_records_the_shipped_starting_policy():
-    from bench.default_learning import starting_policy
+    from bench.claims.default_learning import starting_policy
 
     policy = starting_policy(models.prepare_policy(RunConfig(), log=lambda m: None))
     assert policy["shipped"] and policy["sha256"] == EXPECTED_SHA256["sums"] and policy["warmup_seconds"] == 0.0

@@ -120,9 +120,9 @@ def test_posteriors_come_from_the_rewards_and_choices_from_the_latest_posteriors
     choices, expected = replay(records, reward.calls)
     # Each choice equals the replayed selector's, which had observed every earlier generation.
     assert choices == [r["ids"] for r in records]
-    np.testing.assert_array_equal(tr.selection.selector.a, expected.a)
-    np.testing.assert_array_equal(tr.selection.selector.b, expected.b)
-    assert (tr.selection.selector.a != 1).sum() > 0 and (tr.selection.selector.b != 1).sum() > 0
+    np.testing.assert_array_equal(tr.selection.selector.predictor.a, expected.a)
+    np.testing.assert_array_equal(tr.selection.selector.predictor.b, expected.b)
+    assert (tr.selection.selector.predictor.a != 1).sum() > 0 and (tr.selection.selector.predictor.b != 1).sum() > 0
     # The trainer's own log carries the selection metrics.
     logged = [row for row in tr.state.log_history if "rollwise/effective_ratio" in row]
     assert len(logged) == 5
@@ -145,8 +145,8 @@ def test_a_resumed_run_restores_the_selector_and_continues_exactly(straight_run,
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert saved["selection"]["generation"] == 2 and len(reward.calls) == 3
     assert (work / LOG_FILE).read_text() == full_log
-    np.testing.assert_array_equal(resumed.selection.selector.a, tr.selection.selector.a)
-    np.testing.assert_array_equal(resumed.selection.selector.b, tr.selection.selector.b)
+    np.testing.assert_array_equal(resumed.selection.selector.predictor.a, tr.selection.selector.predictor.a)
+    np.testing.assert_array_equal(resumed.selection.selector.predictor.b, tr.selection.selector.predictor.b)
 
 
 class DrawRecorder:
@@ -231,7 +231,7 @@ def test_evaluation_is_not_observed(tmp_path):
     before = tr.selection.state_dict()
     tr.evaluate(eval_dataset=dataset().select(range(2)))
     assert len(reward.calls) == 2  # the training generation and the evaluation
-    np.testing.assert_array_equal(tr.selection.selector.a, before["selector"]["a"])
+    np.testing.assert_array_equal(tr.selection.selector.predictor.a, before["selector"]["a"])
     assert tr.selection.generation == before["generation"]
 
 
@@ -287,7 +287,7 @@ def test_the_documented_snippet_runs(tmp_path):
     first = trained.state.log_history[0]
     assert first["rollwise/acc_mean"] == first["rewards/rollwise_basic_arithmetic/mean"]
     chosen = sorted({i for r in trained.selection.records for i in r["ids"]})
-    total = trained.selection.selector.a + trained.selection.selector.b
+    total = trained.selection.selector.predictor.a + trained.selection.selector.predictor.b
     assert np.flatnonzero(total != 2).tolist() == chosen
 
 
@@ -304,7 +304,7 @@ def test_rloo_trainer_selects_the_same_way(tmp_path):
     tr.train()
     choices, expected = replay(tr.selection.records, reward.calls)
     assert choices == [r["ids"] for r in tr.selection.records]
-    np.testing.assert_array_equal(tr.selection.selector.a, expected.a)
+    np.testing.assert_array_equal(tr.selection.selector.predictor.a, expected.a)
 
 
 def test_late_selection_moves_to_prompts_of_middling_success():
@@ -354,7 +354,7 @@ def _two_process_worker(out_dir: str) -> None:
     tr.train()
     rank = tr.accelerator.process_index
     result = {"records": tr.selection.records, "calls": reward.calls,
-              "a": tr.selection.selector.a.tolist(), "b": tr.selection.selector.b.tolist()}
+              "a": tr.selection.selector.predictor.a.tolist(), "b": tr.selection.selector.predictor.b.tolist()}
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
 
 

@@ -93,7 +93,7 @@ def test_outcomes_steer_later_choices_exactly_as_a_replay(data_dir):
         s = [sum(solved(i, k) for k in range(N)) for i in ids]
         dataset.selection.observe_groups(ids, s, [N] * BATCH)
         replay.observe_groups(ids, s, [N] * BATCH)
-    np.testing.assert_allclose(dataset.selection.selector.a, replay.selector.a)
+    np.testing.assert_allclose(dataset.selection.selector.predictor.a, replay.selector.predictor.a)
     assert dataset.selection.records[-1]["predicted"] is not None
 
 

@@ -76,12 +76,12 @@ def test_replay_buffer_feeds_the_sampled_groups_outcomes_to_the_selector(transfe
     for step in range(1, 4):
         batch = next(it)
         ids = [int(i) for i in batch[plugin.ID_FIELD]]
-        a_before = dataset.selection.selector.a.copy()
+        a_before = dataset.selection.selector.predictor.a.copy()
         dispatch(tq, batch, step)
         meta, metrics = buffer.sample(global_steps=step, partition_id="train", batch_size=BATCH)
         assert len(meta.keys) == BATCH * N
         successes = np.array([sum(solved(i, k) for k in range(N)) for i in ids])
-        np.testing.assert_allclose(dataset.selection.selector.a[ids], 0.5 * a_before[ids] + 0.5 + successes)
+        np.testing.assert_allclose(dataset.selection.selector.predictor.a[ids], 0.5 * a_before[ids] + 0.5 + successes)
         assert metrics["rollwise/acc_mean"] == pytest.approx(successes.sum() / (BATCH * N))
         assert 0.0 <= metrics["rollwise/effective_ratio"] <= 1.0
         assert metrics["rollwise/filtered_groups_observed"] == 0

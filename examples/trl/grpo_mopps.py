@@ -111,7 +111,7 @@ def trl_dataset(pool, model_dir: str, tokenizer):
     from datasets import Dataset
 
     from rollwise.policy.codecs import ANSWER_INSTRUCTION
-    from rollwise.policy.tiny import is_tiny_dir
+    from rollwise.policy.tiny_codecs import is_tiny_dir
 
     tiny = Path(model_dir).is_dir() and is_tiny_dir(Path(model_dir))  # its tokenizer reads the sum from the text
     chat = bool(getattr(tokenizer, "chat_template", None)) and not tiny

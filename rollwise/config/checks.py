@@ -68,6 +68,8 @@ def _predictor(cfg) -> None:
 
     if not 0 < cfg.mopps_decay <= 1:
         raise ValueError(f"mopps_decay={cfg.mopps_decay}: must be in (0, 1]")
+    if not 0 <= cfg.prior_weight <= 1e6:  # finite: a = 1 + w s must stay a usable Beta count
+        raise ValueError(f"prior_weight={cfg.prior_weight}: must be a number between 0 and 1e6")
     run_settings(cfg)  # unknown settings and out-of-range values name themselves
 
 

@@ -33,7 +33,7 @@ def call_with_fixed_hash_seed(module: str, function: str, *args):
     """`module.function(*args)` under PYTHONHASHSEED=0; arguments and result must be JSON values."""
     if fixed():
         return getattr(importlib.import_module(module), function)(*args)
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding the rollwise package
     env = {**os.environ, "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     request = json.dumps({"module": module, "function": function, "args": list(args)})

@@ -18,7 +18,7 @@ so prediction quality is measured on predictions that never saw the outcome.
 
     sel = GroupSelection(MoPPSSelector(len(rows)), seed=0, samples_per_prompt=8,
                          allocator=build_allocator(RunConfig(allocator="gvm", gvm_p_source="posterior",
-                                                             gvm_min_samples=1), len(rows), selector))
+                                                             gvm_min_samples=1), len(rows), predictor))
     pid, n = sel.take(prompts_per_step=16)       # row pid gets n samples
     sel.observe_groups([pid], [3], [n])          # 3 of its n samples were correct
 

@@ -42,7 +42,14 @@ def build_named_selector(name: str, pool_size: int):
     if name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}: expected one of {', '.join(s for s in SELECTORS if s != 'offline')}"
                          " or a selector object")
-    return SELECTORS.build(name, RunConfig(selector=name), _Sized(pool_size))
+    from rollwise.predict.beta import BetaPredictor
+    from rollwise.select.predictive import PredictiveSelector
+
+    cfg = RunConfig(selector=name)
+    selector = SELECTORS.build(name, cfg, _Sized(pool_size), BetaPredictor(pool_size, decay=cfg.mopps_decay))
+    if isinstance(selector, PredictiveSelector):
+        selector.observes_predictor = True  # no training run feeds the predictor here: the selector does
+    return selector
 
 
 def selector_pool_size(selector) -> int | None:

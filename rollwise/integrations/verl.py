@@ -137,7 +137,7 @@ def build_selection(settings: dict, pool_size: int, seed_default=None) -> GroupS
                     gvm_min_samples=int(settings.get("gvm_min_samples", 1)),
                     gvm_max_samples=int(settings.get("gvm_max_samples", 0)),
                     gvm_alpha=float(settings.get("gvm_alpha", 1e-3)))
-    allocator = build_allocator(cfg, pool_size, selector)  # gvm: p from the selector's posterior (docs/verl.md)
+    allocator = build_allocator(cfg, pool_size, getattr(selector, "predictor", None))  # gvm: p from the posterior
     seed = settings.get("seed", seed_default)
     seed = 0 if seed is None else int(seed)
     return GroupSelection(selector, [SEED_SALT, seed], samples_per_prompt=n, allocator=allocator, pool_size=pool_size)

@@ -14,12 +14,15 @@ or rebuilds the pool from the run's `config.yaml` and checks it against the run'
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from rollwise.store import safefiles
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,11 @@ class PromptFeatures:
         """Write the features as one .npz of plain arrays (no pickles)."""
         meta = {"version": FEATURES_VERSION, "keys": list(self.keys), "pool_hash": self.pool_hash,
                 "ngram_buckets": self.ngram_buckets}
-        with open(path, "wb") as handle:
-            np.savez(handle, group=self.group, group_names=self.group_names.astype(str), task=self.task,
-                     task_names=self.task_names.astype(str), length=self.length, ngram_indptr=self.ngram_indptr,
-                     ngram_indices=self.ngram_indices, meta=np.array(json.dumps(meta)))
+        buffer = io.BytesIO()
+        np.savez(buffer, group=self.group, group_names=self.group_names.astype(str), task=self.task,
+                 task_names=self.task_names.astype(str), length=self.length, ngram_indptr=self.ngram_indptr,
+                 ngram_indices=self.ngram_indices, meta=np.array(json.dumps(meta)))
+        safefiles.write_atomic(path, buffer.getvalue())  # never through a link in the run directory
 
     @classmethod
     def load(cls, path: str | Path) -> "PromptFeatures":

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rollwise.store import safefiles
+
 FORMAT, VERSION = "rollwise-outcomes", 1
 KINDS = ("train", "presample", "partial", "probe", "prefilter", "eval")
 POOL_KINDS = tuple(k for k in KINDS if k != "eval")  # kinds whose ids index the training pool
@@ -75,11 +77,11 @@ class OutcomeLog:
 
     def _append(self, row: dict) -> None:
         lines = [row] if self.offset() else [self.header, row]  # the header goes first, with the first row
-        with open(self.path, "a") as handle:
+        with safefiles.open_append(self.path) as handle:  # never through a link in the run directory
             handle.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines))
 
     def offset(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        return safefiles.size(self.path)
 
     def truncate_to(self, offset: int) -> None:
         """Cut the log back to a checkpoint's offset; a shorter log is an error (it was replaced)."""
@@ -88,8 +90,7 @@ class OutcomeLog:
             raise ValueError(f"{self.path} has {size} bytes but the checkpoint recorded {offset}: the outcome log "
                              "was truncated or replaced after the checkpoint; restore it, or start a new run")
         if size > offset:
-            with open(self.path, "r+b") as handle:
-                handle.truncate(offset)
+            safefiles.truncate(self.path, offset)  # never through a link: it would cut the link's target
 
 
 def read_header(path: str | Path) -> dict:

@@ -107,6 +107,13 @@ class MoPPSSelector:
         ids = np.asarray(ids, dtype=np.int64)
         return self.a[ids] / (self.a[ids] + self.b[ids])
 
+    def beta(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The posteriors themselves (a selector that is its own predictor, e.g. for GVM's p)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return self.a[ids].copy(), self.b[ids].copy()
+
+    mean = predict
+
     def state_dict(self) -> dict:
         return {"a": self.a.copy(), "b": self.b.copy(), "prior_a": self.prior_a.copy(), "prior_b": self.prior_b.copy()}
 
