@@ -20,7 +20,10 @@ epoch of about 31 steps, so revisits come 1-62 steps apart: with K = 64 only a p
 that was allocated no samples for K steps) is pre-sampled, and every later visit allocates the whole budget
 from the estimate its previous visit left. Such steps (and every step with `--p-source posterior`) allocate
 the whole budget under the cap, so a cap must exceed samples_per_prompt (the script refuses one that does
-not: it would be a fixed allocation). Names carry `-everyK`. `--p-source posterior` measures rollwise's own
+not: it would be a fixed allocation). Names carry `-everyK`. `--p-source predictor` is GVM on the run's
+shared predictor (`--predictor`, irt by default): p_i = the predictor's Beta updated with the step's 4
+pre-samples, never 0 from four failures, with the library's floor, minimum of 2 and cap of 2 x n
+(names carry `-irt`). `--p-source posterior` measures rollwise's own
 variant: p_i from the MoPPS posterior (no pre-samples, G_i from the prompt's previous visit), so both sides
 of each pair select with MoPPS (`mopps-raft++` against `gvm-posterior-mopps-raft++`): the pair isolates the
 allocation. `--mopps` selects with MoPPS on both sides with any p source: GVM composed with MoPPS, against
@@ -49,9 +52,11 @@ def own_arguments(parser) -> None:
                         help="steps a prompt's GVM estimate is reused after its last observation (1: re-estimated at "
                              "every visit, the default run's setting)")
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS), help="which pairs to run")
-    parser.add_argument("--p-source", choices=("presample", "posterior"), default="presample",
-                        help="where GVM's p_i comes from: 4 pre-samples per prompt (published), or the MoPPS "
-                             "posterior (rollwise's variant; both sides of the pair then select with MoPPS)")
+    parser.add_argument("--p-source", choices=("presample", "posterior", "predictor"), default="presample",
+                        help="where GVM's p_i comes from: 4 pre-samples per prompt (published), the MoPPS "
+                             "posterior (rollwise's variant; both sides of the pair then select with MoPPS), or the "
+                             "run's predictor (--predictor, default irt) updated with this step's 4 pre-samples")
+    parser.add_argument("--predictor", default="irt", help="the run's predictor with --p-source predictor [irt]")
     parser.add_argument("--mopps", action="store_true",
                         help="select with MoPPS on both sides of each pair (implied by --p-source posterior)")
 
@@ -67,7 +72,9 @@ def gvm_settings(args) -> tuple[dict, str]:
         gvm["gvm_estimate_every"] = args.estimate_every
     if posterior:
         gvm = {key: value for key, value in gvm.items() if key != "gvm_presamples"} | {"gvm_p_source": "posterior"}
-    source = "-posterior" if posterior else ""
+    if args.p_source == "predictor":
+        gvm |= {"gvm_p_source": "predictor", "predictor": args.predictor}
+    source = {"posterior": "-posterior", "predictor": f"-{args.predictor}"}.get(args.p_source, "")
     cap = f"-cap{args.max_samples}" if args.max_samples else ""
     every = f"-every{args.estimate_every}" if args.estimate_every != 1 else ""
     return gvm, source + cap + every
