@@ -124,9 +124,10 @@ def run_runs(variants: dict[str, dict], args, seeds=None, parallel=None, **compa
                        parallel=args.parallel if parallel is None else parallel, **compare_options)
 
 
-def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None) -> dict:
-    """Run (or finish) the variants (`run_runs`), then write bench/results/CLAIM/{summary.json, report.*}."""
-    run_runs(variants, args)
+def run_variants(claim: str, variants: dict[str, dict], args, target: float | None = None, **compare_options) -> dict:
+    """Run (or finish) the variants (`run_runs`, compare's options passed on), then write
+    bench/results/CLAIM/{summary.json, report.*}."""
+    run_runs(variants, args, **compare_options)
     return write_report(results_path(claim), run_dirs(variants, args), target)
 
 

@@ -28,23 +28,35 @@ def test_only_keeps_uniform_and_the_chosen_variants_in_order():
 
 def test_claims_of_missing_variants_are_null_not_false():
     results = {"final_acc": {"uniform": _acc(0.3), "mopps": _acc(0.32), "dynamic": _acc(0.31)},
-               "mopps": {"steps_speedup": 1.7, "rollouts_vs_dynamic": 0.4}, "composed_seconds_speedup": None}
-    assert claims(results) == {"composed_3x_faster_in_seconds": None, "mopps_1.6x_fewer_steps": True,
-                                     "mopps_at_most_25pct_of_dynamic_rollouts": False}
+               "mopps": {"steps_speedup": 1.7, "rollouts_vs_dynamic": 0.4}, "composed": None,
+               "composed_seconds_speedup": None, "composed_tokens_speedup": None}
+    assert claims(results) == {"composed_3x_faster_in_seconds": None, "composed_2x_fewer_tokens_1.5x_fewer_seconds": None,
+                               "mopps_1.6x_fewer_steps": True, "mopps_at_most_25pct_of_dynamic_rollouts": False}
 
 
 def test_composed_claim_needs_the_speedup_and_uniforms_accuracy():
     final = {"uniform": _acc(0.3), "mopps-gvm-rpo": _acc(0.29)}
     def composed_claim(speedup):
-        return claims({"final_acc": final, "mopps": None, "composed_seconds_speedup": speedup})[
-            "composed_3x_faster_in_seconds"]
+        return claims({"final_acc": final, "mopps": None, "composed": "mopps-gvm-rpo", "composed_seconds_speedup": speedup,
+                       "composed_tokens_speedup": None})["composed_3x_faster_in_seconds"]
 
     assert composed_claim(4.0) is False
     final["mopps-gvm-rpo"] = _acc(0.31)
     assert composed_claim(4.0) is True
     assert composed_claim(None) is False
     assert claims({"final_acc": {"uniform": _acc(0.3)}, "mopps": {"steps_speedup": None, "rollouts_vs_dynamic": None},
-                   "composed_seconds_speedup": None})["mopps_1.6x_fewer_steps"] is False
+                   "composed": None, "composed_seconds_speedup": None, "composed_tokens_speedup": None})[
+        "mopps_1.6x_fewer_steps"] is False
+
+
+def test_the_repaired_composition_needs_both_token_and_seconds_savings():
+    final = {"uniform": _acc(0.3), "irt-gvm-rpo": _acc(0.3)}
+    def claim(seconds, tokens):
+        return claims({"final_acc": final, "mopps": None, "composed": "irt-gvm-rpo", "composed_seconds_speedup": seconds,
+                       "composed_tokens_speedup": tokens})["composed_2x_fewer_tokens_1.5x_fewer_seconds"]
+
+    assert claim(1.6, 2.1) is True
+    assert claim(1.4, 2.1) is False and claim(1.6, 1.9) is False and claim(None, None) is False
 
 
 def test_rpo_cut_ablation_is_one_partial_variant_against_the_shared_full_path_runs():

@@ -74,7 +74,7 @@ def gvm_settings(args) -> tuple[dict, str]:
         gvm = {key: value for key, value in gvm.items() if key != "gvm_presamples"} | {"gvm_p_source": "posterior"}
     if args.p_source == "predictor":
         gvm |= {"gvm_p_source": "predictor", "predictor": args.predictor}
-    source = {"posterior": "-posterior", "predictor": f"-{args.predictor}"}.get(args.p_source, "")
+    source = {"posterior": "-posterior", "predictor": f"-{getattr(args, 'predictor', '')}"}.get(args.p_source, "")
     cap = f"-cap{args.max_samples}" if args.max_samples else ""
     every = f"-every{args.estimate_every}" if args.estimate_every != 1 else ""
     return gvm, source + cap + every
