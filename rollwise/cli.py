@@ -25,7 +25,7 @@ from rollwise.config import RunConfig
 from rollwise.config.presets import PRESETS, describe_presets
 
 # Each module registers one subcommand through `add_parser(subparsers)`.
-SUBCOMMAND_MODULES = ("rollwise.verify.command", "rollwise.evidence.compare", "rollwise.evidence.report",
+SUBCOMMAND_MODULES = ("rollwise.verify.command", "rollwise.evidence.compare_cli", "rollwise.evidence.report",
                       "rollwise.policy.export_command", "rollwise.predict.replay_cli",
                       "rollwise.store.convert")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from rollwise.cli import build_parser
-from rollwise.evidence.compare import parse_variant, run_compare, run_status, spec_from_args
+from rollwise.evidence.compare import run_compare, run_status
+from rollwise.evidence.compare_cli import parse_variant, spec_from_args
 
 BASE = {"steps": 4, "eval_every": 2, "batch_prompts": 4, "train_size": 40}
 VARIANTS = {"uniform": {}, "mopps": {"selector": "mopps"}}
