@@ -203,13 +203,13 @@ def _observe(run: Run, step: int, step_groups: StepGroups, prompts: np.ndarray, 
     step_groups.unallocated += int((~sampled).sum())
     seen = np.array([g.trials > 0 for g in groups], dtype=bool)  # a group with no scored sample is not observed
     with timer("select"):
-        _predictor_observes(run, step, prompts, groups, main, plan, allocation)
+        _predictor_observes(run, step, groups)
         run.selector.observe(prompts[seen], *outcomes([g for g in groups if g.trials > 0]))
     step_groups.predictions.append(np.asarray(predicted, dtype=np.float64)[sampled])
     return [g for g, keep in zip(groups, sampled) if keep]
 
 
-def _predictor_observes(run: Run, step: int, prompts: np.ndarray, groups: list, main: list, plan, allocation) -> None:
+def _predictor_observes(run: Run, step: int, groups: list) -> None:
     """The predictor learns each prompt's whole-path rate from the samples that started from the prompt alone
     (whole groups, and the whole-path samples inside RPO groups, pre-samples included, once); samples that
     continued a prefix (a cached path, a hint; pre-samples of such a group too) are passed as `partial`."""
@@ -301,15 +301,15 @@ def _probe(run: Run, step: int) -> dict:
     ctx.log(step, "probe", groups)
     counts = ctx.verifier.pop_counts()
     run.acct.add_evaluation(sum(len(g.samples) for g in groups), sum(g.tokens for g in groups))
-    observed = observed_rates(groups)
-    known = np.isfinite(observed)  # a prompt none of whose samples was scored is unknown
-    return {**_prediction_quality("probe", np.asarray(predicted)[known], observed[known]),
+    return {**_prediction_quality("probe", predicted, observed_rates(groups)),
             **{f"probe_verify_{k}": v for k, v in counts.items()}}
 
 
 def _prediction_quality(prefix: str, predicted, observed) -> dict:
     if predicted is None:
         return {}
+    known = np.isfinite(np.asarray(observed, dtype=np.float64))  # a group none of whose samples was scored: unknown
+    predicted, observed = np.asarray(predicted)[known], np.asarray(observed)[known]
     return {f"{prefix}_spearman": spearman(predicted, observed), f"{prefix}_mae": mae(predicted, observed)}
 
 
