@@ -2,7 +2,7 @@
 
 The package's doctests run with the tests (pyproject: --doctest-modules over rollwise/). The verl
 plug-in's module subclasses verl's classes at import, so without verl installed (it is an optional
-extra) it is left out of doctest collection instead of failing it; tests/test_verl_plugin.py skips then.
+extra) it is left out of doctest collection instead of failing it; tests/integrations/test_verl.py skips then.
 """
 
 import importlib.util

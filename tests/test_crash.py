@@ -16,13 +16,14 @@ from rollwise.rollout.engine import Sample
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.test_train import comparable, model_parameters, tiny_config
+from tests.support import REPO
+from tests.support.runs import comparable, model_parameters, tiny_config
 
 
 def launch(cfg, tmp_path, *extra):
     path = tmp_path / f"{os.path.basename(cfg.out_dir)}.yaml"
     cfg.save(path)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "rollwise.cli", "train", "--config", str(path), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 

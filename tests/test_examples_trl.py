@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ pytest.importorskip("trl")
 from rollwise.integrations.selection import load_state  # noqa: E402
 from rollwise.integrations.trl import LOG_FILE, STATE_FILE  # noqa: E402
 from rollwise.track import read_metrics  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "trl" / "grpo_mopps.py"
+SCRIPT = REPO / "examples" / "trl" / "grpo_mopps.py"
 
 
 def example():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rollwise.select.registry import SELECTORS
+from tests.support import REPO
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+DOC = REPO / "docs" / "extending.md"
 
 
 def _blocks() -> list[str]:

@@ -7,7 +7,7 @@ import torch
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.test_train import comparable, model_parameters, tiny_config
+from tests.support.runs import comparable, model_parameters, tiny_config
 
 PROBE_KEYS = ("probe_",)
 

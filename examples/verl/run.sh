@@ -24,7 +24,7 @@ if [ "${SKIP_GPU_CHECK:-0}" != 1 ] && ! python -c "import sys, torch; sys.exit(0
   echo "examples/verl/run.sh: no CUDA GPU visible on this node (torch.cuda.is_available() is False)." >&2
   echo "  verl's trainer needs GPUs for its rollout servers and FSDP workers; without them Ray waits for" >&2
   echo "  GPU resources that never come. Run on a GPU node, or SKIP_GPU_CHECK=1 if the Ray cluster's other" >&2
-  echo "  nodes have the GPUs. Without a GPU, tests/test_verl_plugin.py exercises the plug-in (docs/verl.md)." >&2
+  echo "  nodes have the GPUs. Without a GPU, tests/integrations/test_verl.py exercises the plug-in (docs/verl.md)." >&2
   exit 2
 fi
 if [ ! -f "$data/train.parquet" ]; then

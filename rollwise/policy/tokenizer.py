@@ -11,7 +11,7 @@ reversed layout (`120` for 21). A plain character vocabulary cannot do that, so 
 
 - the normalizer keeps the digits and operators of any text (`Calculate 47 + 45.` -> `47+45`), pads
   each number to its width, reverses its digits, adds the `<pad>` symbols and the final `=`:
-  the ids are exactly `codec.prompt_ids(item)` (tests/test_tiny_tokenizer.py checks every pool item);
+  the ids are exactly `codec.prompt_ids(item)` (tests/policy/test_tokenizer.py checks every pool item);
 - the decoder turns every field of the answer's width back (`120` -> `21`, `740,290,191` -> `47,92,191`).
 
 How a field of width w is reversed with literal replacements only: w slot letters are inserted before

@@ -15,7 +15,7 @@ of our own here, and every other reasoning-gym task keeps its own scorer but run
 acc is "verified correct": reward >= 1 - 1e-9 for scorers that give partial credit.
 
 The own countdown and puzzle24 scorers give reasoning-gym's rewards except where this table says
-(tests/test_scorer_agreement.py scores generated answers with both and checks every row):
+(tests/verify/test_scorer_agreement.py scores generated answers with both and checks every row):
 
     difference                       task       ours           reasoning-gym  why
     no answer (None)                 both       0.0            0.01           nothing extracted earns nothing

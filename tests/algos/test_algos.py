@@ -16,7 +16,7 @@ from rollwise.algos.update import Batch, UpdateSettings, update_policy
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.test_train import tiny_config
+from tests.support.runs import tiny_config
 
 
 def test_every_registered_algorithm_builds_and_group_relative_ones_check_their_group_size():

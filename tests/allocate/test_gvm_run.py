@@ -8,7 +8,7 @@ from rollwise.store.checkpoint import read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.test_train import comparable, model_parameters, tiny_config
+from tests.support.runs import comparable, model_parameters, tiny_config
 
 
 @pytest.mark.parametrize("algo", ["grpo", "raft++"])

@@ -96,7 +96,7 @@ def test_gain_fraction_targets_run_from_the_baselines_start_to_its_final(tmp_pat
     summary at that target: a variant level with the baseline at the end still shows its earlier lead."""
     from bench.stats import at_gain_fractions, speedups_by_gain
     from rollwise.evidence.summary import load_run
-    from tests.test_report import write_run
+    from tests.support.reports import write_run
 
     base = [write_run(tmp_path / "base" / f"seed-{s}", [0.1, 0.2, 0.3, 0.4, 0.5], seed=s) for s in (0, 1)]
     fast = [write_run(tmp_path / "fast" / f"seed-{s}", [0.1, 0.4, 0.45, 0.48, 0.49], seed=s) for s in (0, 1)]

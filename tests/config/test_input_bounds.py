@@ -18,6 +18,7 @@ from rollwise.data.jsonl import DataError
 from rollwise.data.pool import MAX_REFERENCE_CHARS, PoolItem, PromptPool, load_file_pool
 from rollwise.select.priors import build_prior
 from rollwise.config.yamlfile import MAX_BYTES, ConfigYAMLError
+from tests.support import REPO
 
 
 def alias_bomb(levels: int = 12) -> str:
@@ -111,12 +112,11 @@ def test_a_hash_dependent_task_builds_the_same_pool_in_every_process(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     code = ("from rollwise.data.pool import reasoning_gym_pools\n"
             "train, held_out = reasoning_gym_pools('polynomial_multiplication', {}, 30, 10, 7)\n"
             "print(train.content_hash(), held_out.content_hash())\n")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(REPO)
     hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
                              env={**os.environ, "PYTHONPATH": root, "PYTHONHASHSEED": seed}).stdout
               for seed in ("1", "2")}

@@ -8,25 +8,7 @@ import pytest
 from rollwise.cli import main
 from rollwise.evidence.report import discover, write_report
 from rollwise.evidence.summary import first_crossing, format_tables, load_run, mean_se, summarize
-
-
-def write_run(run_dir, accs, *, every=10, rollouts=16, tokens=80, seconds=1.0, seed=0, extra=None):
-    """A run evaluated every `every` steps with the given accuracies and linear cumulative costs."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for step in range((len(accs) - 1) * every + 1):
-        row = {"step": step, "total_rollouts": step * rollouts, "total_tokens": step * tokens,
-               "seconds": step * seconds, "wall_seconds": step * seconds + 0.5}
-        if step:
-            row.update(effective_ratio=0.5, zero_var_ratio=0.25)
-        if step % every == 0:
-            row.update(eval_temp_acc=accs[step // every], eval_temp_se=0.01, eval_greedy_acc=accs[step // every])
-        row.update((extra or {}).get(step, {}))
-        rows.append(row)
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run_dir / "config.yaml").write_text(f"seed: {seed}\n")
-    (run_dir / "summary.json").write_text(json.dumps({"interrupted": False}))
-    return run_dir
+from tests.support.reports import write_run
 
 
 PROBE = {5: {"probe_spearman": -1.0}, 20: {"probe_spearman": 0.2}, 40: {"probe_spearman": 0.4}}
@@ -161,10 +143,8 @@ def test_report_explains_settings_terms_and_what_the_seeds_cannot_separate(runs,
 
 
 def test_a_separated_variant_gets_no_warning(tmp_path):
-    from tests.test_report import write_run as make
-
-    runs = {"base": [make(tmp_path / "b" / f"seed-{i}", [0.1, 0.2 + 0.01 * i], seed=i) for i in range(3)],
-            "good": [make(tmp_path / "g" / f"seed-{i}", [0.1, 0.4 + 0.01 * i], seed=i) for i in range(3)]}
+    runs = {"base": [write_run(tmp_path / "b" / f"seed-{i}", [0.1, 0.2 + 0.01 * i], seed=i) for i in range(3)],
+            "good": [write_run(tmp_path / "g" / f"seed-{i}", [0.1, 0.4 + 0.01 * i], seed=i) for i in range(3)]}
     summary = write_report(tmp_path / "report", runs)
     assert summary["separation"]["good"]["separated"] is True and summary["warnings"] == []
 

@@ -5,7 +5,7 @@ rewards through a fresh selector and check that the trainer's posteriors and eve
 replay (choices made from posteriors that already include the previous generation: no lag), that a
 resumed run restores the selector and continues exactly, and that two processes (torchrun, gloo)
 choose the same prompts. This file is also the two-process worker (`python -m torch.distributed.run
-... tests/test_trl_plugin.py OUT_DIR`).
+... tests/integrations/test_trl.py OUT_DIR`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rollwise.integrations.selection import LateSelection, load_state  # noqa: E
 from rollwise.integrations.trl import LOG_FILE, SEED_SALT, STATE_FILE, reward_function, with_selection  # noqa: E402
 from rollwise.select.mopps import MoPPSSelector  # noqa: E402
 from rollwise.track import read_metrics  # noqa: E402
+from tests.support import REPO  # noqa: E402
 
 POOL = 12
 GROUP = 4
@@ -272,7 +273,7 @@ def test_the_documented_snippet_runs(tmp_path):
     """README.md and docs/trl.md show the same few lines; run them as written on the tiny model."""
     from trl import GRPOConfig, GRPOTrainer
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     snippet = documented_snippet(root / "docs" / "trl.md")
     assert documented_snippet(root / "README.md") == snippet
     model, tokenizer = tiny_policy()
@@ -330,7 +331,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_choose_identical_prompts(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), __file__, str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -21,8 +21,7 @@ pytest.importorskip("transfer_queue")
 import torch  # noqa: E402
 
 from rollwise.integrations import verl as plugin  # noqa: E402
-from tests.verl_support import (BATCH, EXAMPLE, N, POOL, batches, compose, data_dir, solved,  # noqa: E402,F401
-                                verl_dataloader)
+from tests.support.verl import BATCH, EXAMPLE, N, POOL, batches, compose, solved, verl_dataloader  # noqa: E402
 
 # ---------------------------------------------------------------------------- config and reward
 

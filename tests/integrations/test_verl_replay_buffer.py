@@ -14,7 +14,7 @@ pytest.importorskip("transfer_queue")
 import torch  # noqa: E402
 
 from rollwise.integrations import verl as plugin  # noqa: E402
-from tests.verl_support import BATCH, N, compose, data_dir, solved, verl_dataloader  # noqa: E402,F401
+from tests.support.verl import BATCH, N, compose, solved, verl_dataloader  # noqa: E402
 
 @pytest.fixture(scope="module")
 def transfer_queue():

@@ -13,7 +13,7 @@ from rollwise.config import RunConfig
 from rollwise.policy.export import is_adapter_export, plain_state_dict, save_policy
 from rollwise.policy.models import Policy, apply_lora, load_model_dir_or_file, load_policy
 from rollwise.data.pool import PoolItem
-from tests.test_models import hf_config, hf_model_dir  # noqa: F401 (a fixture)
+from tests.support.models import hf_config
 
 torch.set_num_threads(1)
 
@@ -83,7 +83,7 @@ def test_failed_export_keeps_the_previous_one(tmp_path, tiny_policy):
     assert isinstance(load_model_dir_or_file(tmp_path / "model")[1], tiny.TinyCodec)
 
 
-def test_hf_directory_round_trips_with_its_tokenizer(tmp_path, hf_model_dir):  # noqa: F811
+def test_hf_directory_round_trips_with_its_tokenizer(tmp_path, hf_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     policy = load_policy(hf_config(tmp_path, hf_model_dir))
@@ -154,7 +154,7 @@ def test_plain_state_dict_matches_peft_merge_and_unload(lora_policy):
     assert unmerged.keys() == reference.keys() and not any("lora" in k for k in unmerged)
 
 
-def test_unmerged_export_trains_again_with_a_new_lora(tmp_path, hf_model_dir):  # noqa: F811
+def test_unmerged_export_trains_again_with_a_new_lora(tmp_path, hf_model_dir):
     policy = load_policy(hf_config(tmp_path, hf_model_dir, lora_r=4, lora_alpha=8))
     out = save_policy(policy, tmp_path / "model", merge_lora=False)
     again = load_policy(hf_config(tmp_path, out, lora_r=2, lora_alpha=4))

@@ -10,7 +10,7 @@ from rollwise.predict.registry import build_predictor
 from rollwise.predict.replay import load_run, phase_of, replay, summarize
 from rollwise.select.quality import spearman
 from rollwise.select.rules import build_rule
-from tests.predict_support import write_synthetic_run
+from tests.support.predict import write_synthetic_run
 
 
 def test_replay_recovers_known_rates_and_is_calibrated(tmp_path):

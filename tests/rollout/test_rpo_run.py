@@ -14,7 +14,7 @@ from rollwise.store.checkpoint import list_checkpoints, read_checkpoint
 from rollwise.config import RunConfig
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.test_train import comparable, model_parameters, tiny_config
+from tests.support.runs import comparable, model_parameters, tiny_config
 
 # 8 prompts, all of them every step: step 1 fills the cache lazily (full groups), later steps are partial.
 RPO = dict(tiny_codec="scratchpad", train_size=8, batch_prompts=8, samples_per_prompt=4, steps=3, lr=1e-3,

@@ -21,8 +21,8 @@ from rollwise.select.mopps import MoPPSSelector
 from rollwise.verify.base import Score
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.track import Timer
-from tests.test_collect import FakeCodec, PatternEngine, collect, context
-from tests.test_sandbox import ExecVerifier
+from tests.support.fakes import FakeCodec, PatternEngine, collect, context
+from tests.support.sandbox import ExecVerifier
 
 SPIN = "while True:\n    pass"
 

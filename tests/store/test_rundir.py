@@ -11,7 +11,7 @@ from rollwise.config import RunConfig
 from rollwise.store.rundir import RunDirError, holds_a_run
 from rollwise.track import MetricsLog, read_metrics
 from rollwise.train import train
-from tests.test_train import tiny_config
+from tests.support.runs import tiny_config
 
 
 def test_a_second_run_into_the_same_directory_stops_and_overwrite_moves_the_old_one_aside(tmp_path):

@@ -1,25 +1,23 @@
-"""Shared by the verl plug-in tests: a tiny pool in verl's layout, the example config composed on it,
-and verl's own dataloader over the plug-in's dataset (built as verl's v1 trainer builds it)."""
+"""Shared by the verl plug-in tests (tests/integrations): a tiny pool in verl's layout, the example config
+composed on it, and verl's own dataloader over the plug-in's dataset (built as verl's v1 trainer builds it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from rollwise.integrations.verl_data import verl_rows, write_parquet
 from rollwise.data.pool import PoolItem, PromptPool
+from tests.support import REPO
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "verl"
+EXAMPLE = REPO / "examples" / "verl"
 POOL = 24
 BATCH = 4
 N = 4
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A pool of sums 'i + 1' (rows in id order) and a held-out file, in verl's layout."""
-    root = tmp_path_factory.mktemp("verl-data")
+def write_data_dir(root: Path) -> Path:
+    """A pool of sums 'i + 1' (rows in id order) and a held-out file, in verl's layout (the `data_dir` fixture:
+    tests/integrations/conftest.py)."""
     train = PromptPool([PoolItem(i, f"{i} + 1 =", str(i + 1), {"i": i}) for i in range(POOL)], "basic_arithmetic", "t")
     held = PromptPool([PoolItem(i, f"{i} + 2 =", str(i + 2)) for i in range(4)], "basic_arithmetic", "v")
     write_parquet(verl_rows(train), root / "train.parquet")

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 TRAINER = """
 from rollwise.data.pool import PoolItem
 from rollwise.verify.guard import GuardedVerifier
-from tests.test_sandbox import ExecVerifier
+from tests.support.sandbox import ExecVerifier
 if __name__ == "__main__":
     guard = GuardedVerifier(ExecVerifier(), workers=1, timeout=120.0, batch_budget=None)
     guard.protections
@@ -52,8 +52,8 @@ def alive(pid: int) -> bool:
 
 
 def test_the_chain_dies_with_the_trainer():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    trainer = subprocess.Popen([sys.executable, "-c", TRAINER], cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    trainer = subprocess.Popen([sys.executable, "-c", TRAINER], cwd=REPO, env=env, stdout=subprocess.PIPE)
     chain: set[int] = set()
     try:
         worker = int(trainer.stdout.readline())

@@ -15,7 +15,7 @@ from rollwise.verify.sandbox import supervisor
 from rollwise.verify.base import Score
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.verify.sandbox.protocol import ProtocolError, encode_ready, encode_result, parse_ready, parse_result, read_job
-from tests.test_sandbox import ExecVerifier, RogueVerifier
+from tests.support.sandbox import ExecVerifier, RogueVerifier
 
 BIG = "1" + "0" * 400  # parses; math.isfinite(int) overflows
 FIELDS = {"index": "%d", "acc": "true", "reward": "1.0", "error": '""'}

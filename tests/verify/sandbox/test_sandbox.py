@@ -4,7 +4,8 @@ Hostile answers run through `ExecVerifier` (a scorer that executes its answer, a
 reasoning-gym scorers do) or reasoning-gym's own eval-based spiral_matrix scorer. Most attacks
 run twice: as written, and after disarming the audit hook (hostile code can rewrite the module
 globals the hook reads), so that the OS layers alone must stop them. A canary file must never
-appear. Verifiers and the rogue worker are defined at module level: worker processes import them.
+appear. The verifiers live in tests/support/sandbox.py and the rogue worker at module level here: worker
+processes import them.
 """
 
 import os
@@ -15,47 +16,19 @@ import struct
 import subprocess
 import time
 import warnings
-from dataclasses import dataclass
 
 import pytest
 
 from rollwise.data.pool import PoolItem, json_safe
 from rollwise.verify.sandbox import seccomp, supervisor
-from rollwise.verify.base import WRONG, Score
+from rollwise.verify.base import Score
 from rollwise.verify.guard import GuardedVerifier
 from rollwise.verify.sandbox.protocol import encode_ready, encode_result, read_job
-from rollwise.verify.guard import protections
 from rollwise.verify.sandbox.settings import KEEP_ENVIRONMENT, SandboxPolicy
 from rollwise.verify.verifiers import build_verifier
+from tests.support.sandbox import DISARM, ExecVerifier, RogueVerifier, need
 
 TIMEOUT = 2.0
-
-
-@dataclass(frozen=True)
-class ExecVerifier:
-    """Right for the reference answer; anything else is executed and is right when it sets ok = True."""
-
-    name: str = "exec"
-    in_process_safe = False
-
-    def score(self, answer, item):
-        if answer == item.answer:
-            return Score(True, 1.0)
-        scope = {}
-        exec(answer, scope)
-        return Score(True, 1.0) if scope.get("ok") is True else WRONG
-
-
-@dataclass(frozen=True)
-class RogueVerifier:
-    """Carries what the rogue worker sends as its ready message."""
-
-    name: str = "rogue"
-    in_process_safe = False
-    ready: bytes = b""
-
-    def score(self, answer, item):
-        return WRONG
 
 
 class Touch:
@@ -102,17 +75,6 @@ def rogue_worker(job_conn, result_conn, verifier, timeout, memory_mb, policy=Non
                 data = data[os.write(out, data):]
 
 
-@pytest.fixture(scope="module")
-def report():
-    return protections()
-
-
-def need(report, *names):
-    missing = [n for n in names if not report.get(n)]
-    if missing:
-        pytest.skip(f"kernel lacks {', '.join(missing)}: {report.get('degraded')}")
-
-
 def separate_uid_expected() -> bool:
     """Root with uid 65534 in its user namespace (not e.g. a rootless container that lacks it)."""
     if os.geteuid() != 0:
@@ -126,12 +88,6 @@ def rg_item(task: str) -> PoolItem:
 
     e = json_safe(reasoning_gym.create_dataset(task, size=1, seed=5)[0])
     return PoolItem(0, e["question"], str(e["answer"]), e.get("metadata", {}), e)
-
-
-# Rewrites the globals the audit hook reads: from here on only the OS layers stand.
-DISARM = ("import rollwise.verify.sandbox.worker as w\n"
-          "w._BLOCKED_PREFIXES = ('-',)\n"
-          "w._WRITE_FLAGS = 0\n")
 
 
 def attacks(canary, trainer_pid: int) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -231,7 +187,7 @@ def test_poisoning_answer_cannot_change_the_next_score():
         assert guard.score(wrong, item) == Score(False, 0.0)
         scores = guard.score_batch([poison, wrong, wrong, item.answer], [item] * 4)
         assert [s.acc for s in scores[1:]] == [False, False, True]
-        patch_class = ("import tests.test_sandbox as m\n"
+        patch_class = ("import tests.support.sandbox as m\n"
                        "m.ExecVerifier.score = lambda self, answer, item: m.Score(True, 1.0)")
         exec_guard = GuardedVerifier(ExecVerifier(), workers=1, timeout=TIMEOUT)
         scores = exec_guard.score_batch([patch_class, "ok = False"], [PoolItem(0, "q", "reference")] * 2)

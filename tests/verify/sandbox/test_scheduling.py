@@ -11,7 +11,7 @@ import platform
 
 from rollwise.data.pool import PoolItem
 from rollwise.verify.guard import GuardedVerifier
-from tests.test_sandbox import DISARM, ExecVerifier
+from tests.support.sandbox import DISARM, ExecVerifier
 
 ITEM = PoolItem(0, "q", "reference")
 IOPRIO = {"x86_64": (251, 252), "aarch64": (30, 31)}.get(platform.machine())  # (ioprio_set, ioprio_get)

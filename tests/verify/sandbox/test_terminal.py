@@ -17,7 +17,7 @@ import pytest
 from rollwise.data.pool import PoolItem
 from rollwise.verify.sandbox import seccomp
 from rollwise.verify.guard import GuardedVerifier
-from tests.test_sandbox import DISARM, ExecVerifier, need, report  # noqa: F401 - the report fixture
+from tests.support.sandbox import DISARM, ExecVerifier, need
 
 N_NULL = 27  # the null line discipline
 ITEM = PoolItem(0, "q", "reference")
@@ -94,7 +94,7 @@ def test_the_filter_refuses_terminal_ioctls_on_a_read_only_descriptor(pty):
     assert terminal_state(slave) == before
 
 
-def test_an_answer_cannot_reach_the_users_terminal(pty, report):  # noqa: F811
+def test_an_answer_cannot_reach_the_users_terminal(pty, report):
     """End to end: no /dev/pts in the sandbox, no terminal descriptor, and the pty is unchanged."""
     need(report, "mount_namespace")
     master, slave, path = pty
@@ -117,7 +117,7 @@ def test_an_answer_cannot_reach_the_users_terminal(pty, report):  # noqa: F811
     assert os.read(slave, 100) == b"typed by the user\n"  # nothing was stolen
 
 
-def test_the_sandbox_has_its_own_minimal_dev(report):  # noqa: F811
+def test_the_sandbox_has_its_own_minimal_dev(report):
     """Positive checks (they cannot pass by failing): exactly null, zero and urandom, all working."""
     need(report, "mount_namespace")
     check = ("import os\n"
@@ -133,7 +133,7 @@ def test_the_sandbox_has_its_own_minimal_dev(report):  # noqa: F811
     assert not got.get("read_all_files"), got
 
 
-def test_no_capability_and_lazy_imports_still_work(report):  # noqa: F811
+def test_no_capability_and_lazy_imports_still_work(report):
     """The read capability is gone; what it was kept for (Python under a directory the sandbox uid
     cannot search, e.g. /root at mode 0700) works through the bridge, and nothing else there shows."""
     need(report, "mount_namespace", "user_namespace")
