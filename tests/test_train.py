@@ -10,6 +10,8 @@ from rollwise.track import read_metrics
 from rollwise.train import train
 from tests.support.runs import comparable, model_parameters, tiny_config
 
+pytestmark = pytest.mark.slow  # every test here trains end to end
+
 
 def test_two_step_smoke_run_changes_parameters(tmp_path):
     cfg = tiny_config(tmp_path)

@@ -18,6 +18,7 @@ def _training_rows(path):
             for r in comparable(read_metrics(path))]
 
 
+@pytest.mark.slow
 def test_the_probe_does_not_change_training(tmp_path):
     with_probe = tiny_config(tmp_path, "probe", steps=4, selector="mopps", probe_every=1, probe_size=8)
     without = with_probe.replace(out_dir=str(tmp_path / "noprobe"), probe_every=0)
@@ -30,6 +31,7 @@ def test_the_probe_does_not_change_training(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_final_evaluation_without_periodic_ones(tmp_path):
     cfg = tiny_config(tmp_path, "final", steps=3, eval_every=0)
     summary = train(cfg)
@@ -40,6 +42,7 @@ def test_a_final_evaluation_without_periodic_ones(tmp_path):
     assert summary["final_eval"] == {k: rows[-1][k] for k in summary["final_eval"]}
 
 
+@pytest.mark.slow
 def test_evaluation_verifier_counts_never_leak_into_training_metrics(tmp_path, monkeypatch):
     from rollwise import train as recipe
 
@@ -63,6 +66,7 @@ def test_group_relative_algorithms_refuse_groups_of_one():
     assert RunConfig(samples_per_prompt=2).samples_per_prompt == 2
 
 
+@pytest.mark.slow
 def test_the_trained_policy_is_exported_and_loads_as_a_model_directory(tmp_path):
     from pathlib import Path
 
@@ -82,6 +86,7 @@ def test_the_trained_policy_is_exported_and_loads_as_a_model_directory(tmp_path)
     assert again["model"] == str(model_dir)
 
 
+@pytest.mark.slow
 def test_the_verifier_budget_and_breaker_come_from_the_config(tmp_path):
     from rollwise.run import build_run
 

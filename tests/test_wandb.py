@@ -109,6 +109,7 @@ def test_report_to_is_validated_and_a_missing_wandb_says_what_to_install(tmp_pat
         MetricsLog(tmp_path / "m.jsonl", report_to="wandb")
 
 
+@pytest.mark.slow
 def test_train_with_report_to_wandb_logs_what_metrics_jsonl_holds(tmp_path, hf_model_dir):
     """`rollwise train --report-to wandb` on a tiny Hugging Face model: every numeric value of every row."""
     from rollwise.train import train

@@ -108,6 +108,7 @@ def test_ppo_update_trains_the_value_head_and_keeps_every_row():
     assert float(critic.head.linear.weight.detach().abs().sum()) > 0  # moved from its zero initialisation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["raft", "raft++", "reinforce++", "ppo"])
 def test_a_short_run_of_every_algorithm(tmp_path, algo):
     cfg = tiny_config(tmp_path, algo, algo=algo, steps=3, checkpoint_every=1, minibatches=2)
@@ -122,6 +123,7 @@ def test_a_short_run_of_every_algorithm(tmp_path, algo):
         assert "critic" in state["components"]
 
 
+@pytest.mark.slow
 def test_ppo_resume_restores_the_critic(tmp_path):
     straight = tiny_config(tmp_path, "straight", algo="ppo", steps=4, checkpoint_every=2)
     train(straight)

@@ -11,6 +11,7 @@ from rollwise.train import train
 from tests.support.runs import comparable, model_parameters, tiny_config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["grpo", "raft++"])
 def test_gvm_trains_with_the_same_rollouts_as_fixed(tmp_path, algo):
     cfg = tiny_config(tmp_path, f"gvm-{algo}", algo=algo, allocator="gvm", gvm_presamples=2, steps=3)
@@ -23,6 +24,7 @@ def test_gvm_trains_with_the_same_rollouts_as_fixed(tmp_path, algo):
     assert any(r["time_gradnorm"] > 0 for r in rows)  # measured whenever a pre-sample was correct
 
 
+@pytest.mark.slow
 def test_gvm_posterior_variant_resumes_exactly(tmp_path):
     straight = tiny_config(tmp_path, "straight", allocator="gvm", gvm_p_source="posterior", selector="mopps",
                            steps=4, checkpoint_every=2)

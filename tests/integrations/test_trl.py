@@ -111,6 +111,7 @@ def straight_run(tmp_path_factory):
     return tr, reward, out
 
 
+@pytest.mark.slow
 def test_posteriors_come_from_the_rewards_and_choices_from_the_latest_posteriors(straight_run):
     tr, reward, out = straight_run
     records = read_metrics(out / LOG_FILE)
@@ -131,6 +132,7 @@ def test_posteriors_come_from_the_rewards_and_choices_from_the_latest_posteriors
     assert logged[0]["rollwise/acc_mean"] == pytest.approx(sum(first["successes"]) / sum(first["trials"]))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_restores_the_selector_and_continues_exactly(straight_run, tmp_path):
     tr, _, out = straight_run
     full_log = (out / LOG_FILE).read_text()
@@ -167,6 +169,7 @@ class DrawRecorder:
             yield from np.repeat(rng.choice(POOL, self.rows // GROUP, replace=False), GROUP).tolist()
 
 
+@pytest.mark.slow
 def test_a_sampler_would_choose_a_generation_late(tmp_path):
     """Why the mixin chooses in _generate_and_score_completions: TRL draws batch g + 1 before batch g is scored."""
     from trl import GRPOConfig, GRPOTrainer
@@ -189,6 +192,7 @@ def test_a_sampler_would_choose_a_generation_late(tmp_path):
     assert lag == [0, 1, 1, 1]  # generation g was drawn knowing g - 2 outcomes; the mixin knows g - 1
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_selector_state_starts_from_the_prior(straight_run, tmp_path, caplog):
     _, _, out = straight_run
     work = tmp_path / "run"
@@ -225,6 +229,7 @@ def test_processes_that_disagree_stop_training():
         SelectionMixin._check_same_choice(Fake([3, 6]), np.array([3, 5]))
 
 
+@pytest.mark.slow
 def test_evaluation_is_not_observed(tmp_path):
     reward = RecordingReward()
     tr = trainer(tmp_path, 1, reward)
@@ -236,7 +241,7 @@ def test_evaluation_is_not_observed(tmp_path):
     assert tr.selection.generation == before["generation"]
 
 
-def test_rollwise_verifier_is_a_trl_reward_function_and_the_default_success_signal(tmp_path):
+def test_rollwise_verifier_is_a_trl_reward_function():
     reward = reward_function("basic_arithmetic")
     assert reward(prompts=["1 + 1 ="] * 3, completions=["<answer>2</answer>", "so 2", [{"role": "assistant",
                   "content": "<answer>3</answer>"}]], answer=["2", "2", "2"]) == [1.0, 1.0, 0.0]
@@ -245,6 +250,11 @@ def test_rollwise_verifier_is_a_trl_reward_function_and_the_default_success_sign
     assert ("rollwise/verify_rejected", 1.0) in logged
     with pytest.raises(KeyError, match="answer_column"):
         reward(prompts=["1 + 1 ="], completions=["2"], solution=["2"])
+
+
+@pytest.mark.slow
+def test_rollwise_verifier_is_the_default_success_signal(tmp_path):
+    reward = reward_function("basic_arithmetic")
     tr = trainer(tmp_path, 1, [RecordingReward(), reward])
     assert tr._rollwise_success == 1  # the rollwise verifier decides success when the trainer has several
     tr.train()
@@ -269,6 +279,7 @@ def documented_snippet(path: Path) -> str:
     return block.split("```python\n")[1].split("```")[0]
 
 
+@pytest.mark.slow
 def test_the_documented_snippet_runs(tmp_path):
     """README.md and docs/trl.md show the same few lines; run them as written on the tiny model."""
     from trl import GRPOConfig, GRPOTrainer
@@ -292,6 +303,7 @@ def test_the_documented_snippet_runs(tmp_path):
     assert np.flatnonzero(total != 2).tolist() == chosen
 
 
+@pytest.mark.slow
 def test_rloo_trainer_selects_the_same_way(tmp_path):
     from trl import RLOOConfig, RLOOTrainer
 

@@ -296,6 +296,7 @@ def compose_example(overrides):
 # ---------------------------------------------------------------------------- GPU
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available() or not os.environ.get("ROLLWISE_VERL_MODEL"),
                     reason="needs a GPU, vLLM and a local model directory in ROLLWISE_VERL_MODEL")
 def test_verl_trains_two_steps_with_the_plugin_on_a_gpu(data_dir, tmp_path):

@@ -16,6 +16,8 @@ import torch  # noqa: E402
 from rollwise.integrations import verl as plugin  # noqa: E402
 from tests.support.verl import BATCH, N, compose, solved, verl_dataloader  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a local Ray cluster with TransferQueue (about 25 s to start)
+
 @pytest.fixture(scope="module")
 def transfer_queue():
     """A local Ray with TransferQueue's controller and storage (about 25 s to start on two cores)."""

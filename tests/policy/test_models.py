@@ -13,6 +13,7 @@ from rollwise.train import train
 from tests.support.models import hf_config
 
 
+@pytest.mark.slow
 def test_hf_directory_loads_with_its_tokenizer_and_trains(tmp_path, hf_model_dir):
     cfg = hf_config(tmp_path, hf_model_dir)
     policy = load_policy(cfg)
@@ -29,6 +30,7 @@ def test_lora_trains_only_adapters(tmp_path, hf_model_dir):
     assert trainable and all("lora_" in n for n in trainable)
 
 
+@pytest.mark.slow
 def test_lora_run_exports_merged_and_unmerged_to_the_same_policy(tmp_path, hf_model_dir):
     """A LoRA run ends with OUT_DIR/model; merged or not, `--model DIR` loads the same trained policy."""
     from rollwise.policy.models import load_model_dir_or_file

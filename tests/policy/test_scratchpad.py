@@ -89,6 +89,7 @@ def test_warm_up_batches_mask_the_prompt_and_copy_items_cover_one_hundred():
 STEPS = 400
 
 
+@pytest.mark.slow
 def test_a_short_warm_up_reaches_nonzero_accuracy():
     # One-digit sums of 2 terms, a 2-layer model with one-term copy items: it stops at its target
     # (a random model scores 0: it would have to write `$,$$` exactly) well before its step budget.
@@ -104,6 +105,7 @@ def test_a_short_warm_up_reaches_nonzero_accuracy():
     assert report.steps < STEPS and report.history[-1]["greedy_acc"] == report.best_greedy_acc
 
 
+@pytest.mark.slow
 def test_a_warm_up_that_misses_its_target_stops_the_run_with_what_to_change(tmp_path):
     from rollwise.policy.models import ensure_tiny
 

@@ -33,6 +33,7 @@ def last_state(cfg) -> dict:
     return read_checkpoint(list_checkpoints(cfg.out_dir)[-1][1])
 
 
+@pytest.mark.slow
 def test_partial_run_generates_fewer_tokens_and_fills_and_refreshes_its_cache(tmp_path):
     full = rpo_config(tmp_path, "full", rollout="full")
     partial = rpo_config(tmp_path, "partial")
@@ -67,6 +68,7 @@ COMPOSED = dict(selector="mopps", allocator="gvm", gvm_p_source="presample", gvm
                 train_size=16, batch_prompts=4, ds_max_gen_batches=3, probe_every=2, probe_size=8, rpo_fill="upfront")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes", [{}, COMPOSED], ids=["rpo", "mopps-gvm-rpo-dynamic"])
 def test_resume_is_exact_with_the_cache(tmp_path, changes):
     straight = rpo_config(tmp_path, "straight", steps=4, checkpoint_every=1, **changes)
@@ -86,6 +88,7 @@ def test_resume_is_exact_with_the_cache(tmp_path, changes):
     assert all(np.array_equal(ca[k], cb[k]) for k in ("tokens", "length", "stored_step", "last_used"))
 
 
+@pytest.mark.slow
 def test_length_aware_reward_changes_rewards_never_acc(tmp_path):
     on = rpo_config(tmp_path, "on", steps=1, rpo_length_reward="on")
     off = rpo_config(tmp_path, "off", steps=1, rpo_length_reward="off")
@@ -97,6 +100,7 @@ def test_length_aware_reward_changes_rewards_never_acc(tmp_path):
     assert 0.5 * a["acc_mean"] <= a["reward_mean"] < a["acc_mean"]  # correct answers shaped into [0.5, 1]
 
 
+@pytest.mark.slow
 def test_soft_overlong_punishment_applies_to_full_rollouts(tmp_path):
     # A buffer as long as the limit: every answer lies inside it, so every reward drops below its acc.
     cfg = rpo_config(tmp_path, "overlong", steps=1, rollout="full", max_new_tokens=12, overlong_buffer=12)
@@ -116,6 +120,7 @@ def test_soft_overlong_punishment_applies_to_full_rollouts(tmp_path):
     dict(algo="reinforce++"),
     dict(algo="ppo"),
 ], ids=lambda c: "-".join(f"{v}" for v in c.values())[:30])
+@pytest.mark.slow
 def test_partial_rollouts_compose(tmp_path, changes):
     """Up-front fill (booked as training cost): every step is partial, with each component of the other issues."""
     cfg = rpo_config(tmp_path, "run", steps=2, rpo_fill="upfront", **changes)
@@ -153,6 +158,7 @@ def test_settings_are_validated_with_clear_messages(changes, message):
         RunConfig(**changes)
 
 
+@pytest.mark.slow
 def test_a_cache_budget_below_one_path_is_refused_before_any_compute(tmp_path):
     with pytest.raises(ValueError, match="rpo_cache_tokens=3 cannot hold one path"):
         train(rpo_config(tmp_path, "small", rpo_cache_tokens=3))
@@ -175,6 +181,7 @@ TRACKING = dict(selector="mopps", allocator="gvm", gvm_p_source="predictor", gvm
                 rpo_hint_below=0.9, train_size=8, batch_prompts=4, probe_every=2, probe_size=4)
 
 
+@pytest.mark.slow
 def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_path):
     straight = rpo_config(tmp_path, "straight", steps=6, checkpoint_every=1, **TRACKING)
     train(straight)
@@ -193,6 +200,7 @@ def test_resume_is_exact_with_whole_refresh_hints_and_gvm_on_the_predictor(tmp_p
     assert all(np.array_equal(sa["hints"]["correct"][k], sb["hints"]["correct"][k]) for k in ("tokens", "length"))
 
 
+@pytest.mark.slow
 def test_hints_never_reach_evaluation_or_the_probe(tmp_path, monkeypatch):
     """Full-path GRPO with hints: training groups continue hints, held-out evaluation and the probe (which needs
     a selector that predicts: MoPPS; the hints read their own whole-path Beta) never do."""
@@ -232,6 +240,7 @@ def test_hints_never_reach_evaluation_or_the_probe(tmp_path, monkeypatch):
     assert collect_module.roll_out is real_roll_out  # the training rollouts went through the real one
 
 
+@pytest.mark.slow
 def test_speed_spends_the_budget_exactly_with_partial_rollouts(tmp_path):
     cfg = rpo_config(tmp_path, "speed", allocator="speed", speed_screen=2, steps=3, rpo_fill="upfront")
     summary = train(cfg)
@@ -253,6 +262,7 @@ def test_hint_and_refresh_settings_are_validated():
         RunConfig(allocator="speed", speed_screen=8)
 
 
+@pytest.mark.slow
 def test_the_predictor_learns_from_the_whole_paths_inside_partial_groups(tmp_path):
     """Every step is partial (up-front fill); each group holds one sample from the prompt alone, which is the
     predictor's only whole-path evidence: with plain accumulation a + b grows by exactly one per visit."""

@@ -1,8 +1,8 @@
 """The vLLM engine samples what HFEngine samples and what the loss models, from weights synced in place.
 
-Tests marked `needs_vllm` are skipped when vLLM is not installed (`scripts/setup.sh vllm` installs it;
-CI does). One engine is started for the module (about 15 s on two cores); tests that change its
-weights put the original ones back.
+Tests marked `needs_vllm` (also `slow`) are skipped when vLLM is not installed (`scripts/setup.sh vllm`
+installs it; CI does). One engine is started for the module (about 15 s on two cores); tests that change
+its weights put the original ones back.
 """
 
 import copy
@@ -132,6 +132,7 @@ def test_sampler_logprobs_align_with_loss_positions():
 # ---------------------------------------------------------------------------- with vLLM
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_greedy_matches_hf_engine(model, engine):
     requests = [GenRequest(PROMPT, 2), GenRequest(OTHER, 1, prefix_ids=(3, 4))]
@@ -142,6 +143,7 @@ def test_greedy_matches_hf_engine(model, engine):
     assert [len(g) for g in got] == [2, 1] and got[0][0].completion_ids == got[0][1].completion_ids
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_per_request_n_limits_and_prefixes(engine):
     requests = [GenRequest(PROMPT, 3), GenRequest(OTHER, 0), GenRequest(OTHER, 5, prefix_ids=(3, 4), max_new_tokens=2),
@@ -157,6 +159,7 @@ def test_per_request_n_limits_and_prefixes(engine):
     assert all(len(s.completion_ids) <= 2 for s in got[2]) and len(got[3][0].completion_ids) == 1
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_prefix_is_continued_not_repeated(model, engine):
     """prompt + prefix is the context: greedy continues it exactly as HFEngine does from the same tokens."""
@@ -168,6 +171,7 @@ def test_prefix_is_continued_not_repeated(model, engine):
     assert with_prefix.prefix_ids == prefix and with_prefix.prompt_ids == PROMPT
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_stops_at_eos_and_includes_it(engine):
     torch.manual_seed(1)
@@ -181,6 +185,7 @@ def test_stops_at_eos_and_includes_it(engine):
         assert EOS not in s.completion_ids and len(s.completion_ids) == 12
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_seeds_come_from_the_torch_stream(engine):
     requests = [GenRequest(PROMPT, 4), GenRequest(OTHER, 3)]
@@ -195,6 +200,7 @@ def test_seeds_come_from_the_torch_stream(engine):
     assert ids(engine.generate(requests, params)) != first
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_batches_larger_than_one_scheduler_step(engine):
     """More prompt tokens than vLLM schedules in one step (8192 here): vLLM 0.32 on CPU crashed on seeded
@@ -206,6 +212,7 @@ def test_batches_larger_than_one_scheduler_step(engine):
     assert [len(g) for g in got] == [2] * len(requests)
 
 
+@pytest.mark.slow
 @needs_vllm
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
 def test_logprobs_agree_with_policy_recomputation(model, engine, temperature):
@@ -216,6 +223,7 @@ def test_logprobs_agree_with_policy_recomputation(model, engine, temperature):
         torch.testing.assert_close(torch.tensor(s.logprobs), policy, rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 @needs_vllm
 @pytest.mark.parametrize("top_p", [1.0, 0.6])
 def test_first_token_frequencies_follow_the_tempered_softmax(model, engine, top_p):
@@ -236,6 +244,7 @@ def test_first_token_frequencies_follow_the_tempered_softmax(model, engine, top_
     assert np.abs(counts - p.numpy()).sum() / 2 < 0.04  # total variation; about 0.02 expected from noise
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_weight_sync_changes_samples_in_place(model, engine):
     requests = [GenRequest(PROMPT, 8), GenRequest(OTHER, 8)]
@@ -262,6 +271,7 @@ def test_weight_sync_changes_samples_in_place(model, engine):
     assert ids(sample()) == before
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_lora_policy_syncs_merged_weights(model, engine):
     from rollwise.policy.models import apply_lora
@@ -300,6 +310,7 @@ def vllm_config(tmp_path, name, **changes) -> RunConfig:
     return RunConfig(**base)
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_training_with_vllm_reports_drift_and_sync_and_resumes_exactly(tmp_path):
     from rollwise.track import read_metrics

@@ -14,6 +14,7 @@ from rollwise.train import train
 from tests.support.runs import tiny_config
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_directory_stops_and_overwrite_moves_the_old_one_aside(tmp_path):
     cfg = tiny_config(tmp_path, "run", steps=1)
     train(cfg)
@@ -39,6 +40,7 @@ def test_resume_without_a_checkpoint_is_an_error_not_a_restart(tmp_path):
     assert not (tmp_path / "fresh" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_resume_with_only_damaged_checkpoints_names_each_file(tmp_path):
     cfg = tiny_config(tmp_path, "damaged", steps=2, checkpoint_every=1)
     train(cfg)
@@ -49,6 +51,7 @@ def test_resume_with_only_damaged_checkpoints_names_each_file(tmp_path):
     assert "step-000001.safetensors" in str(err.value) and "step-000002.safetensors" in str(err.value)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_configuration_and_names_the_field(tmp_path):
     cfg = tiny_config(tmp_path, "changed", steps=1)
     train(cfg)
@@ -58,6 +61,7 @@ def test_resume_refuses_a_changed_configuration_and_names_the_field(tmp_path):
         train(cfg.replace(steps=2, data_seed=99), resume=True)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_data_file(tmp_path):
     train_file, eval_file = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
     rows = [{"id": i, "prompt": f"{i}+1", "answer": str(i + 1)} for i in range(12)]
@@ -74,6 +78,7 @@ def test_resume_refuses_a_changed_data_file(tmp_path):
         train(cfg.replace(steps=2), resume=True)
 
 
+@pytest.mark.slow
 def test_a_metrics_log_shorter_than_the_checkpoint_is_an_error(tmp_path):
     cfg = tiny_config(tmp_path, "short", steps=2, checkpoint_every=1)
     train(cfg)
@@ -105,6 +110,7 @@ def test_at_least_one_checkpoint_is_kept(tmp_path):
         ckpt.save_checkpoint(tmp_path, 1, {"step": 1}, keep=0)
 
 
+@pytest.mark.slow
 def test_run_json_records_identity(tmp_path):
     cfg = tiny_config(tmp_path, "info", steps=1)
     train(cfg)
