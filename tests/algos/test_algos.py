@@ -13,10 +13,11 @@ from rollwise.algos.raft import accepted_advantages, likelihood_loss
 from rollwise.algos.reinforce_pp import batch_normalised_advantages
 from rollwise.store.checkpoint import read_checkpoint
 from rollwise.algos.update import Batch, UpdateSettings, update_policy
+from rollwise.policy.models import load_policy
 from rollwise.policy.tiny import build_tiny_model
 from rollwise.track import read_metrics
 from rollwise.train import train
-from tests.support.runs import tiny_config
+from tests.support.runs import model_parameters, tiny_config
 
 
 def test_every_registered_algorithm_builds_and_group_relative_ones_check_their_group_size():
@@ -117,6 +118,8 @@ def test_a_short_run_of_every_algorithm(tmp_path, algo):
     losses = [r["loss"] for r in rows[1:] if r["loss"] is not None]
     assert losses and all(np.isfinite(losses))
     assert summary["total_rollouts"] == 3 * 16
+    initial, trained = load_policy(cfg).model.state_dict(), model_parameters(cfg.out_dir)
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)  # the updates moved the policy
     if algo == "ppo":
         assert all(r["value_loss"] is not None for r in rows[1:] if r["loss"] is not None)
         state = read_checkpoint(sorted((tmp_path / algo / "checkpoints").iterdir())[-1])

@@ -1,7 +1,9 @@
-"""The policy update: skipping zero-advantage rows keeps the gradient, minibatch counts, no dropout."""
+"""The policy update: it moves each sample's log-probability the way its advantage asks; skipping zero-advantage
+rows keeps the gradient; minibatch counts; no dropout."""
 
 import copy
 
+import pytest
 import torch
 
 from rollwise.algos.reference import FrozenReference
@@ -58,6 +60,43 @@ def test_skipping_also_holds_over_minibatches_and_epochs():
     skipped, _ = _sgd_step(model, batch, _settings(minibatches=2, updates_per_step=2))
     for name in full:
         torch.testing.assert_close(skipped[name], full[name], rtol=1e-4, atol=1e-6)
+    before = model.state_dict()
+    assert any(not torch.equal(before[k], skipped[k]) for k in before)  # equal because both moved, not neither
+
+
+def _row_logprobs(model, batch) -> torch.Tensor:
+    """Each row's summed log-probability of its loss tokens (its completion)."""
+    with torch.no_grad():
+        return (token_logprobs(model, batch, 1.0) * batch.loss_mask).sum(dim=1)
+
+
+def _after_one_step(model, batch, algo, lr=0.05):
+    policy = copy.deepcopy(model)
+    opt = torch.optim.SGD(policy.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    update_policy(policy, opt, sched, batch, _settings(algo=algo))
+    return policy
+
+
+@pytest.mark.parametrize("algo", ["grpo", "raft", "raft++", "reinforce++"])
+def test_an_update_raises_the_log_prob_of_a_positive_advantage_sample(algo):
+    model = build_tiny_model(1, 32, 2, seed=0)
+    batch = _batch([0.0, 1.0, 0.0])
+    rises = _row_logprobs(_after_one_step(model, batch, algo), batch) - _row_logprobs(model, batch)
+    assert rises[1] > 1e-4, rises
+
+
+@pytest.mark.parametrize("algo", ["grpo", "raft++", "reinforce++"])
+def test_an_update_lowers_a_negative_advantage_sample_and_separates_it_from_a_positive_one(algo):
+    """One SGD step on the token-mean loss moves the parameters along (grad log p(good) - grad log p(bad)):
+    to first order log p(bad) falls alone, and log p(good) - log p(bad) grows even when they share weights."""
+    model = build_tiny_model(1, 32, 2, seed=0)
+    alone = _batch([-1.0])
+    change = _row_logprobs(_after_one_step(model, alone, algo), alone) - _row_logprobs(model, alone)
+    assert change[0] < -1e-4, change
+    pair = _batch([1.0, -1.0, 0.0, 0.5])
+    before, after = _row_logprobs(model, pair), _row_logprobs(_after_one_step(model, pair, algo), pair)
+    assert after[0] - after[1] > before[0] - before[1] + 1e-4, (before, after)
 
 
 def test_a_kl_term_with_engine_logprobs_reads_each_rows_own_reference():

@@ -47,14 +47,10 @@ def test_unknown_presets_are_an_error_listing_the_known_ones(capsys):
     assert "unknown preset 'fast'" in capsys.readouterr().err
 
 
-def test_presets_compose_in_order_and_method_presets_set_only_method_keys():
+def test_a_testbed_composes_with_all_three_methods():
     composed = RunConfig.from_sources(preset="scratchpad+mopps-gvm-rpo")
     assert (composed.tiny_codec, composed.selector, composed.allocator, composed.rollout) == (
         "scratchpad", "mopps", "gvm", "partial")
-    assert set(PRESETS["mopps-gvm-rpo"].values) == {"selector", "allocator", "gvm_p_source", "gvm_presamples",
-                                                   "rollout"}
-    assert preset_values("scratchpad+sums") == preset_values("sums") | {
-        k: v for k, v in preset_values("scratchpad").items() if k not in preset_values("sums")}
     on_own_data = RunConfig.from_sources(preset="mopps")
     assert on_own_data.selector == "mopps" and on_own_data.tiny_codec == RunConfig().tiny_codec
 
@@ -76,10 +72,43 @@ def test_preset_values_are_copies():
     assert preset_values("scratchpad")["task_options"]["max_terms"] == 6
 
 
-def test_every_preset_builds_a_valid_config():
-    """A preset that names a key or value the config refuses would fail only when a user runs it."""
-    for name in PRESETS:
-        RunConfig.from_sources(preset=name)
+def changed_from(cfg: RunConfig, base: RunConfig) -> set[str]:
+    """The fields whose values differ between two configurations."""
+    a, b = cfg.to_dict(), base.to_dict()
+    return {k for k in a if a[k] != b[k]}
+
+
+METHODS = ["mopps", "gvm", "rpo", "mopps-gvm", "mopps-rpo", "mopps-gvm-rpo"]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_preset_builds_a_valid_config_that_differs_from_the_default_in_its_own_keys_only(name):
+    """A preset that names a key or value the config refuses would fail only when a user runs it; one that
+    moved a field it does not declare (or declared nothing the default lacks) would not be the run it names."""
+    changed = changed_from(RunConfig.from_sources(preset=name), RunConfig())
+    assert changed <= set(preset_values(name))
+    assert changed or name == "sums"  # only the default run's own name changes nothing
+
+
+@pytest.mark.parametrize("testbed", ["scratchpad", "smollm2-sums", "dapo"])
+@pytest.mark.parametrize("method", METHODS)
+def test_a_method_preset_composes_with_a_testbed_by_plus(testbed, method):
+    """testbed+method is the testbed's run with the method's fields on top: those fields as the method alone
+    sets them, every other field as the testbed alone sets it, and the method does change the testbed's run."""
+    composed = RunConfig.from_sources(preset=f"{testbed}+{method}")
+    testbed_alone, method_alone = RunConfig.from_sources(preset=testbed), RunConfig.from_sources(preset=method)
+    method_keys = set(preset_values(method))
+    assert changed_from(composed, testbed_alone) and changed_from(composed, testbed_alone) <= method_keys
+    assert all(getattr(composed, k) == getattr(method_alone, k) for k in method_keys)
+
+
+def test_the_later_preset_wins_where_two_set_the_same_field():
+    smollm2_last = RunConfig.from_sources(preset="scratchpad+smollm2-sums")
+    scratchpad_last = RunConfig.from_sources(preset="smollm2-sums+scratchpad")
+    assert smollm2_last.task_options == RunConfig.from_sources(preset="smollm2-sums").task_options
+    assert scratchpad_last.task_options == RunConfig.from_sources(preset="scratchpad").task_options
+    assert smollm2_last.task_options != scratchpad_last.task_options
+    assert (smollm2_last.model, scratchpad_last.model) == ("smollm2", "smollm2")  # set by one of them only
 
 
 def test_the_real_model_preset_trains_smollm2_with_lora_at_its_measured_temperature():

@@ -96,7 +96,7 @@ def test_unreadable_files_are_clear_errors(tmp_path):
 
 
 def test_parquet_and_datasets_dir(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa  # a dependency of rollwise: never skipped
     import pyarrow.parquet as pq
 
     rows = {"id": [0, 1], "prompt": ["p0", "p1"], "answer": ["a0", "a1"]}
@@ -183,7 +183,7 @@ def test_a_very_long_line_is_a_bounded_error(tmp_path, monkeypatch):
 
 
 def test_parquet_and_datasets_get_the_same_value_checks(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa  # a dependency of rollwise: never skipped
     import pyarrow.parquet as pq
 
     def parquet(name, **columns):

@@ -211,13 +211,14 @@ def test_a_preset_is_the_base_that_the_config_and_flags_override(tmp_path):
 
 @pytest.mark.slow
 def test_real_tiny_comparison(tmp_path):
-    pytest.importorskip("rollwise.train")
     base = dict(steps=2, tiny_layers=1, tiny_hidden=32, tiny_heads=2, warmup_steps=0, warmup_items=200,
                 train_size=40, eval_size=12, batch_prompts=4, samples_per_prompt=4, eval_every=1, eval_samples=2,
                 probe_every=0, verify_workers=1, cache_dir=str(tmp_path / "cache"), checkpoint_every=1)
     summary = run_compare(base, {"uniform": {}, "mopps": {"selector": "mopps"}}, [0], str(tmp_path / "cmp"),
                           log=lambda m: None)
-    for name in ("uniform", "mopps"):
+    for name, selector in (("uniform", "uniform"), ("mopps", "mopps")):
         run = summary["variants"][name]["runs"][0]
         assert run["final_step"] == 2 and run["total_rollouts"] == 32 and run["final_acc"] is not None
+        assert f"selector: {selector}" in (tmp_path / "cmp" / name / "seed-0" / "config.yaml").read_text()
+        assert (tmp_path / "cmp" / name / "seed-0" / "summary.json").is_file()  # a real run, launched and finished
     assert (tmp_path / "cmp" / "report.html").stat().st_size > 10_000

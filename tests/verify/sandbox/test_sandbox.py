@@ -192,7 +192,8 @@ def test_poisoning_answer_cannot_change_the_next_score():
         exec_guard = GuardedVerifier(ExecVerifier(), workers=1, timeout=TIMEOUT)
         scores = exec_guard.score_batch([patch_class, "ok = False"], [PoolItem(0, "q", "reference")] * 2)
         exec_guard.close()
-        assert not scores[1].acc
+        assert scores[0] == Score(False, 0.0)  # the patch ran (no error: the module imported) ...
+        assert not scores[1].acc  # ... and did not reach the next answer
 
 
 def test_rogue_worker_breaking_the_protocol_is_a_crash(tmp_path, monkeypatch):
