@@ -37,11 +37,11 @@ import math
 
 import numpy as np
 
+from rollwise.config import RunConfig
 from bench.common import (claim_name, device_override, load_variants, parse_args, preset_variants, run_names,
                           write_results)
 from bench.stats import cost_ratio, mean_se
 from rollwise.evidence.compare import run_compare
-from rollwise.rollout.partial import parse_cut
 
 # Up-front fill (booked as training cost: one whole completion per pool prompt, under 1% of the budget's
 # rollouts at 400 steps): the uniform selector visits each prompt once per epoch (31 steps on the
@@ -96,7 +96,7 @@ def chosen_variants(cut: str) -> dict[str, dict]:
     """
     if cut == "half_min":
         return dict(VARIANTS)
-    parse_cut(cut)  # a clear error for anything but a positive integer
+    RunConfig(rollout="partial", rpo_cut=cut)  # the configuration's own check: a clear error for a bad rule
     return {"uniform": {}, f"rpo-partial-cut{cut}": {**VARIANTS["rpo-partial"], "rpo_cut": cut}}
 
 

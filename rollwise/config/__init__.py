@@ -6,6 +6,7 @@
     presets.py   named sets of values (`rollwise train --preset scratchpad`)
 """
 
-from rollwise.config.fields import DEFAULT_TASK_OPTIONS, SECTIONS, RunConfig, coerce, flatten_sections, load_yaml
+from rollwise.config.fields import SECTIONS, RunConfig, coerce, flatten_sections, load_yaml
+from rollwise.config.task_defaults import DEFAULT_TASK_OPTIONS
 
 __all__ = ["DEFAULT_TASK_OPTIONS", "SECTIONS", "RunConfig", "coerce", "flatten_sections", "load_yaml"]

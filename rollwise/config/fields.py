@@ -23,6 +23,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from rollwise.config.task_defaults import TASK_DEFAULTS, WARMUP_DEFAULTS
 from rollwise.config.values import coerce
 from rollwise.config import yamlfile  # configuration YAML: no aliases or anchors, bounded size and depth
 from rollwise.algos import ALGORITHMS
@@ -53,25 +54,6 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw) -> Any:
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
-
-
-DEFAULT_TASK_OPTIONS = {
-    # Sums of 2-3 two-digit numbers. The tiny model warms up on 2 terms only (warmup_task_options):
-    # 2-term sums start partly solved and RL sharpens them; 3-term sums start out of reach. A pool
-    # with that much dead weight is where prompt selection pays (README: the default run).
-    "min_terms": 2,
-    "max_terms": 3,
-    "min_digits": 2,
-    "max_digits": 2,
-    "operators": ["+"],
-    "allow_parentheses": False,
-    "allow_negation": False,
-}
-
-# Filled in for an empty task_options, so that `--task countdown` alone gets countdown's own defaults.
-TASK_DEFAULTS = {"basic_arithmetic": DEFAULT_TASK_OPTIONS}
-WARMUP_DEFAULTS = {"basic_arithmetic": {"max_terms": 2}}
-
 
 
 @dataclass
@@ -305,6 +287,13 @@ class RunConfig:
         from rollwise.config.checks import check
 
         check(self)
+
+    @property
+    def rpo_cut_rule(self) -> int | str:
+        """`rpo_cut` as the value RPO uses: "half_min", "whole" or a positive integer (checked by validate)."""
+        from rollwise.rollout.partial import parse_cut
+
+        return parse_cut(self.rpo_cut)
 
     @property
     def length_reward(self) -> bool:

@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rollwise.config.fields import TASK_DEFAULTS
+from rollwise.config.task_defaults import TASK_DEFAULTS
 from rollwise.data.pool import PromptPool, reasoning_gym_pools
 from rollwise.policy.codecs import ANSWER_INSTRUCTION
 

@@ -6,9 +6,9 @@ from rollwise.registry import Registry
 
 
 def _rpo_settings(cfg) -> None:
-    from rollwise.rollout.partial import check_suffix_budget, parse_cut  # numpy only
+    from rollwise.rollout.partial import check_suffix_budget  # numpy only
 
-    parse_cut(cfg.rpo_cut)
+    cfg.rpo_cut_rule  # noqa: B018 - parsing it names a bad value
     check_suffix_budget(cfg.rpo_suffix_budget)
     if not 0 <= cfg.rpo_refresh_epsilon <= 1:
         raise ValueError(f"rpo_refresh_epsilon={cfg.rpo_refresh_epsilon}: must be in [0, 1]")

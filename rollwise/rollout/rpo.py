@@ -26,7 +26,7 @@ import numpy as np
 from rollwise.allocate.base import BetaPredictor
 from rollwise.rollout.cache import ExperienceCache
 from rollwise.rollout.hints import PrefixHints
-from rollwise.rollout.partial import PartialPlan, answer_ids, parse_cut, partial_requests, rpo_metrics
+from rollwise.rollout.partial import PartialPlan, answer_ids, partial_requests, rpo_metrics
 from rollwise.rollout.refresh import REFRESH_RULES, prefix_births, refresh_paths
 
 
@@ -68,7 +68,7 @@ class PartialRollouts:
     @classmethod
     def from_config(cls, cfg, pool_size: int, max_new_tokens: int, eos_token_id: int | None,
                     predictor: BetaPredictor | None = None) -> "PartialRollouts":
-        cut = parse_cut(cfg.rpo_cut)
+        cut = cfg.rpo_cut_rule
         if 0 < cfg.rpo_cache_tokens < max_new_tokens:
             raise ValueError(f"rpo_cache_tokens={cfg.rpo_cache_tokens} cannot hold one path of max_new_tokens="
                              f"{max_new_tokens} tokens: raise it (or 0: unbounded)")
