@@ -48,3 +48,17 @@ def need(report, *names):
     missing = [n for n in names if not report.get(n)]
     if missing:
         pytest.skip(f"kernel lacks {', '.join(missing)}: {report.get('degraded')}")
+
+
+@dataclass(frozen=True)
+class LoadedVerifier:
+    """Right when module `name` is loaded in the process that scores: shows what the template carries."""
+
+    name: str = "loaded"
+    in_process_safe = False
+    module: str = ""
+
+    def score(self, answer, item):
+        import sys
+
+        return Score(True, 1.0) if self.module in sys.modules else WRONG

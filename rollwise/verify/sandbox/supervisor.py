@@ -16,8 +16,12 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import pickle
 import select
+import sys
+import threading
 import time
+import types
 from collections import Counter, deque
 
 from rollwise.verify.base import Score
@@ -39,6 +43,30 @@ def context():
     if "forkserver" in mp.get_all_start_methods():
         return mp.get_context("forkserver")
     return mp.get_context("spawn")
+
+
+_MAIN_SWAP = threading.Lock()
+
+
+def start_without_main(proc, verifier) -> None:
+    """Start `proc` without re-running the caller's main script in it, unless the verifier needs it.
+
+    multiprocessing re-imports the parent's `__main__` in every forkserver or spawn child. A training
+    script imports torch, so the template would carry torch, and every per-answer fork copies the
+    page tables of all of it: sandboxed scoring ran at half its rate (docs/sandbox.md). Only a
+    verifier defined in the script itself (it does not pickle without the script) keeps the import.
+    """
+    main = sys.modules.get("__main__")
+    with _MAIN_SWAP:
+        sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__, no __spec__: nothing to re-import
+        try:
+            try:
+                pickle.dumps(verifier)
+            except Exception:  # noqa: BLE001 - it refers to the script: the child must import it
+                sys.modules["__main__"] = main
+            proc.start()
+        finally:
+            sys.modules["__main__"] = main
 
 
 class Breaker:
@@ -73,7 +101,7 @@ class _Worker:
         result_r, result_w = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=worker_main, args=(job_r, result_w, verifier, timeout, memory_mb, policy),
                                 name="rollwise-verify", daemon=True)
-        self.proc.start()
+        start_without_main(self.proc, verifier)
         job_r.close()
         result_w.close()
         self.conns = (job_w, result_r)
