@@ -54,6 +54,11 @@ def test_the_trl_example_trains_with_mopps_selecting(tmp_path, tiny_dir):
     state = load_state(tmp_path / "first" / "checkpoint-2" / STATE_FILE)["selection"]
     assert state["generation"] == 2 and (state["selector"]["a"] != 1).sum() > 0  # posteriors moved
     assert (tmp_path / "first" / "model.safetensors").is_file()
+    # The outcome log replays: the pool's difficulty fields are its features' groups.
+    from rollwise.predict.replay import load_run
+
+    run = load_run(tmp_path / "first")
+    assert [r.step for r in run.rows] == [1, 2] and run.features.keys and run.features.num_groups > 1
 
     # A second run starts from the first one's posteriors (its prior), not from Beta(1, 1).
     module.main(small_run(tmp_path / "second", tiny_dir, "--prior", str(tmp_path / "first")))

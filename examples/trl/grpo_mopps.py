@@ -122,8 +122,9 @@ def trl_dataset(pool, model_dir: str, tokenizer):
         text = f"{item.prompt}\n\n{ANSWER_INSTRUCTION}"
         return [{"role": "user", "content": text}] if chat else text + "\n"
 
-    return Dataset.from_list([{"id": i, "prompt": prompt(item), "answer": item.answer}
-                              for i, item in enumerate(pool)])
+    # metadata as JSON: scorers that read it get it, and the outcome log's features.npz groups prompts by it
+    return Dataset.from_list([{"id": i, "prompt": prompt(item), "answer": item.answer,
+                               "metadata": json.dumps(item.metadata)} for i, item in enumerate(pool)])
 
 
 def selector(args, pool):

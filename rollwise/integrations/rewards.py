@@ -21,6 +21,8 @@ rollwise's selectors count as a success; `reward="score"` returns the verifier's
 
 from __future__ import annotations
 
+import json
+
 from rollwise.data.pool import PoolItem
 from rollwise.verify.extract import extract_answer, last_number
 from rollwise.verify.guard import COUNTERS, GuardedVerifier
@@ -50,6 +52,16 @@ def message_text(value, role: str | None = None) -> str:
     raise TypeError(f"expected text or a list of chat messages, got {type(value).__name__}")
 
 
+def metadata_dict(value) -> dict:
+    """A row's metadata: a dict, or a JSON object in a string (verl_data and the TRL example write it so); else {}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _as_id(value) -> int:
     """The row's `id` for the guard's messages; -1 where the dataset's ids are not integers."""
     try:
@@ -72,6 +84,7 @@ class VerifierReward:
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r}: expected one of {', '.join(REWARDS)}")
         self.guard = GuardedVerifier(build_verifier(task, verifier, options), workers, timeout, memory_mb)
+        self.task = task
         self.reward, self.answer_column, self.fallback_last_number = reward, answer_column, fallback_last_number
         self.__name__ = f"rollwise_{self.guard.name}".replace(":", "_")
 
@@ -93,7 +106,7 @@ class VerifierReward:
         references = columns[self.answer_column]
         ids = columns.get("id") or [-1] * len(completions)
         metadata = columns.get("metadata") or [None] * len(completions)
-        items = [PoolItem(_as_id(pid), message_text(p, "user"), str(ref), meta if isinstance(meta, dict) else {})
+        items = [PoolItem(_as_id(pid), message_text(p, "user"), str(ref), metadata_dict(meta))
                  for pid, p, ref, meta in zip(ids, prompts, references, metadata, strict=True)]
         scores = self.guard.score_batch([self.answer(c) for c in completions], items)
         log_metric = columns.get("log_metric")
@@ -107,7 +120,7 @@ class VerifierReward:
 
     def score_one(self, completion, reference, prompt_id=-1, prompt: str = "", metadata: dict | None = None):
         """The guard's `Score` of one completion against `reference` (for trainers that score one at a time: verl)."""
-        item = PoolItem(_as_id(prompt_id), prompt, str(reference), metadata if isinstance(metadata, dict) else {})
+        item = PoolItem(_as_id(prompt_id), prompt, str(reference), metadata_dict(metadata))
         return self.guard.score_batch([self.answer(completion)], [item])[0]
 
     def close(self) -> None:

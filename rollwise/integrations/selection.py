@@ -16,9 +16,13 @@ only, so the logic is unit-tested without a trainer.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from rollwise.select.quality import group_stats, mae, spearman
+
+log = logging.getLogger(__name__)
 
 
 class _Sized:
@@ -83,6 +87,9 @@ class LateSelection:
 
     `record` (one dict per generation: ids, predicted success before the outcomes, successes,
     trials) is kept for the last `keep_records` generations; plug-ins write it to a log as it grows.
+    `outcome_log` (a `rollwise.predict.outcomes.OutcomeLog`, set by the plug-in on its main process):
+    every observation is appended to it as kind `train`, step = the generation; its length rides in
+    `state_dict`, so a resumed run cuts it back to the checkpoint and a new run starts it afresh.
     """
 
     def __init__(self, selector, seed, pool_size: int | None = None, keep_records: int = 1000) -> None:
@@ -104,6 +111,8 @@ class LateSelection:
         self.pending_predicted: np.ndarray | None = None
         self.records: list[dict] = []
         self.keep_records = keep_records
+        self.outcome_log = None
+        self._log_continues = False  # True once a checkpoint said where the log ends (resume)
 
     def choose(self, k: int) -> np.ndarray:
         """k distinct row indices for the next generation, from the freshest posteriors."""
@@ -153,8 +162,19 @@ class LateSelection:
                              "predicted": None if predicted is None else predicted.tolist(),
                              "successes": successes.tolist(), "trials": trials.tolist()})
         del self.records[:-self.keep_records]
+        if self.outcome_log is not None:
+            self._log_outcomes(ids, successes, trials)
         return self.metrics(ids[scored], rates[scored], successes[scored], trials[scored],
                             None if predicted is None else predicted[scored])
+
+    def _log_outcomes(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        if not self._log_continues:  # the first row of a run that did not resume: a fresh log
+            if self.outcome_log.offset():
+                log.warning("%s: a new run starts a new outcome log (resume from a checkpoint to continue it)",
+                            self.outcome_log.path)
+                self.outcome_log.truncate_to(0)
+            self._log_continues = True
+        self.outcome_log.write(self.generation, "train", ids, np.rint(successes), np.rint(trials))
 
     def metrics(self, ids, rates, successes, trials, predicted) -> dict:
         """rollwise's metric names (docs/metrics.md) for one generation's selected groups."""
@@ -169,7 +189,8 @@ class LateSelection:
 
     def state_dict(self) -> dict:
         return {"selector": self.selector.state_dict(), "rng": self.rng.bit_generator.state,
-                "generation": self.generation, "seen": self.seen.copy()}
+                "generation": self.generation, "seen": self.seen.copy(),
+                "outcomes_offset": self.outcome_log.offset() if self.outcome_log is not None else -1}
 
     def load_state_dict(self, state: dict) -> None:
         self.selector.load_state_dict(state["selector"])
@@ -177,6 +198,13 @@ class LateSelection:
         self.generation = int(state["generation"])
         self.seen = np.asarray(state["seen"], dtype=bool).copy()
         self.pending = self.pending_predicted = None
+        offset = int(state.get("outcomes_offset", -1))
+        if self.outcome_log is not None and offset >= 0:
+            if self.outcome_log.offset() >= offset:
+                self.outcome_log.truncate_to(offset)  # generations after the checkpoint come again
+            else:
+                log.warning("%s is shorter than at the checkpoint; appending to it", self.outcome_log.path)
+            self._log_continues = True
 
 
 def save_state(state: dict, path) -> None:

@@ -35,7 +35,9 @@ How it plugs in (TRL 1.16; docs/trl.md has the details):
   `rollwise/effective_ratio`, `rollwise/zero_var_ratio`, `rollwise/acc_mean`, `rollwise/pred_spearman`,
   `rollwise/pred_mae`, `rollwise/selected_predicted`, `rollwise/selected_distinct` (docs/metrics.md
   names). Every selection (ids, predictions, successes, trials) is appended to
-  `<output_dir>/rollwise_selections.jsonl` by the main process.
+  `<output_dir>/rollwise_selections.jsonl` by the main process, and every observation to
+  `<output_dir>/outcomes.jsonl` (rollwise's outcome log, with `features.npz` beside it), which
+  `rollwise replay <output_dir>` reads as it reads a `rollwise train` run.
 
 Not possible here: GVM's per-prompt sample counts (TRL reshapes rewards into groups of a fixed
 `num_generations`), DAPO-style dynamic sampling (it would regenerate inside TRL's step) and the
@@ -51,7 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rollwise.integrations.rewards import VerifierReward, reward_function
+from rollwise.integrations.outcome_files import column, open_outcome_log, rows_pool
+from rollwise.integrations.rewards import VerifierReward, message_text, reward_function
 from rollwise.integrations.selection import (LateSelection, build_named_selector, group_counts, load_state,
                                              save_state)
 from rollwise.track import MetricsLog
@@ -96,6 +99,15 @@ class SelectionMixin:
         self._rollwise_rows = None
         self._rollwise_log = (MetricsLog(Path(self.args.output_dir) / LOG_FILE)
                               if self.accelerator.is_main_process else None)
+        if self.accelerator.is_main_process:
+            self.selection.outcome_log = open_outcome_log(self.args.output_dir, self._rows_pool())
+
+    def _rows_pool(self):
+        """train_dataset as a rollwise pool (prompt, answer and metadata columns), for the outcome log's features."""
+        ours = [f for f in self.reward_funcs if isinstance(f, VerifierReward)]
+        answers = column(self.train_dataset, ours[0].answer_column if ours else "answer")
+        return rows_pool([message_text(p, "user") for p in column(self.train_dataset, "prompt")], answers,
+                         column(self.train_dataset, "metadata"), ours[0].task if ours else "file")
 
     def _success_column(self, name: str | None) -> int:
         names = list(self.reward_func_names)

@@ -37,7 +37,8 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from rollwise.integrations.group_selection import GroupSelection
-from rollwise.integrations.rewards import REWARDS, VerifierReward
+from rollwise.integrations.outcome_files import column, open_outcome_log, rows_pool
+from rollwise.integrations.rewards import REWARDS, VerifierReward, message_text, metadata_dict
 from rollwise.integrations.selection import build_named_selector
 
 __all__ = ["SelectingDataset", "SelectingReplayBuffer", "SelectingReplayBufferAsync", "compute_score",
@@ -91,7 +92,22 @@ class SelectingDataset(RLHFDataset):
         settings = dict(config.get("rollwise") or {})
         self.prompts_per_step = int(config.get("train_batch_size"))
         self.selection = build_selection(settings, len(self), seed_default=config.get("seed"))
+        if settings.get("outcome_dir"):
+            self.selection.outcome_log = open_outcome_log(settings["outcome_dir"],
+                                                          self._rows_pool())
+        else:
+            log.warning("data.rollwise.outcome_dir is not set: no outcome log for `rollwise replay` is written")
         _ACTIVE["train"] = self.selection
+
+    def _rows_pool(self):
+        """The training rows as a rollwise pool: the user's message, the ground truth, extra_info's metadata."""
+        rows = self.dataframe
+        rewards, extras = column(rows, "reward_model"), column(rows, "extra_info")
+        sources = [s for s in column(rows, "data_source") if s]
+        return rows_pool([message_text(p, "user") for p in column(rows, self.prompt_key)],
+                         [r.get("ground_truth") if isinstance(r, dict) else None for r in rewards],
+                         [e.get("metadata") if isinstance(e, dict) else None for e in extras],
+                         str(sources[0]) if sources else "file")
 
     def __getitem__(self, item):
         if self.selection is None:
@@ -113,7 +129,8 @@ class SelectingDataset(RLHFDataset):
             log.warning("verl checkpoint has no rollwise selection state: the selector starts from its prior")
 
 
-SETTINGS = ("selector", "seed", "samples_per_prompt", "allocator", "gvm_min_samples", "gvm_max_samples", "gvm_alpha")
+SETTINGS = ("selector", "seed", "samples_per_prompt", "allocator", "gvm_min_samples", "gvm_max_samples", "gvm_alpha",
+            "outcome_dir")
 
 
 def build_selection(settings: dict, pool_size: int, seed_default=None) -> GroupSelection:
@@ -269,16 +286,6 @@ def _reward_for(task: str, verifier: str, options: dict | None, **guard) -> tupl
         return _GUARDS[key]
 
 
-def _metadata(extra_info: dict) -> dict:
-    value = extra_info.get("metadata")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return {}
-    return value if isinstance(value, dict) else {}
-
-
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, task: str | None = None,
                   verifier: str = "auto", reward: str = "acc", options: dict | None = None,
                   fallback_last_number: bool = True, workers: int = 2, timeout: float = 5.0,
@@ -298,6 +305,6 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, task
                                memory_mb=memory_mb, fallback_last_number=fallback_last_number)
     with lock:  # verl scores in a thread pool; one guard serves one caller at a time
         result = scorer.score_one(solution_str, ground_truth, extra_info.get("index", -1),
-                                  str(extra_info.get("question", "")), _metadata(extra_info))
+                                  str(extra_info.get("question", "")), metadata_dict(extra_info.get("metadata")))
     acc = 1.0 if result.acc else 0.0
     return {"score": float(result.reward) if reward == "score" else acc, "acc": acc}

@@ -133,11 +133,29 @@ def test_posteriors_come_from_the_rewards_and_choices_from_the_latest_posteriors
 
 
 @pytest.mark.slow
+def test_the_run_writes_an_outcome_log_that_rollwise_replay_reads(straight_run):
+    from rollwise.predict.outcomes import read_header, read_outcomes
+    from rollwise.predict.replay import load_run
+
+    _, _, out = straight_run
+    records = read_metrics(out / LOG_FILE)
+    rows = read_outcomes(out / "outcomes.jsonl")
+    assert read_header(out / "outcomes.jsonl")["pool_size"] == POOL
+    assert [(r.step, r.kind) for r in rows] == [(g, "train") for g in range(1, 6)]
+    for row, record in zip(rows, records):  # the same generations as the selection log, as integer counts
+        assert row.ids.tolist() == record["ids"] and row.successes.tolist() == record["successes"]
+        assert row.trials.tolist() == record["trials"]
+    run = load_run(out)  # features.npz beside it: no pool or config needed
+    assert len(run.features) == POOL
+
+
+@pytest.mark.slow
 def test_a_resumed_run_restores_the_selector_and_continues_exactly(straight_run, tmp_path):
     tr, _, out = straight_run
     full_log = (out / LOG_FILE).read_text()
     work = tmp_path / "run"
     shutil.copytree(out, work)
+    assert (work / "outcomes.jsonl").stat().st_size > 0
     shutil.rmtree(work / "checkpoint-4")
     saved = load_state(work / "checkpoint-2" / STATE_FILE)
     reward = RecordingReward()
@@ -148,6 +166,7 @@ def test_a_resumed_run_restores_the_selector_and_continues_exactly(straight_run,
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert saved["selection"]["generation"] == 2 and len(reward.calls) == 3
     assert (work / LOG_FILE).read_text() == full_log
+    assert (work / "outcomes.jsonl").read_text() == (out / "outcomes.jsonl").read_text()  # cut back, rewritten
     np.testing.assert_array_equal(resumed.selection.selector.predictor.a, tr.selection.selector.predictor.a)
     np.testing.assert_array_equal(resumed.selection.selector.predictor.b, tr.selection.selector.predictor.b)
 

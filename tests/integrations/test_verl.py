@@ -21,6 +21,7 @@ pytest.importorskip("transfer_queue")
 import torch  # noqa: E402
 
 from rollwise.integrations import verl as plugin  # noqa: E402
+from rollwise.integrations.rewards import metadata_dict  # noqa: E402
 from tests.support.verl import BATCH, EXAMPLE, N, POOL, batches, compose, solved, verl_dataloader  # noqa: E402
 
 # ---------------------------------------------------------------------------- config and reward
@@ -56,7 +57,7 @@ def test_compute_score_routes_to_the_guarded_verifier():
     item = {"data_source": "countdown", "ground_truth": "2 * 5",
             "extra_info": {"index": 0, "question": "make 10", "metadata": '{"target": 10, "numbers": [2, 5]}'}}
     assert plugin.compute_score(solution_str="<answer>5 * 2</answer>", **item)["acc"] == 1.0
-    assert plugin._metadata({"metadata": meta}) == meta
+    assert metadata_dict(meta) == meta and metadata_dict(json.dumps(meta)) == meta and metadata_dict("[1") == {}
     with pytest.raises(ValueError, match="reward="):
         plugin.compute_score(solution_str="1", reward="other", **kwargs)
 
@@ -110,8 +111,10 @@ def test_gvm_allocates_the_budget_by_the_posterior(data_dir):
     assert any(len(set(ns)) > 1 for ns in counts)  # different sizes once the posteriors differ
 
 
-def test_selection_state_rides_in_verls_dataloader_checkpoint(data_dir):
-    cfg = compose(data_dir)
+def test_selection_state_rides_in_verls_dataloader_checkpoint(data_dir, tmp_path):
+    """The choices continue exactly, and the outcome log is cut back to the checkpoint and written again."""
+    from rollwise.predict.outcomes import read_outcomes
+    from rollwise.predict.replay import load_run
 
     def run(steps, loader, dataset, it=None):
         it = it or iter(loader)
@@ -122,17 +125,31 @@ def test_selection_state_rides_in_verls_dataloader_checkpoint(data_dir):
             out.append(ids)
         return out, it
 
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    cfg = compose(data_dir, f"data.rollwise.outcome_dir={straight_dir}")
     dataset, loader = verl_dataloader(cfg)
     straight, _ = run(5, loader, dataset)
 
+    cfg = compose(data_dir, f"data.rollwise.outcome_dir={resumed_dir}")
     dataset, loader = verl_dataloader(cfg)
     first, it = run(2, loader, dataset)
     buffer = io.BytesIO()
     torch.save(loader.state_dict(), buffer)  # what verl's _save_checkpoint writes to data.pt
+    run(1, loader, dataset, it)  # a step after the checkpoint, then the process dies
     dataset, loader = verl_dataloader(cfg)  # a fresh process would build these again
     loader.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
     rest, _ = run(3, loader, dataset)
     assert first + rest == straight
+    log = (resumed_dir / "outcomes.jsonl").read_text()
+    assert log == (straight_dir / "outcomes.jsonl").read_text()
+    rows = read_outcomes(resumed_dir / "outcomes.jsonl")
+    assert [r.ids.tolist() for r in rows] == [sorted(ids) for ids in straight] and [r.step for r in rows] == [1, 2, 3, 4, 5]
+    assert len(load_run(resumed_dir).features) == POOL  # rollwise replay reads it
+
+
+def test_the_example_writes_the_outcome_log_beside_verls_checkpoints(data_dir):
+    cfg = compose(data_dir)
+    assert cfg.data.rollwise.outcome_dir == cfg.trainer.default_local_dir
 
 
 @pytest.mark.parametrize("override, message", [

@@ -33,7 +33,8 @@ def compose(data_dir, *overrides):
         return hydra_compose(config_name="rollwise_grpo", overrides=[
             f"data.train_files={data_dir / 'train.parquet'}", f"data.val_files={data_dir / 'val.parquet'}",
             f"data.train_batch_size={BATCH}", f"actor_rollout_ref.rollout.n={N}", "data.shuffle=false",
-            f"+data.cache_dir={data_dir / 'cache'}", *overrides])
+            f"+data.cache_dir={data_dir / 'cache'}", f"trainer.default_local_dir={data_dir / 'checkpoints'}",
+            *overrides])
 
 
 def tokenizer():
