@@ -9,8 +9,10 @@ seeds). Claims measured:
   seconds (rollwise's own claim, no published anchor), and, with the repaired components on the shared
   predictor (`irt-gvm-rpo`: Top-B on irt, GVM with p from it, RPO with the whole-path refresh), with at
   least 2x fewer generated tokens and 1.5x fewer training seconds;
-- the repaired components alone: RPO with the whole-path refresh (`rpo`) against the published one
-  (`rpo-suffix`), prefix hints (`hints`), MoPPS's rule on the shared predictor (`mopps-irt`);
+- the repaired components alone: RPO with the whole-path refresh (`rpo`) within 2 points of uniform's
+  final accuracy at <= x0.5 generated tokens per rollout (against the published refresh, `rpo-suffix`);
+  prefix hints (`hints`) at least 1.3x fewer steps than uniform to its final accuracy; MoPPS's rule on
+  the shared predictor (`mopps-irt`);
 - MoPPS (published 1.6-1.8x): at least 1.6x fewer steps than uniform to uniform's final accuracy;
 - MoPPS (published 21.5-25%): at most 25% of dynamic sampling's rollouts to the highest accuracy both
   reach (the lower of the two final accuracies, mean over seeds);
@@ -19,7 +21,8 @@ seeds). Claims measured:
 
     .venv/bin/python -m bench.claims.frontier [--seeds 0 1 2] [--parallel 2] [--preset scratchpad] [--only V ...]
 
-`--only VARIANT ...` runs and reports a subset (uniform always); the claims whose variants did not run
+`--preset ''` runs the variants on the built-in default run instead of the scratchpad preset (its uniform
+runs are bench.claims.prediction's). `--only VARIANT ...` runs and reports a subset (uniform always); the claims whose variants did not run
 are null, and the results go to frontier-PRESET-partial.json. Its runs are PRESET-VARIANT
 (`scratchpad-uniform`, `scratchpad-mopps`, ...), shared with bench.claims.testbed, rpo and gvm. Writes
 bench/results/frontier-PRESET.json and the report (with the figure) in bench/results/frontier-PRESET/.
@@ -76,6 +79,7 @@ def main() -> None:
                                            if composed else None)
     results["composed_tokens_speedup"] = (speedup(results["costs_to_target"], "uniform", composed, "tokens")
                                           if composed else None)
+    results["tokens_per_rollout"] = {short: tokens_per_rollout(loaded[name[short]]) for short in chosen}
     results["claims"] = claims(results)
     path = write_results(claim, results)
     print_summary(results)
@@ -102,7 +106,15 @@ def claims(results: dict) -> dict:
     final, mopps, composed = results["final_acc"], results["mopps"], results["composed"]
     seconds, tokens = results["composed_seconds_speedup"], results["composed_tokens_speedup"]
     out = {"composed_3x_faster_in_seconds": None, "composed_2x_fewer_tokens_1.5x_fewer_seconds": None,
-           "mopps_1.6x_fewer_steps": None, "mopps_at_most_25pct_of_dynamic_rollouts": None}
+           "mopps_1.6x_fewer_steps": None, "mopps_at_most_25pct_of_dynamic_rollouts": None,
+           "rpo_within_2_points_at_half_tokens": None, "hints_1.3x_fewer_steps": None}
+    if "rpo" in final:
+        tokens = results["tokens_per_rollout"]
+        out["rpo_within_2_points_at_half_tokens"] = bool(final["rpo"]["mean"] - final["uniform"]["mean"] >= -0.02
+                                                         and tokens["rpo"] <= 0.5 * tokens["uniform"])
+    if "hints" in final:
+        steps = speedup(results["costs_to_target"], "uniform", "hints", "steps")
+        out["hints_1.3x_fewer_steps"] = bool(steps and steps >= 1.3)
     if composed:
         # a speed-up exists only when the variant reaches uniform's final accuracy; the 3x claim also asks for
         # equal or better final accuracy
@@ -115,6 +127,13 @@ def claims(results: dict) -> dict:
         out["mopps_at_most_25pct_of_dynamic_rollouts"] = bool(mopps["rollouts_vs_dynamic"] is not None
                                                               and mopps["rollouts_vs_dynamic"] <= 0.25)
     return out
+
+
+def tokens_per_rollout(runs: list[dict]) -> float:
+    """Generated tokens per training rollout at the end of each run, mean over seeds (prefix tokens of RPO's
+    cached paths are not generated and not counted)."""
+    last = [next(r for r in reversed(run["rows"]) if "total_tokens" in r) for run in runs]
+    return sum(r["total_tokens"] / r["total_rollouts"] for r in last) / len(last)
 
 
 def speedup(costs: dict, base: str, variant: str, cost: str) -> float | None:
@@ -162,6 +181,7 @@ def print_summary(results: dict) -> None:
         print(f"MoPPS: {_fmt(m['steps_speedup'])}x fewer steps than uniform (published 1.6-1.8x); "
               f"{_fmt(m['rollouts_vs_dynamic'], '.1%')} of dynamic sampling's rollouts to {m['common_target']:.3f} "
               f"(published 21.5-25%); probe Spearman (late) {m['probe_spearman_late']}")
+    print("generated tokens per rollout: " + ", ".join(f"{k} {v:.2f}" for k, v in results["tokens_per_rollout"].items()))
     print(f"composed: {_fmt(results['composed_seconds_speedup'])}x faster in seconds (claim >= 3x); "
           f"claims: {results['claims']}")
 

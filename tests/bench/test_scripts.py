@@ -31,7 +31,37 @@ def test_claims_of_missing_variants_are_null_not_false():
                "mopps": {"steps_speedup": 1.7, "rollouts_vs_dynamic": 0.4}, "composed": None,
                "composed_seconds_speedup": None, "composed_tokens_speedup": None}
     assert claims(results) == {"composed_3x_faster_in_seconds": None, "composed_2x_fewer_tokens_1.5x_fewer_seconds": None,
-                               "mopps_1.6x_fewer_steps": True, "mopps_at_most_25pct_of_dynamic_rollouts": False}
+                               "mopps_1.6x_fewer_steps": True, "mopps_at_most_25pct_of_dynamic_rollouts": False,
+                               "rpo_within_2_points_at_half_tokens": None, "hints_1.3x_fewer_steps": None}
+
+
+def test_rpo_claim_needs_both_the_accuracy_and_the_token_halving():
+    def claim(rpo_acc, rpo_tokens):
+        return claims({"final_acc": {"uniform": _acc(0.30), "rpo": _acc(rpo_acc)}, "mopps": None, "composed": None,
+                       "composed_seconds_speedup": None, "composed_tokens_speedup": None,
+                       "tokens_per_rollout": {"uniform": 16.0, "rpo": rpo_tokens}})["rpo_within_2_points_at_half_tokens"]
+
+    assert claim(0.285, 8.0) is True
+    assert claim(0.275, 8.0) is False and claim(0.30, 8.5) is False
+
+
+def test_hints_claim_reads_the_steps_to_uniforms_final_accuracy():
+    def claim(hint_steps):
+        costs = {"uniform": {"steps": 300}, "hints": {"steps": hint_steps}}
+        return claims({"final_acc": {"uniform": _acc(0.3), "hints": _acc(0.31)}, "mopps": None, "composed": None,
+                       "composed_seconds_speedup": None, "composed_tokens_speedup": None,
+                       "costs_to_target": costs})["hints_1.3x_fewer_steps"]
+
+    assert claim(220) is True and claim(240) is False and claim(None) is False
+
+
+def test_tokens_per_rollout_reads_the_last_cumulative_row_of_each_run():
+    from bench.claims.frontier import tokens_per_rollout
+
+    runs = [{"rows": [{"total_tokens": 10, "total_rollouts": 10}, {"total_tokens": 40, "total_rollouts": 20},
+                      {"eval_temp_acc": 0.3}]},
+            {"rows": [{"total_tokens": 60, "total_rollouts": 20}]}]
+    assert tokens_per_rollout(runs) == 2.5
 
 
 def test_composed_claim_needs_the_speedup_and_uniforms_accuracy():
