@@ -93,8 +93,7 @@ class SelectingDataset(RLHFDataset):
         self.prompts_per_step = int(config.get("train_batch_size"))
         self.selection = build_selection(settings, len(self), seed_default=config.get("seed"))
         if settings.get("outcome_dir"):
-            self.selection.outcome_log = open_outcome_log(settings["outcome_dir"],
-                                                          self._rows_pool())
+            self.selection.outcome_log = open_outcome_log(settings["outcome_dir"], self._rows_pool())
         else:
             log.warning("data.rollwise.outcome_dir is not set: no outcome log for `rollwise replay` is written")
         _ACTIVE["train"] = self.selection
