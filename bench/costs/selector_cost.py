@@ -31,7 +31,9 @@ from rollwise.select.rules import build_rule
 from rollwise.select.uniform import UniformSelector
 
 PREDICTIVE = (("beta", {}, "topb"), ("drift", {}, "topb"), ("drift", {}, "mixed"), ("drift", {"level": "fit"}, "mixed"),
-              ("irt", {}, "topb"), ("irt", {}, "band"), ("irt", {}, "mixed"), ("irt", {}, "greso"))
+              ("irt", {}, "topb"), ("irt", {}, "band"), ("irt", {}, "mixed"), ("irt", {}, "greso"),
+              ("ngram", {"buckets": 1 << 16}, "topb"))
+NGRAMS_PER_PROMPT = 40  # hashed character 3-grams of a 42-character prompt
 
 
 def time_steps(selector, pool: int, batch: int, steps: int, rng) -> tuple[list[float], list[float]]:
@@ -57,12 +59,17 @@ def time_state_io(selector) -> tuple[float, float, int]:
     return saved, time.perf_counter() - start, len(data)
 
 
-def synthetic_features(pool: int, groups: int = 20, cells: int = 8) -> PromptFeatures:
+def synthetic_features(pool: int, groups: int = 20, cells: int = 8, buckets: int = 1 << 16) -> PromptFeatures:
+    """Groups x length cells, and random hashed n-grams (NGRAMS_PER_PROMPT of `buckets` per prompt)."""
     group = np.arange(pool) % groups
+    rng = np.random.default_rng(1)
     return PromptFeatures(group=group, group_names=np.array([f"g{g}" for g in range(groups)]),
                           task=np.zeros(pool, dtype=np.int64), task_names=np.array(["task"]),
                           length=(np.arange(pool) // groups % cells).astype(np.float64),
-                          cell=group * cells + np.arange(pool) // groups % cells)
+                          cell=group * cells + np.arange(pool) // groups % cells,
+                          ngram_indptr=np.arange(pool + 1, dtype=np.int64) * NGRAMS_PER_PROMPT,
+                          ngram_indices=rng.integers(0, buckets, pool * NGRAMS_PER_PROMPT).astype(np.int32),
+                          ngram_buckets=buckets)
 
 
 def time_feature_build(pool: int) -> dict:

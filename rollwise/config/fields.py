@@ -128,10 +128,10 @@ class RunConfig:
                         choices=PREDICTOR_NAMES)
     mopps_decay: float = _f(0.5, "beta predictor (MoPPS's lambda): weight of the old posterior at each observation; "
                             "the rest decays toward the prior (1 = accumulate).")
-    predictor_options: dict = _f({}, "Settings of the drift or irt predictor by name (docs/prediction.md), e.g. "
+    predictor_options: dict = _f({}, "Settings of the drift, irt or ngram predictor by name (docs/prediction.md), e.g. "
                                  "{ability_step_var: 0.01}; an unknown name is an error.")
     predictor_group_keys: list = _f([], "Prompt metadata fields that define groups of prompts that move together "
-                                    "(drift, irt); empty: the task's difficulty fields (basic_arithmetic: num_terms, "
+                                    "(drift, irt, ngram); empty: the task's difficulty fields (basic_arithmetic: num_terms, "
                                     "num_digits), one group per task for file pools.")
     prior: str = _f("none", "Prior pass rates: none, metadata, a JSON/JSONL file of id -> rate, or a run dir.")
     prior_weight: float = _f(3.0, "Pseudo-counts per observed rate (published: a = 3 s + 1, b = 3 f + 1).")

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from rollwise.predict.beta import BetaPredictor
 from rollwise.predict.drift import DriftPredictor
 from rollwise.predict.irt import IRTPredictor
+from rollwise.predict.ngram import NgramPredictor, tfidf_rows
 
 
 def _check(condition: bool, message: str) -> None:
@@ -76,6 +77,19 @@ class IRTSettings:
         _check(1 <= self.newton_steps <= 20, f"predict irt: newton_steps must lie in 1..20, got {self.newton_steps}")
 
 
+@dataclass(frozen=True)
+class NgramSettings(IRTSettings):
+    """irt whose never-seen prompts also learn from seen prompts of similar text (hashed character 3-grams)."""
+
+    text_weight: float = 1.0  # weight of a seen prompt of cosine similarity 1 against a cell-mate's 1 (0: irt)
+    buckets: int = 1 << 16    # hash buckets of the character 3-grams
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.text_weight >= 0, f"predict ngram: text_weight must be non-negative, got {self.text_weight}")
+        _check(16 <= self.buckets <= 1 << 22, f"predict ngram: buckets must lie in 16..{1 << 22}, got {self.buckets}")
+
+
 def _need(features, name: str):
     if features is None:
         raise ValueError(f"predictor {name!r} shares evidence across prompts and needs prompt features "
@@ -105,11 +119,29 @@ def _build_irt(s: IRTSettings, pool_size: int, features, prior):
                         newton_steps=s.newton_steps)
 
 
+def _build_ngram(s: NgramSettings, pool_size: int, features, prior):
+    features = _need(features, "ngram")
+    _check(len(features) == pool_size, f"features cover {len(features)} prompts, the pool has {pool_size}")
+    _check(features.ngram_buckets == s.buckets,
+           f"predictor 'ngram' needs features with {s.buckets} n-gram buckets, got {features.ngram_buckets} "
+           "(build_features(pool, ngram_buckets=...))")
+    text = tfidf_rows(features.ngram_indptr, features.ngram_indices, s.buckets)
+    return NgramPredictor(features.group, text, features.cell if s.use_cells else None, text_weight=s.text_weight,
+                          prior=prior, prior_var=s.prior_var, ability_var=s.ability_var,
+                          ability_step_var=s.ability_step_var, difficulty_step_var=s.difficulty_step_var,
+                          cell_shrink=s.cell_shrink, newton_steps=s.newton_steps)
+
+
+def _no_ngrams(settings) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class PredictorSpec:
     settings: type
     build: Callable[[Any, int, Any, Any], Any]
     description: str
+    ngram_buckets: Callable[[Any], int] = _no_ngrams  # hashed n-gram buckets its prompt features need
 
 
 PREDICTORS: dict[str, PredictorSpec] = {
@@ -118,7 +150,17 @@ PREDICTORS: dict[str, PredictorSpec] = {
                            "per-prompt Beta moved by its group's success-rate shift since its last observation"),
     "irt": PredictorSpec(IRTSettings, _build_irt,
                          "item response: group ability refitted every step minus per-prompt difficulty"),
+    "ngram": PredictorSpec(NgramSettings, _build_ngram,
+                           "irt whose never-seen prompts also learn from seen prompts of similar text",
+                           ngram_buckets=lambda s: s.buckets),
 }
+
+
+def ngram_buckets_of(name: str, settings=None) -> int:
+    """How many hashed n-gram buckets predictor `name` needs in its prompt features (0: none)."""
+    if not dataclasses.is_dataclass(settings):
+        settings = settings_from(name, settings)
+    return PREDICTORS[name].ngram_buckets(settings)
 
 
 def settings_from(name: str, values: dict | None = None):
@@ -155,6 +197,8 @@ def build_run_predictor(cfg, pool, log=None):
     from rollwise.predict.features import build_features
     from rollwise.select.priors import build_prior
 
-    features = build_features(pool, list(cfg.predictor_group_keys) or None)
+    settings = run_settings(cfg)
+    features = build_features(pool, list(cfg.predictor_group_keys) or None,
+                              ngram_buckets=ngram_buckets_of(cfg.predictor, settings))
     prior = build_prior(cfg.prior, pool, cfg.prior_weight)
-    return build_predictor(cfg.predictor, run_settings(cfg), len(pool), features, prior), features
+    return build_predictor(cfg.predictor, settings, len(pool), features, prior), features

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rollwise.predict.registry import PREDICTORS, build_predictor
+from rollwise.predict.registry import PREDICTORS, build_predictor, ngram_buckets_of
 from rollwise.predict.replay import PHASES, Replayed, load_run, replay, summarize
+from rollwise.predict.run_features import load_run_features
 from rollwise.select.rules import RULES, build_rule
 
 DEFAULT_PREDICTORS = ("beta", "drift", "irt")
@@ -90,13 +91,24 @@ def run_replays(logs, predictors, rules, rule_factor: int = 4, repeats: int = 4)
         label = _label(name, settings)
         per_run, replays[label] = [], []
         for log in logs:
-            predictor = build_predictor(name, settings, log.pool_size, log.features)
+            predictor = build_predictor(name, settings, log.pool_size, _features_for(log, name, settings))
             factories = {_label(r, s): _rule_factory(r, s, log) for r, s in rules}
             rep = replay(log, predictor, factories, rule_factor, repeats)
             replays[label].append(rep)
             per_run.append(summarize(rep))
         report["predictors"][label] = {"mean": _mean_of(per_run), "per_run": per_run}
     return {"json": report, "replays": replays}
+
+
+def _features_for(log, name: str, settings: dict):
+    """The log's prompt features, rebuilt with hashed n-grams where the predictor needs them."""
+    buckets = ngram_buckets_of(name, settings)
+    if buckets in (0, log.features.ngram_buckets):
+        return log.features
+    features = load_run_features(log.path.parent, log.features.keys, buckets)
+    if features.pool_hash and log.features.pool_hash and features.pool_hash != log.features.pool_hash:
+        raise ValueError(f"{log.path.parent}: the pool rebuilt for n-grams differs from the run's features")
+    return features
 
 
 def _label(name: str, settings: dict) -> str:
