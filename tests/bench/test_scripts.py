@@ -32,7 +32,8 @@ def test_claims_of_missing_variants_are_null_not_false():
                "composed_seconds_speedup": None, "composed_tokens_speedup": None}
     assert claims(results) == {"composed_3x_faster_in_seconds": None, "composed_2x_fewer_tokens_1.5x_fewer_seconds": None,
                                "mopps_1.6x_fewer_steps": True, "mopps_at_most_25pct_of_dynamic_rollouts": False,
-                               "rpo_within_2_points_at_half_tokens": None, "hints_1.3x_fewer_steps": None}
+                               "rpo_within_2_points_at_half_tokens": None,
+                               "rpo_cut_whole_within_2_points_at_half_tokens": None, "hints_1.3x_fewer_steps": None}
 
 
 def test_rpo_claim_needs_both_the_accuracy_and_the_token_halving():
@@ -43,6 +44,17 @@ def test_rpo_claim_needs_both_the_accuracy_and_the_token_halving():
 
     assert claim(0.285, 8.0) is True
     assert claim(0.275, 8.0) is False and claim(0.30, 8.5) is False
+
+
+def test_rpo_variants_and_the_composition_are_judged_together():
+    """Each RPO variant has its own claim, and reading them leaves the composition's token speed-up alone."""
+    final = {"uniform": _acc(0.30), "rpo": _acc(0.27), "rpo-cut-whole": _acc(0.29), "irt-gvm-rpo": _acc(0.31)}
+    out = claims({"final_acc": final, "mopps": None, "composed": "irt-gvm-rpo", "composed_seconds_speedup": 1.6,
+                  "composed_tokens_speedup": 2.5,
+                  "tokens_per_rollout": {"uniform": 16.0, "rpo": 7.0, "rpo-cut-whole": 7.9, "irt-gvm-rpo": 5.0}})
+    assert out["rpo_within_2_points_at_half_tokens"] is False
+    assert out["rpo_cut_whole_within_2_points_at_half_tokens"] is True
+    assert out["composed_2x_fewer_tokens_1.5x_fewer_seconds"] is True
 
 
 def test_hints_claim_reads_the_steps_to_uniforms_final_accuracy():
