@@ -47,6 +47,10 @@ def load_run_features(run_dir: str | Path, group_keys: tuple[str, ...] | None = 
             return features
     config = run_dir / "config.yaml"
     if not config.is_file():
+        if saved.is_file():
+            raise FileNotFoundError(f"{run_dir}: its {FEATURES_FILE} lacks the groups or n-gram buckets asked for "
+                                    f"({ngram_buckets} buckets) and there is no config.yaml to rebuild them from; "
+                                    f"save {FEATURES_FILE} with them (build_features(pool, ngram_buckets=...))")
         raise FileNotFoundError(f"{run_dir}: neither {FEATURES_FILE} nor config.yaml to rebuild the pool's features")
     features, _ = features_from_config(config, group_keys, ngram_buckets)
     expected = _recorded_pool_hash(run_dir)

@@ -121,3 +121,11 @@ def test_a_run_on_the_ngram_predictor_resumes_exactly_and_replays(tmp_path, caps
     assert main(["replay", straight.out_dir, "--predictor", "ngram:buckets=1024", "--no-plots",
                  "--out", str(tmp_path / "replay")]) == 0
     assert "ngram:buckets=1024" in capsys.readouterr().out
+
+
+def test_replaying_ngram_on_a_log_without_ngrams_or_config_says_how_to_fix(tmp_path, capsys):
+    from rollwise.cli import main
+
+    write_synthetic_run(tmp_path / "run", steps=3)  # features.npz without n-grams, no config.yaml (a plug-in's log)
+    assert main(["replay", str(tmp_path / "run"), "--predictor", "ngram", "--no-plots", "--out", str(tmp_path / "o")]) == 2
+    assert "no config.yaml to rebuild them" in capsys.readouterr().err
