@@ -126,10 +126,15 @@ class IRTPredictor:
         self.step = 0.0
 
     # ------------------------------------------------------------------ reading
-    def _cell_offset(self, ids) -> np.ndarray:
+    def _offset_parts(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Numerator and denominator of each unseen prompt's learned difficulty offset: its cell's sum of
+        observed residual difficulties over the cell's count plus `cell_shrink` (subclasses add evidence)."""
         c = self.cells[ids]
-        return self.cell_sum[c] / (self.cell_count[c] + self.cell_shrink) if self.cell_shrink > 0 else \
-            self.cell_sum[c] / np.maximum(self.cell_count[c], 1)
+        return self.cell_sum[c], self.cell_count[c] + self.cell_shrink
+
+    def _cell_offset(self, ids) -> np.ndarray:
+        numerator, denominator = self._offset_parts(ids)
+        return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
     def _difficulty(self, ids, step) -> tuple[np.ndarray, np.ndarray]:
         """Difficulty mean and variance of each prompt, walked to `step` (unseen prompts: their prior).
@@ -181,10 +186,14 @@ class IRTPredictor:
 
     def _update_cells(self, ids, new_mu) -> None:
         """Keep each cell's sum of its observed prompts' difficulty means (relative to their prior offsets)."""
-        c = self.cells[ids]
         old = np.where(self.seen[ids] > 0, self.mu[ids] - self.prior_offset[ids], 0.0)
-        np.add.at(self.cell_sum, c, new_mu - self.prior_offset[ids] - old)
-        np.add.at(self.cell_count, c, 1.0 - self.seen[ids])
+        self._add_evidence(ids, new_mu - self.prior_offset[ids] - old, 1.0 - self.seen[ids])
+
+    def _add_evidence(self, ids, residual_change, newly_seen) -> None:
+        """Add each prompt's change of residual difficulty (and 1 if first seen) to what the offsets read."""
+        c = self.cells[ids]
+        np.add.at(self.cell_sum, c, residual_change)
+        np.add.at(self.cell_count, c, newly_seen)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

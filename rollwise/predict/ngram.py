@@ -69,20 +69,17 @@ class NgramPredictor(IRTPredictor):
         self.text_sum = np.zeros(text.shape[1])    # S: seen prompts' residual difficulty, per n-gram
         self.text_count = np.zeros(text.shape[1])  # C: seen prompts' weight, per n-gram
 
-    def _cell_offset(self, ids) -> np.ndarray:
-        c = self.cells[ids]
+    def _offset_parts(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        numerator, denominator = super()._offset_parts(ids)
         rows = self.text[ids]
-        numerator = self.cell_sum[c] + self.text_weight * (rows @ self.text_sum)
-        denominator = self.cell_count[c] + self.cell_shrink + self.text_weight * (rows @ self.text_count)
-        return np.divide(numerator, denominator, out=np.zeros(len(c)), where=denominator > 1e-12)
+        return (numerator + self.text_weight * (rows @ self.text_sum),
+                denominator + self.text_weight * (rows @ self.text_count))
 
-    def _update_cells(self, ids, new_mu) -> None:
-        seen = self.seen[ids]
-        old = np.where(seen > 0, self.mu[ids] - self.prior_offset[ids], 0.0)
+    def _add_evidence(self, ids, residual_change, newly_seen) -> None:
+        super()._add_evidence(ids, residual_change, newly_seen)
         rows_t = self.text[ids].T
-        self.text_sum += rows_t @ (new_mu - self.prior_offset[ids] - old)
-        self.text_count += rows_t @ (1.0 - seen)
-        super()._update_cells(ids, new_mu)
+        self.text_sum += rows_t @ residual_change
+        self.text_count += rows_t @ newly_seen
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "text_sum": self.text_sum.copy(), "text_count": self.text_count.copy()}

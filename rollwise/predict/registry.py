@@ -113,10 +113,13 @@ def _build_drift(s: DriftSettings, pool_size: int, features, prior):
 def _build_irt(s: IRTSettings, pool_size: int, features, prior):
     features = _need(features, "irt")
     _check(len(features) == pool_size, f"features cover {len(features)} prompts, the pool has {pool_size}")
-    return IRTPredictor(features.group, features.cell if s.use_cells else None, prior=prior,
-                        prior_var=s.prior_var, ability_var=s.ability_var, ability_step_var=s.ability_step_var,
-                        difficulty_step_var=s.difficulty_step_var, cell_shrink=s.cell_shrink,
-                        newton_steps=s.newton_steps)
+    return IRTPredictor(features.group, features.cell if s.use_cells else None, prior=prior, **_irt_options(s))
+
+
+def _irt_options(s: IRTSettings) -> dict:
+    """The item-response model's keyword arguments from its settings (shared by irt and ngram)."""
+    return dict(prior_var=s.prior_var, ability_var=s.ability_var, ability_step_var=s.ability_step_var,
+                difficulty_step_var=s.difficulty_step_var, cell_shrink=s.cell_shrink, newton_steps=s.newton_steps)
 
 
 def _build_ngram(s: NgramSettings, pool_size: int, features, prior):
@@ -127,9 +130,7 @@ def _build_ngram(s: NgramSettings, pool_size: int, features, prior):
            "(build_features(pool, ngram_buckets=...))")
     text = tfidf_rows(features.ngram_indptr, features.ngram_indices, s.buckets)
     return NgramPredictor(features.group, text, features.cell if s.use_cells else None, text_weight=s.text_weight,
-                          prior=prior, prior_var=s.prior_var, ability_var=s.ability_var,
-                          ability_step_var=s.ability_step_var, difficulty_step_var=s.difficulty_step_var,
-                          cell_shrink=s.cell_shrink, newton_steps=s.newton_steps)
+                          prior=prior, **_irt_options(s))
 
 
 def _no_ngrams(settings) -> int:

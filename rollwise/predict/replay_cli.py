@@ -87,11 +87,13 @@ def run_replays(logs, predictors, rules, rule_factor: int = 4, repeats: int = 4)
     """Replay every log through every predictor; per-run summaries and their mean, plus the raw replays."""
     report: dict = {"runs": [str(log.path) for log in logs], "predictors": {}}
     replays: dict[str, list[Replayed]] = {}
+    with_ngrams: dict = {}  # (log index, buckets) -> features: each pool is rebuilt once, not once per predictor
     for name, settings in predictors:
         label = _label(name, settings)
         per_run, replays[label] = [], []
-        for log in logs:
-            predictor = build_predictor(name, settings, log.pool_size, _features_for(log, name, settings))
+        for index, log in enumerate(logs):
+            features = _features_for(log, index, ngram_buckets_of(name, settings), with_ngrams)
+            predictor = build_predictor(name, settings, log.pool_size, features)
             factories = {_label(r, s): _rule_factory(r, s, log) for r, s in rules}
             rep = replay(log, predictor, factories, rule_factor, repeats)
             replays[label].append(rep)
@@ -100,15 +102,16 @@ def run_replays(logs, predictors, rules, rule_factor: int = 4, repeats: int = 4)
     return {"json": report, "replays": replays}
 
 
-def _features_for(log, name: str, settings: dict):
-    """The log's prompt features, rebuilt with hashed n-grams where the predictor needs them."""
-    buckets = ngram_buckets_of(name, settings)
+def _features_for(log, index: int, buckets: int, with_ngrams: dict):
+    """The log's prompt features, rebuilt from its config.yaml (once per log) where `buckets` n-grams are needed."""
     if buckets in (0, log.features.ngram_buckets):
         return log.features
-    features = load_run_features(log.path.parent, log.features.keys, buckets)
-    if features.pool_hash and log.features.pool_hash and features.pool_hash != log.features.pool_hash:
-        raise ValueError(f"{log.path.parent}: the pool rebuilt for n-grams differs from the run's features")
-    return features
+    if (index, buckets) not in with_ngrams:
+        features = load_run_features(log.path.parent, log.features.keys, buckets)
+        if features.pool_hash and log.features.pool_hash and features.pool_hash != log.features.pool_hash:
+            raise ValueError(f"{log.path.parent}: the pool rebuilt for n-grams differs from the run's features")
+        with_ngrams[index, buckets] = features
+    return with_ngrams[index, buckets]
 
 
 def _label(name: str, settings: dict) -> str:
